@@ -1,0 +1,3 @@
+from deepprop.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""Activation functions the mean-field engine knows, with their derivatives and kinks.
+
+An :class:`Activation` bundles a torch-compatible elementwise function ``fn``, its derivative
+``derivative`` (analytic for the built-ins, autograd for user callables) and ``kinks``: the points
+where ``fn`` or one of its first two derivatives jumps (relu at 0, hard_tanh at +-1). Quadrature
+splits the Gaussian integrals at the kinks, so non-smooth activations are integrated as accurately as
+smooth ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from deepprop.errors import ParameterError
+
+TensorFn = Callable[[torch.Tensor], torch.Tensor]
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _autograd_derivative(fn: TensorFn) -> TensorFn:
+    """Elementwise derivative of ``fn`` by autograd (``fn`` must act elementwise)."""
+
+    def derivative(x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(fn(xg).sum(), xg)
+        return g.detach()
+
+    return derivative
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise nonlinearity phi.
+
+    Parameters
+    ----------
+    name : str
+        Identifier used in results and on the command line.
+    fn : callable
+        phi, acting elementwise on a torch tensor.
+    derivative : callable, optional
+        phi'. Computed by autograd when omitted.
+    kinks : tuple of float
+        Points where phi, phi' or phi'' is discontinuous. Integrals are split there.
+    homogeneous : bool
+        True when phi(a x) = a phi(x) for a > 0 (relu, linear): then, without bias and additive
+        noise, the correlation map does not depend on q.
+    """
+
+    name: str
+    fn: TensorFn
+    derivative: TensorFn | None = None
+    kinks: tuple[float, ...] = ()
+    homogeneous: bool = False
+    closed_form: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.derivative is None:
+            object.__setattr__(self, "derivative", _autograd_derivative(self.fn))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def torch_module(self) -> torch.nn.Module:
+        """The activation as an ``nn.Module`` (for building finite networks)."""
+        return _ActivationModule(self)
+
+
+class _ActivationModule(torch.nn.Module):
+    def __init__(self, activation: Activation):
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.activation.name
+
+
+def _relu_d(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0).to(x.dtype)
+
+
+def _erf_d(x: torch.Tensor) -> torch.Tensor:
+    return (2.0 / math.sqrt(math.pi)) * torch.exp(-x * x)
+
+
+def _sigmoid_d(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(x)
+    return s * (1 - s)
+
+
+def _hard_tanh(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, -1.0, 1.0)
+
+
+def _hard_tanh_d(x: torch.Tensor) -> torch.Tensor:
+    return (x.abs() < 1).to(x.dtype)
+
+
+def _elu(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, x, torch.expm1(torch.clamp(x, max=0.0)))
+
+
+def _elu_d(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, torch.ones_like(x), torch.exp(torch.clamp(x, max=0.0)))
+
+
+def _selu(x: torch.Tensor) -> torch.Tensor:
+    return SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(torch.clamp(x, max=0.0)))
+
+
+def _selu_d(x: torch.Tensor) -> torch.Tensor:
+    return SELU_SCALE * torch.where(x > 0, torch.ones_like(x), SELU_ALPHA * torch.exp(torch.clamp(x, max=0.0)))
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * torch.erfc(-x / math.sqrt(2.0))
+
+
+def _gelu_d(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.erfc(-x / math.sqrt(2.0)) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _silu_d(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+def _linear(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _ones(x: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(x)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation("tanh", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
+        Activation("relu", torch.relu, _relu_d, kinks=(0.0,), homogeneous=True, closed_form=True),
+        Activation("erf", torch.erf, _erf_d, closed_form=True),
+        Activation("linear", _linear, _ones, homogeneous=True, closed_form=True),
+        Activation("sigmoid", torch.sigmoid, _sigmoid_d),
+        Activation("hard_tanh", _hard_tanh, _hard_tanh_d, kinks=(-1.0, 1.0)),
+        Activation("elu", _elu, _elu_d, kinks=(0.0,)),
+        Activation("selu", _selu, _selu_d, kinks=(0.0,)),
+        Activation("gelu", _gelu, _gelu_d),
+        Activation("silu", torch.nn.functional.silu, _silu_d),
+        Activation("softplus", torch.nn.functional.softplus, torch.sigmoid),
+        Activation("sin", torch.sin, torch.cos),
+    )
+}
+
+
+def get_activation(activation: str | Activation | TensorFn, *, kinks: tuple[float, ...] = ()) -> Activation:
+    """Return the :class:`Activation` for a name, an Activation, or a torch-compatible callable.
+
+    A callable is wrapped with an autograd derivative; pass ``kinks`` if it is not smooth.
+    """
+    if isinstance(activation, Activation):
+        return activation
+    if isinstance(activation, str):
+        key = activation.strip().lower().replace("-", "_")
+        key = {"hardtanh": "hard_tanh", "swish": "silu", "identity": "linear"}.get(key, key)
+        if key not in ACTIVATIONS:
+            allowed = ", ".join(ACTIVATIONS)
+            raise ParameterError("activation", f"unknown activation {activation!r}; allowed: {allowed}")
+        return ACTIVATIONS[key]
+    if callable(activation):
+        name = getattr(activation, "__name__", type(activation).__name__)
+        return Activation(name, activation, kinks=tuple(kinks))
+    raise ParameterError("activation", f"expected a name or a callable, got {type(activation).__name__}")

@@ -1,0 +1,1 @@
+"""Command-line interface: ``deepprop <command> ...``. Each submodule registers its commands."""
