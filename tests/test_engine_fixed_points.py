@@ -159,3 +159,28 @@ def test_custom_callable_matches_builtin():
     b = mean_field("tanh", 2.5, 0.05).to_dict()
     for key in ("q_star", "c_star", "chi1", "xi_c"):
         assert a[key] == pytest.approx(b[key], rel=1e-10)
+
+
+def test_vanishing_signal_without_bias():
+    # tanh without bias below sigma_w^2 = 1: q* = 0 exactly, chi1 = sigma_w^2 phi'(0)^2 = sigma_w^2.
+    mf = mean_field("tanh", [0.5, 0.95], 0.0)
+    np.testing.assert_array_equal(mf.q_star, [0.0, 0.0])
+    np.testing.assert_allclose(mf.chi1, [0.5, 0.95], rtol=1e-12)
+    assert float(critical_sigma_w2("tanh", 0.0)) == pytest.approx(1.0, abs=1e-5)
+    # With dropout the linearised correlation map is c' = c / mu2, so c* = 0.
+    assert float(mean_field("tanh", 0.5, 0.0, keep_rate=0.9).c_star) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unstable_fixed_point_is_not_reported():
+    # relu without bias just above sigma_w^2 mu2 = 2: q = 0 is a fixed point but an unstable one;
+    # the iteration from q0 grows without bound.
+    mf = mean_field("relu", [1.6016, 1.6, 1.59], 0.0, keep_rate=0.8)
+    assert list(mf.phase) == ["unbounded", "critical", "ordered"]
+
+
+def test_no_critical_point_where_the_bounded_branch_ends_first():
+    # gelu at sigma_b^2 = 0.05 loses its stable variance fixed point while chi1 < 1.
+    sw2 = float(critical_sigma_w2("gelu", 0.05))
+    assert np.isnan(sw2)
+    grid = mean_field("gelu", np.linspace(1, 2.5, 31), 0.05)
+    assert np.nanmax(grid.chi1) < 0.9 and (grid.phase == "unbounded").any()

@@ -49,7 +49,8 @@ def q_star(
         g = big_q - qa
         newton = qa - g / (slope - 1.0)
         ok = torch.isfinite(newton) & (newton >= 0) & (slope != 1.0)
-        conv = (g.abs() <= 1e-14 * qa) | (qa.abs() < 1e-300)
+        # Below 1e-25 the iterate has reached the fixed point q* = 0 (kernels floor q at 1e-30).
+        conv = (g.abs() <= 1e-14 * qa) | (qa.abs() < 1e-25)
         q_new = torch.where(conv, qa, torch.where(ok, newton, big_q))
         diverged = ~torch.isfinite(q_new) | (q_new > Q_UNBOUNDED)
         q[work.index] = q_new
@@ -59,10 +60,33 @@ def q_star(
         if not bool(running.any()):
             break
         qa = work.keep(running, q_new)
+    # Newton may land on an UNSTABLE fixed point (relu without bias above sigma_w^2 mu2 = 2 has q = 0),
+    # which the layer-to-layer iteration never reaches. There, follow the plain iteration from q0.
+    converged = status == 1
+    if bool(converged.any()):
+        _, slope = q_map_and_slope(flat, torch.where(converged, q, torch.ones_like(q)))
+        unstable = converged & (slope > 1.0 + 1e-9)
+        if bool(unstable.any()):
+            q0_flat = torch.broadcast_to(torch.as_tensor(q0, dtype=q.dtype, device=q.device), shape).reshape(-1)
+            q_it, ok = _plain_iteration(flat.select(unstable), q0_flat[unstable].clone())
+            q[unstable] = q_it
+            status[unstable] = torch.where(ok, 1, 2).to(status.dtype)
     bounded = status == 1
     q = torch.where(bounded, q, torch.full_like(q, float("nan")))
     q = torch.where(q < Q_ZERO, torch.zeros_like(q), q)
     return q.reshape(shape), bounded.reshape(shape)
+
+
+def _plain_iteration(s: Setting, q: torch.Tensor, max_iter: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+    """q <- Q(q) until it settles (relative step 1e-13) or passes 1e15; returns (q, converged)."""
+    ok = torch.zeros_like(q, dtype=torch.bool)
+    for _ in range(max_iter):
+        q_new, _ = q_map_and_slope(s, q)
+        ok = (q_new - q).abs() <= 1e-13 * q_new.abs()
+        q = q_new
+        if bool((ok | ~torch.isfinite(q) | (q > Q_UNBOUNDED)).all()):
+            break
+    return q, ok & torch.isfinite(q)
 
 
 class _WorkingSet:
