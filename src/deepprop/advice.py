@@ -56,10 +56,11 @@ Both are reported whenever they are the binding constraint."""
 
 DEFAULT_DEPTH_MULTIPLE = 6.0
 
-_GRID_W2 = 20
-_GRID_B2 = 12
+_GRID_Q = 13
+_GRID_T = 21
 _GRID_W2_1D = 80
 _ZOOM = 7
+_MAX_ROUNDS = 80
 
 
 @dataclass(frozen=True)
@@ -177,15 +178,17 @@ def maximize_xi_c(
 ) -> DeepestSetting:
     """The bounded-signal (sigma_w^2, sigma_b^2) with the largest xi_c: the deepest trainable setting.
 
-    Maximises xi_c(sigma_w^2, sigma_b^2) over the box ``sigma_w2_range`` x ``sigma_b2_range`` (or over
+    Maximises xi_c over sigma_w^2 in ``sigma_w2_range`` and sigma_b^2 in ``sigma_b2_range`` (or over
     sigma_w^2 alone when ``sigma_b2`` is given) subject to a bounded signal: phase != "unbounded" and
-    q* within ``q_star_range`` (see :data:`DEFAULT_Q_STAR_RANGE`). A coarse grid (sigma_b^2 geometric,
-    plus 0) of the engine's vectorised ``mean_field`` finds the basin; then a bounded zoom evaluates a
-    7 x 7 grid (7 points in 1-D) of half-width one previous grid step around the best point, shrinking
-    three-fold per round, until the
-    step is below ``xtol`` times the box. Each round is one batched engine call, so the search costs a
-    handful of vectorised calls instead of ~100 scalar ones. An infinite xi_c (an exact critical point)
-    found on the way is returned as is.
+    q* within ``q_star_range`` (see :data:`DEFAULT_Q_STAR_RANGE`). In 2-D the search runs in
+    coordinates (log q*, t): sigma_w^2 = lo(q*) + t (hi(q*) - lo(q*)) spans the values whose bias
+    sigma_b^2 = q* - sigma_w^2 V(q*), V(q) = mu2 E[phi(sqrt(q) z)^2] + s_add^2 (one engine step), stays
+    in the sigma_b^2 box, so every constraint is an edge of the unit square (optima sit on them). A
+    coarse grid of the engine's vectorised ``mean_field`` finds the basin; a bounded pattern search then
+    evaluates a 7 x 7 grid (7 points in 1-D) of half-width one step around the best point, keeps the step while the
+    best point walks out of the window and shrinks it three-fold otherwise, until the step is below
+    ``xtol`` (unit-square coordinates). Each round is one batched engine call (a handful of vectorised
+    calls instead of ~100 scalar ones). An infinite xi_c (an exact critical point) is returned as is.
     """
     act = get_activation(activation)
     noise = Noise(keep_rate, noise_mult, noise_add)
@@ -199,40 +202,68 @@ def maximize_xi_c(
         raise ParameterError("q_star_range", f"must be 0 <= low < high (got {q_star_range})")
 
     one_d = sigma_b2 is not None
+    q_lo, q_hi = (float(v) for v in q_star_range)
+    q_lo = max(q_lo, 1e-8 * q_hi)
     if one_d:
         b_lo = b_hi = float(sigma_b2)
-        w = np.linspace(w_lo, w_hi, _GRID_W2_1D)
-        b = np.array([b_lo])
-    else:
-        w = np.linspace(w_lo, w_hi, _GRID_W2)
-        b_min = max(b_lo, 1e-4 * b_hi)
-        b = np.geomspace(b_min, b_hi, _GRID_B2 - (b_lo == 0))
-        if b_lo == 0:
-            b = np.concatenate([[0.0], b])
 
-    def best_of(wv: np.ndarray, bv: np.ndarray) -> tuple[int, int, float]:
-        mf = _mean_field(act, wv[:, None], bv[None, :], noise, depth_multiple)
-        score = _feasible_score(mf, q_star_range)
-        k = int(np.argmax(score))
-        i, j = np.unravel_index(k, score.shape)
-        return int(i), int(j), float(score[i, j])
+    def to_params(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unit-square coordinates -> (sigma_w2, sigma_b2, feasible)."""
+        u, v = np.broadcast_arrays(u, v)
+        if one_d:
+            return w_lo + u * (w_hi - w_lo), np.full(u.shape, b_lo), np.ones(u.shape, dtype=bool)
+        # 2-D: u -> log q*, v -> position of sigma_w2 between the smallest and largest value that keep the
+        # bias sigma_b2 = q* - sigma_w2 V(q*) inside [b_lo, b_hi], with V(q) = mu2 E[phi(sqrt(q) z)^2] +
+        # s_add^2. Every constraint (box, q* range, bias range) is then an edge of the unit square.
+        q = np.exp(math.log(q_lo) + u * (math.log(q_hi) - math.log(q_lo)))
+        gain = _variance_gain(act, q, noise)
+        lo = np.maximum(w_lo, (q - b_hi) / gain)
+        hi = np.minimum(w_hi, (q - b_lo) / gain)
+        sw2 = lo + v * (hi - lo)
+        sb2 = np.clip(q - sw2 * gain, b_lo, b_hi)
+        return sw2, sb2, hi >= lo
 
-    i, j, s = best_of(w, b)
+    def best_of(u: np.ndarray, v: np.ndarray) -> tuple[int, int, float, float, float]:
+        sw2, sb2, ok = to_params(u[:, None], v[None, :])
+        sw2 = np.where(ok, sw2, w_lo)
+        score = np.where(ok, _feasible_score(_mean_field(act, sw2, sb2, noise, depth_multiple), q_star_range),
+                         -np.inf)
+        i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+        return int(i), int(j), float(score[i, j]), float(sw2[i, j]), float(sb2[i, j])
+
+    u_grid = np.linspace(0.0, 1.0, _GRID_W2_1D if one_d else _GRID_Q)
+    v_grid = np.array([0.0]) if one_d else np.linspace(0.0, 1.0, _GRID_T)
+    i, j, s, sw2_best, sb2_best = best_of(u_grid, v_grid)
     if s == -np.inf:
         return DeepestSetting(math.nan, math.nan, math.nan, False, False, feasible=False)
-    x = np.array([w[i], b[j]])
-    b_step = 0.0 if one_d else max(b[min(j + 1, len(b) - 1)] - b[j], b[j] - b[max(j - 1, 0)])
-    half = np.array([w[1] - w[0], b_step])
-    while s < np.inf and half[0] > xtol * (w_hi - w_lo):
-        wv = np.unique(np.clip(np.linspace(x[0] - half[0], x[0] + half[0], _ZOOM), w_lo, w_hi))
-        bv = np.array([x[1]]) if one_d else np.unique(
-            np.clip(np.linspace(x[1] - half[1], x[1] + half[1], _ZOOM), b_lo, b_hi))
-        i, j, s_new = best_of(wv, bv)
-        if s_new >= s:
-            x, s = np.array([wv[i], bv[j]]), s_new
-        half = half * 2.0 / (_ZOOM - 1)
-    return _setting(act, noise, float(x[0]), float(x[1]), (w_lo, w_hi), (b_lo, b_hi), one_d, q_star_range,
+    x = np.array([u_grid[i], v_grid[j]])
+    half = np.array([u_grid[1] - u_grid[0], 0.0 if one_d else v_grid[1] - v_grid[0]])
+    for _ in range(_MAX_ROUNDS):
+        if s == np.inf or half.max() <= xtol:
+            break
+        uv = np.clip(np.linspace(x[0] - half[0], x[0] + half[0], _ZOOM), 0.0, 1.0)
+        vv = np.array([x[1]]) if one_d else np.clip(
+            np.linspace(x[1] - half[1], x[1] + half[1], _ZOOM), 0.0, 1.0)
+        i, j, s_new, sw2_new, sb2_new = best_of(uv, vv)
+        walking = i in (0, _ZOOM - 1) and uv[i] not in (0.0, 1.0)
+        walking |= not one_d and j in (0, _ZOOM - 1) and vv[j] not in (0.0, 1.0)
+        if s_new > s:
+            x, s, sw2_best, sb2_best = np.array([uv[i], vv[j]]), s_new, sw2_new, sb2_new
+        else:
+            walking = False
+        if not walking:
+            half = half * 2.0 / (_ZOOM - 1)  # shrink unless the best point is walking out of the window
+    return _setting(act, noise, sw2_best, sb2_best, (w_lo, w_hi), (b_lo, b_hi), one_d, q_star_range,
                     depth_multiple)
+
+
+def _variance_gain(act: Activation, q: np.ndarray, noise: Noise) -> np.ndarray:
+    """V(q) = mu2 E[phi(sqrt(q) z)^2] + s_add^2: one engine step of the variance map at sw2 = 1, sb2 = 0."""
+    from deepprop.meanfield import trajectory
+
+    q1, _ = trajectory(act, 1.0, 0.0, q0=np.array(q), c0=1.0, depth=1, keep_rate=float(noise.keep_rate),
+                       noise_mult=float(noise.noise_mult), noise_add=float(noise.noise_add))
+    return q1[..., 1]
 
 
 def _setting(act, noise, sw2, sb2, wbox, bbox, one_d, q_star_range, depth_multiple) -> DeepestSetting:
