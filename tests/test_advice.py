@@ -197,8 +197,9 @@ def test_relu_additive_noise_has_no_critical_point_and_returns_best_bounded_choi
 
 @pytest.mark.parametrize(
     "kw, param",
-    [(dict(keep_rate=0.0), "keep_rate"), (dict(keep_rate=1.5), "keep_rate"), (dict(noise_mult=-1.0), "noise_mult"),
-     (dict(sigma_b2=-0.1), "sigma_b2"), (dict(depth=0), "depth"), (dict(depth=2.5), "depth")],
+    [(dict(keep_rate=0.0), "keep_rate"), (dict(keep_rate=1.5), "keep_rate"),
+     (dict(noise_mult=-1.0), "noise_mult"), (dict(sigma_b2=-0.1), "sigma_b2"), (dict(depth=0), "depth"),
+     (dict(depth=2.5), "depth")],
 )
 def test_bad_input_names_the_parameter(kw, param):
     with pytest.raises(ParameterError) as exc:

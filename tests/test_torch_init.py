@@ -210,3 +210,64 @@ def _pre_activation_q(model: nn.Sequential, x: torch.Tensor) -> list[float]:
             if isinstance(m, nn.Linear):
                 q.append(float(x.square().mean()))
     return q
+
+
+# ---------------------------------------------------------------- diagnose vs the engine
+
+def _relu_dropout_xi_c(rho: float) -> float:
+    """Closed form (follow-ups section 1): c* of c' = (sqrt(1-c^2) + (pi - arccos c) c) / (pi mu2)."""
+    from scipy.optimize import brentq
+
+    mu2 = 1 / rho
+    c = brentq(lambda c: (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / (math.pi * mu2) - c,
+               0.0, 1 - 1e-15, xtol=1e-15)
+    return -1 / math.log((math.asin(c) / math.pi + 0.5) / mu2)
+
+
+def test_diagnose_on_init_model_reports_engine_numbers_tanh():
+    mf_mod = pytest.importorskip("deepprop.meanfield")
+    model = mlp(600, 5, nn.Tanh).double()
+    report = init_(model, generator=torch.Generator().manual_seed(11))
+    assert round(report.sigma_w2, 4) == 1.7610 and report.sigma_b2 == 0.05
+    d = diagnose(model)
+    assert d.depth == 6 and d.activation == "tanh" and d.keep_rate == 1.0
+    assert d.sigma_w2 == pytest.approx(report.sigma_w2, rel=0.01)
+    target = mf_mod.mean_field("tanh", report.sigma_w2, report.sigma_b2)
+    # chi_1 is linear in sw2 near the critical point: within the sampling error of the variances
+    assert d.chi1 == pytest.approx(target.to_dict()["chi1"], abs=0.01)
+    # q* = sw2 E[phi^2] + sb2 amplifies variance errors by 1/(1 - dQ/dq) (~2 here)
+    assert d.q_star == pytest.approx(target.to_dict()["q_star"], rel=0.05)
+    # and exactly the engine's numbers at the empirical variances
+    emp = mf_mod.mean_field("tanh", d.sigma_w2, d.sigma_b2)
+    assert d.chi1 == emp.to_dict()["chi1"] and d.q_star == emp.to_dict()["q_star"]
+    assert d.trainable and "expect it to train" in d.verdict
+
+
+def test_diagnose_relu_dropout_gives_closed_form_xi_c_and_not_trainable_verdict():
+    pytest.importorskip("deepprop.meanfield")
+    rho, depth = 0.8, 20
+    layers: list[nn.Module] = []
+    for _ in range(depth - 1):
+        layers += [nn.Linear(500, 500), nn.ReLU(), nn.Dropout(1 - rho)]
+    model = nn.Sequential(*layers, nn.Linear(500, 10))
+    report = init_(model, generator=torch.Generator().manual_seed(5))
+    assert report.sigma_w2 == 2 * rho and report.sigma_b2 == 0.0
+    d = diagnose(model)
+    assert d.keep_rate == pytest.approx(rho, abs=1e-15)
+    # with sb2 = 0 the ReLU correlation map does not depend on sw2: the sampling error cannot move xi_c
+    assert d.xi_c == pytest.approx(_relu_dropout_xi_c(rho), abs=1e-6)
+    assert not d.trainable
+    assert d.verdict.startswith("depth 20 > 6*xi_c = 9: expect it not to train")
+
+
+def test_diagnose_default_pytorch_init_is_ordered_and_suggests_critical_point():
+    """nn.Linear's default init (kaiming_uniform with a = sqrt(5)) has Var W = 1/(3 fan_in): sw2 = 1/3."""
+    pytest.importorskip("deepprop.meanfield")
+    torch.manual_seed(0)
+    model = mlp(800, 29, nn.Tanh)
+    d = diagnose(model)
+    assert d.sigma_w2 == pytest.approx(1 / 3, rel=0.01)
+    assert d.phase == "ordered" and d.chi1 < 1
+    assert not d.trainable
+    assert "expect it not to train; init_ would move it to sw2 = 1.76, sb2 = 0.05" in d.verdict
+    assert d.advice.sigma_w2 == pytest.approx(1.76095, abs=1e-5)

@@ -179,16 +179,16 @@ def maximize_xi_c(
     """The bounded-signal (sigma_w^2, sigma_b^2) with the largest xi_c: the deepest trainable setting.
 
     Maximises xi_c over sigma_w^2 in ``sigma_w2_range`` and sigma_b^2 in ``sigma_b2_range`` (or over
-    sigma_w^2 alone when ``sigma_b2`` is given) subject to a bounded signal: phase != "unbounded" and
-    q* within ``q_star_range`` (see :data:`DEFAULT_Q_STAR_RANGE`). In 2-D the search runs in
-    coordinates (log q*, t): sigma_w^2 = lo(q*) + t (hi(q*) - lo(q*)) spans the values whose bias
-    sigma_b^2 = q* - sigma_w^2 V(q*), V(q) = mu2 E[phi(sqrt(q) z)^2] + s_add^2 (one engine step), stays
-    in the sigma_b^2 box, so every constraint is an edge of the unit square (optima sit on them). A
-    coarse grid of the engine's vectorised ``mean_field`` finds the basin; a bounded pattern search then
-    evaluates a 7 x 7 grid (7 points in 1-D) of half-width one step around the best point, keeps the step while the
-    best point walks out of the window and shrinks it three-fold otherwise, until the step is below
-    ``xtol`` (unit-square coordinates). Each round is one batched engine call (a handful of vectorised
-    calls instead of ~100 scalar ones). An infinite xi_c (an exact critical point) is returned as is.
+    sigma_w^2 alone when ``sigma_b2`` is given) subject to a bounded signal: phase != "unbounded" and q*
+    within ``q_star_range`` (see :data:`DEFAULT_Q_STAR_RANGE`). In 2-D the search runs in coordinates
+    (log q*, t): sigma_w^2 = lo(q*) + t (hi(q*) - lo(q*)) spans the values whose bias sigma_b^2 = q* -
+    sigma_w^2 V(q*), V(q) = mu2 E[phi(sqrt(q) z)^2] + s_add^2 (one engine step), stays in the sigma_b^2
+    box, so every constraint is an edge of the unit square (optima sit on them). A coarse grid of the
+    engine's vectorised ``mean_field`` finds the basin; a bounded pattern search then evaluates a 7 x 7
+    grid (7 points in 1-D) of half-width one step around the best point, keeps the step while the best
+    point walks out of the window and shrinks it three-fold otherwise, until the step is below ``xtol``
+    (unit-square coordinates). Each round is one batched engine call (a handful of vectorised calls
+    instead of ~100 scalar ones). An infinite xi_c (an exact critical point) is returned as is.
     """
     act = get_activation(activation)
     noise = Noise(keep_rate, noise_mult, noise_add)

@@ -128,6 +128,9 @@ class ModelStructure:
         """The model's dropout keep rate (mean over its Dropout modules), None without dropout."""
         if not self.keep_rates:
             return None
+        rates = {k for _, k in self.keep_rates}
+        if len(rates) == 1:
+            return rates.pop()
         return math.fsum(k for _, k in self.keep_rates) / len(self.keep_rates)
 
     @property
