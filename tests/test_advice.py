@@ -210,3 +210,19 @@ def test_bad_input_names_the_parameter(kw, param):
 def test_unknown_activation():
     with pytest.raises(ParameterError, match="activation"):
         critical_init("nope")
+
+
+def test_noisy_relu_simulation_matches_theory_at_critical_init():
+    """Finite networks (the figure's simulator) vs the closed-form c* at sw2 = 2 rho: q stays ~1 and c^l
+    reaches c* from both sides within the spread over networks."""
+    import torch
+
+    from deepprop.figures.advice import simulate_noisy_relu
+
+    rho = 0.8
+    c_ref, _ = relu_noisy_closed_form(1 / rho)
+    q, c = simulate_noisy_relu(keep_rate=rho, noise_mult=0.0, sigma_w2=2 * rho, q0=1.0, c0=(0.95, 0.05),
+                               depth=8, width=400, networks=6, generator=torch.Generator().manual_seed(0))
+    assert abs(q[:, 0, -1].mean() - 1.0) < 3 * q[:, 0, -1].std() / math.sqrt(6) + 0.05
+    for j in range(2):
+        assert abs(c[:, j, -1].mean() - c_ref) < 4 * c[:, j, -1].std() / math.sqrt(6) + 0.01
