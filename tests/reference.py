@@ -26,13 +26,21 @@ ACTS = {
     "linear": (lambda x: x * 1.0, lambda x: np.ones_like(x), ()),
     "sigmoid": (_sig, lambda x: _sig(x) * (1 - _sig(x)), ()),
     "hard_tanh": (lambda x: np.clip(x, -1, 1), lambda x: (np.abs(x) < 1) * 1.0, (-1.0, 1.0)),
-    "elu": (lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))), lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))), (0.0,)),
+    "elu": (
+        lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+        lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))),
+        (0.0,),
+    ),
     "selu": (
         lambda x: SELU_L * np.where(x > 0, x, SELU_A * np.expm1(np.minimum(x, 0))),
         lambda x: SELU_L * np.where(x > 0, 1.0, SELU_A * np.exp(np.minimum(x, 0))),
         (0.0,),
     ),
-    "gelu": (lambda x: x * special.ndtr(x), lambda x: special.ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi), ()),
+    "gelu": (
+        lambda x: x * special.ndtr(x),
+        lambda x: special.ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi),
+        (),
+    ),
     "silu": (lambda x: x * _sig(x), lambda x: _sig(x) * (1 + x * (1 - _sig(x))), ()),
     "softplus": (lambda x: np.logaddexp(0, x), _sig, ()),
     "sin": (np.sin, np.cos, ()),
@@ -45,8 +53,10 @@ def gauss1(f, q, kinks=()):
     pts = sorted({0.0, *[k / s for k in kinks if abs(k / s) < 30]})
     edges = [-30.0, *pts, 30.0]
     total = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        total += integrate.quad(lambda z: f(s * z) * math.exp(-z * z / 2), a, b, epsabs=1e-15, epsrel=1e-13, limit=400)[0]
+    for a, b in zip(edges[:-1], edges[1:], strict=False):
+        total += integrate.quad(lambda z: f(s * z) * math.exp(-z * z / 2), a, b, epsabs=1e-15, epsrel=1e-13, limit=400)[
+            0
+        ]
     return total / math.sqrt(2 * math.pi)
 
 
@@ -84,8 +94,10 @@ def gauss_shifted(g, mean, std, kinks):
     pts = sorted({(k - mean) / std for k in kinks if abs((k - mean) / std) < 30})
     edges = [-30.0, *pts, 30.0]
     total = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        total += integrate.quad(lambda z: g(mean + std * z) * math.exp(-z * z / 2), a, b, epsabs=1e-14, epsrel=1e-12, limit=200)[0]
+    for a, b in zip(edges[:-1], edges[1:], strict=False):
+        total += integrate.quad(
+            lambda z: g(mean + std * z) * math.exp(-z * z / 2), a, b, epsabs=1e-14, epsrel=1e-12, limit=200
+        )[0]
     return total / math.sqrt(2 * math.pi)
 
 

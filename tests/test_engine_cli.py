@@ -22,8 +22,19 @@ def run(capsys, *argv):
 
 
 def test_point_json_contract(capsys):
-    code, out, _ = run(capsys, "point", "--activation", "tanh", "--sigma-w2", "2.5", "--sigma-b2", "0.05",
-                       "--keep-rate", "0.98", "--json")
+    code, out, _ = run(
+        capsys,
+        "point",
+        "--activation",
+        "tanh",
+        "--sigma-w2",
+        "2.5",
+        "--sigma-b2",
+        "0.05",
+        "--keep-rate",
+        "0.98",
+        "--json",
+    )
     assert code == 0
     data = json.loads(out)
     assert KEYS <= set(data)
@@ -42,11 +53,25 @@ def test_point_table_and_undefined_values(capsys):
 
 
 def test_noise_options(capsys):
-    _, out, _ = run(capsys, "point", "--activation", "relu", "--sigma-w2", "1.6", "--sigma-b2", "0",
-                    "--keep-rate", "0.8", "--json")
+    _, out, _ = run(
+        capsys, "point", "--activation", "relu", "--sigma-w2", "1.6", "--sigma-b2", "0", "--keep-rate", "0.8", "--json"
+    )
     assert json.loads(out)["c_star"] == pytest.approx(0.47280, abs=5e-6)
-    _, out, _ = run(capsys, "point", "--activation", "tanh", "--sigma-w2", "2", "--sigma-b2", "0.05",
-                    "--noise-mult", "0.3", "--noise-add", "0.1", "--json")
+    _, out, _ = run(
+        capsys,
+        "point",
+        "--activation",
+        "tanh",
+        "--sigma-w2",
+        "2",
+        "--sigma-b2",
+        "0.05",
+        "--noise-mult",
+        "0.3",
+        "--noise-add",
+        "0.1",
+        "--json",
+    )
     ref = mean_field("tanh", 2, 0.05, noise_mult=0.3, noise_add=0.1)
     assert json.loads(out)["xi_c"] == pytest.approx(float(ref.xi_c), rel=1e-12)
 
@@ -85,7 +110,9 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
 def test_installed_command_has_no_traceback_on_bad_input():
     proc = subprocess.run(
         [sys.executable, "-m", "deepprop", "point", "--sigma-w2", "-2", "--sigma-b2", "0"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--sigma-w2" in proc.stderr and "Traceback" not in proc.stderr
@@ -93,12 +120,23 @@ def test_installed_command_has_no_traceback_on_bad_input():
 
 def test_phase_csv_is_tidy(tmp_path, capsys):
     out = tmp_path / "grid.csv"
-    code, _, _ = run(capsys, "phase", "--activation", "tanh", "--sigma-w2", "1:4:7", "--sigma-b2", "0:0.3:4",
-                     "--out", str(out))
+    code, _, _ = run(
+        capsys, "phase", "--activation", "tanh", "--sigma-w2", "1:4:7", "--sigma-b2", "0:0.3:4", "--out", str(out)
+    )
     assert code == 0
     df = pd.read_csv(out)
-    assert list(df.columns[:10]) == ["sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c",
-                                     "xi_grad", "max_depth"]
+    assert list(df.columns[:10]) == [
+        "sigma_w2",
+        "sigma_b2",
+        "q_star",
+        "c_star",
+        "chi1",
+        "chi_c",
+        "xi_q",
+        "xi_c",
+        "xi_grad",
+        "max_depth",
+    ]
     assert "phase" in df.columns and len(df) == 28
     np.testing.assert_allclose(sorted(set(df.sigma_w2)), np.linspace(1, 4, 7))  # inclusive like linspace
     row = df[(df.sigma_w2 == 2.5) & (df.sigma_b2 == 0.1)].iloc[0]
@@ -107,8 +145,9 @@ def test_phase_csv_is_tidy(tmp_path, capsys):
 
 def test_phase_netcdf_roundtrip(tmp_path, capsys):
     out = tmp_path / "grid.nc"
-    code, _, _ = run(capsys, "phase", "--sigma-w2", "1:3:5", "--sigma-b2", "0.05", "--keep-rate", "0.9",
-                     "--out", str(out))
+    code, _, _ = run(
+        capsys, "phase", "--sigma-w2", "1:3:5", "--sigma-b2", "0.05", "--keep-rate", "0.9", "--out", str(out)
+    )
     assert code == 0
     ds = xr.open_dataset(out)
     assert ds["xi_c"].dims == ("sigma_w2", "sigma_b2")

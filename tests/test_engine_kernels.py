@@ -49,8 +49,8 @@ def test_pair_kernel_smooth_matches_high_degree_hermite(name, use_series):
     q = T([0.4, 1.0, 2.5, 2.5, 2.5])
     c = T([0.3, -0.5, 0.1, 0.8, 0.99])
     pair = k.pair(q, use_series=use_series)
-    ref_v = [gauss2(f, f, qi, ci) for qi, ci in zip(q.tolist(), c.tolist())]
-    ref_s = [qi * gauss2(d, d, qi, ci) for qi, ci in zip(q.tolist(), c.tolist())]
+    ref_v = [gauss2(f, f, qi, ci) for qi, ci in zip(q.tolist(), c.tolist(), strict=False)]
+    ref_s = [qi * gauss2(d, d, qi, ci) for qi, ci in zip(q.tolist(), c.tolist(), strict=False)]
     np.testing.assert_allclose(pair.value(c).numpy(), ref_v, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pair.slope(c).numpy(), ref_s, rtol=1e-8, atol=1e-12)
 
@@ -78,7 +78,9 @@ def test_closed_forms_agree_with_quadrature(name):
         np.testing.assert_allclose(getattr(closed, method)(q), getattr(quad, method)(q), rtol=1e-10)
     qq = T([0.2, 1.0, 3.7, 1.3])
     c = T([-0.6, 0.2, 0.9, 0.999])
-    np.testing.assert_allclose(closed.pair(qq).value(c), quad.pair(qq, use_series=False).value(c), rtol=1e-8, atol=1e-13)
+    np.testing.assert_allclose(
+        closed.pair(qq).value(c), quad.pair(qq, use_series=False).value(c), rtol=1e-8, atol=1e-13
+    )
     np.testing.assert_allclose(closed.pair(qq).slope(c), quad.pair(qq, use_series=False).slope(c), rtol=1e-8)
 
 
