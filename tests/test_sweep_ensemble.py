@@ -66,8 +66,15 @@ def _reference_losses(w, b, spec, settings, x, y, act):
 def test_batched_equals_single_network_training(optimizer, weights, activation, act):
     x, y, xt, yt, n_classes = _data()
     settings = TrainSettings(
-        depth=4, width=16, activation=activation, weights=weights, optimizer=optimizer, steps=25,
-        batch_size=8, dtype="float64", record_history=True,
+        depth=4,
+        width=16,
+        activation=activation,
+        weights=weights,
+        optimizer=optimizer,
+        steps=25,
+        batch_size=8,
+        dtype="float64",
+        record_history=True,
     )
     lrs = [0.05, 0.01, 0.1, 0.02] if optimizer == "sgd" else [1e-3, 3e-3, 1e-3, 5e-4]
     specs = [
@@ -123,8 +130,9 @@ def test_dropout_forward_variance_matches_mean_field_linear():
 
 def test_diverging_network_is_recorded_and_does_not_disturb_others():
     x, y, xt, yt, n_classes = _data()
-    settings = TrainSettings(depth=6, width=16, activation="relu", steps=30, batch_size=8, dtype="float64",
-                             record_history=True)
+    settings = TrainSettings(
+        depth=6, width=16, activation="relu", steps=30, batch_size=8, dtype="float64", record_history=True
+    )
     good = NetSpec(2.0, 0.0, 0.01, 0, 11, 0)
     bad = NetSpec(30.0, 0.0, 10.0, 0, 12, 1)  # exploding forward pass and a huge step size
     both = train_ensemble([good, bad], settings, x, y, xt, yt, n_classes)

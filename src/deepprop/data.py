@@ -177,7 +177,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
-    """``stem`` or ``stem.gz`` in ``directory``, also the original MNIST spelling ``train-images.idx3-ubyte``."""
+    """``stem`` or ``stem.gz`` in ``directory``, or the spelling ``train-images.idx3-ubyte``."""
     alt = stem.replace("-idx", ".idx")
     for name in (stem, stem + ".gz", alt, alt + ".gz"):
         if (directory / name).is_file():
@@ -240,7 +240,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
         if (module, name) not in _SAFE_GLOBALS:
-            raise pickle.UnpicklingError(f"refused to load global {module}.{name}: not a plain container/array")
+            raise pickle.UnpicklingError(
+                f"refused to load global {module}.{name}: not a plain container/array"
+            )
         if module.startswith("numpy.core") and hasattr(np, "_core"):
             module = "numpy._core" + module[len("numpy.core") :]
         return super().find_class(module, name)
@@ -269,7 +271,11 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_cifar10(data_dir: Path | None, download: bool) -> tuple[np.ndarray, ...]:
-    roots = [data_dir] if data_dir is not None else [SYSTEM_DATA_ROOT / "cifar10", default_cache_dir() / "cifar10"]
+    roots = (
+        [data_dir]
+        if data_dir is not None
+        else [SYSTEM_DATA_ROOT / "cifar10", default_cache_dir() / "cifar10"]
+    )
     for root in roots:
         for directory in (root, root / CIFAR10_DIR):
             if (directory / "test_batch").is_file():
@@ -282,12 +288,16 @@ def _load_cifar10(data_dir: Path | None, download: bool) -> tuple[np.ndarray, ..
             raise ParameterError("data_dir", f"no {CIFAR10_DIR} batches in {' or '.join(map(str, roots))}")
         root = roots[0] if data_dir is not None else default_cache_dir() / "cifar10"
         urls, files = CIFAR10_SOURCE
-        (archive_name, md5), = files.items()
+        ((archive_name, md5),) = files.items()
         archive = download_verified(urls, archive_name, md5, root)
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
         directory = root / CIFAR10_DIR
-    train = [_cifar_batch(directory / f"data_batch_{i}") for i in range(1, 6) if (directory / f"data_batch_{i}").is_file()]
+    train = [
+        _cifar_batch(directory / f"data_batch_{i}")
+        for i in range(1, 6)
+        if (directory / f"data_batch_{i}").is_file()
+    ]
     if not train:
         raise DatasetError(f"{directory}: no data_batch_N files")
     x_test, y_test = _cifar_batch(directory / "test_batch")
@@ -308,7 +318,9 @@ def _load_digits() -> tuple[np.ndarray, ...]:
     return x[train], y[train], x[test], y[test]
 
 
-def _synthetic(n_train: int, n_test: int, n_features: int, n_classes: int, seed: int) -> tuple[np.ndarray, ...]:
+def _synthetic(
+    n_train: int, n_test: int, n_features: int, n_classes: int, seed: int
+) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     teacher = rng.standard_normal((n_features, n_classes))
     x = rng.standard_normal((n_train + n_test, n_features))
@@ -325,7 +337,9 @@ def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
     mean = xtr.mean(axis=0)
     std = xtr.std(axis=0)
     std = np.where(std < 1e-6, np.inf, std)
-    return ((xtr - mean) / std).astype(np.float32), ((x_test.astype(np.float64) - mean) / std).astype(np.float32)
+    return ((xtr - mean) / std).astype(np.float32), ((x_test.astype(np.float64) - mean) / std).astype(
+        np.float32
+    )
 
 
 def _check_count(name: str, value: int | None) -> None:

@@ -90,20 +90,47 @@ class SweepConfig:
 
 # run-identity fields: what determines a trained network's result (not where or how it ran)
 IDENTITY_FIELDS = (
-    "dataset", "n_train", "n_test", "activation", "sigma_b2", "noise_mult", "noise_add", "weights", "width",
-    "optimizer", "steps", "batch_size", "dtype", "precision", "eval_train", "eval_test",
+    "dataset",
+    "n_train",
+    "n_test",
+    "activation",
+    "sigma_b2",
+    "noise_mult",
+    "noise_add",
+    "weights",
+    "width",
+    "optimizer",
+    "steps",
+    "batch_size",
+    "dtype",
+    "precision",
+    "eval_train",
+    "eval_test",
 )
 # keys accepted in a TOML file / as overrides (grid axes may also be given by their singular name)
 CONFIG_KEYS = {f.name for f in dataclasses.fields(SweepConfig)} - {"extra"}
-ALIASES = {"keep_rate": "keep_rates", "seed": "seeds", "depth": "depths", "sigma_w2s": "sigma_w2",
-           "sw2": "sigma_w2", "sb2": "sigma_b2", "learning_rate": "lr", "preset": None}
+ALIASES = {
+    "keep_rate": "keep_rates",
+    "seed": "seeds",
+    "depth": "depths",
+    "sigma_w2s": "sigma_w2",
+    "sw2": "sigma_w2",
+    "sb2": "sigma_b2",
+    "learning_rate": "lr",
+    "preset": None,
+}
 
 
-def run_identity(cfg: SweepConfig, depth: int, sigma_w2: float, keep_rate: float, seed: int) -> dict[str, Any]:
+def run_identity(
+    cfg: SweepConfig, depth: int, sigma_w2: float, keep_rate: float, seed: int
+) -> dict[str, Any]:
     """The fields that define one network's training run (its store key and its random streams)."""
     ident: dict[str, Any] = {k: getattr(cfg, k) for k in IDENTITY_FIELDS}
     ident.update(
-        depth=int(depth), sigma_w2=_canon(sigma_w2), keep_rate=_canon(keep_rate), seed=int(seed),
+        depth=int(depth),
+        sigma_w2=_canon(sigma_w2),
+        keep_rate=_canon(keep_rate),
+        seed=int(seed),
         lr=_canon(cfg.lr_for(depth)),
     )
     return ident
@@ -145,7 +172,9 @@ def parse_grid(name: str, spec: Any, *, integer: bool = False) -> tuple:
             try:
                 values = [float(v) for v in text.split(",") if v.strip()]
             except ValueError as exc:
-                raise ParameterError(name, f"must be numbers, 'a,b,c' or start:stop:count (got {spec!r})") from exc
+                raise ParameterError(
+                    name, f"must be numbers, 'a,b,c' or start:stop:count (got {spec!r})"
+                ) from exc
     elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
         values = [float(spec)]
     elif isinstance(spec, (list, tuple)):
@@ -193,7 +222,9 @@ def validate(cfg: SweepConfig) -> SweepConfig:
         raise ParameterError("sigma_w2", f"must be > 0 (got {min(cfg.sigma_w2)})")
     if any(not (0 < r <= 1) for r in cfg.keep_rates):
         bad = [r for r in cfg.keep_rates if not (0 < r <= 1)][0]
-        raise ParameterError("keep_rates", f"must be in (0, 1], the probability of keeping a unit (got {bad})")
+        raise ParameterError(
+            "keep_rates", f"must be in (0, 1], the probability of keeping a unit (got {bad})"
+        )
     if any(s < 0 for s in cfg.seeds):
         raise ParameterError("seeds", f"must be >= 0 (got {min(cfg.seeds)})")
     for name in ("sigma_b2", "noise_mult", "noise_add"):
@@ -201,8 +232,11 @@ def validate(cfg: SweepConfig) -> SweepConfig:
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ParameterError(name, f"must be finite and >= 0 (got {v!r})")
     choices = {
-        "weights": ("gaussian", "orthogonal"), "optimizer": ("sgd", "rmsprop"), "dtype": ("float32", "float64"),
-        "precision": ("fp32", "tf32", "bf16"), "executor": ("local", "ray"),
+        "weights": ("gaussian", "orthogonal"),
+        "optimizer": ("sgd", "rmsprop"),
+        "dtype": ("float32", "float64"),
+        "precision": ("fp32", "tf32", "bf16"),
+        "executor": ("local", "ray"),
     }
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
@@ -274,19 +308,61 @@ def load_toml(path: str | Path, base: SweepConfig | None = None) -> SweepConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # fig. 5a: tanh, sb2 = 0.05, 10 <= L <= 300, 1 <= sw2 <= 4, SGD, 200 steps on MNIST
     "fig5a": {
-        "full": dict(dataset="mnist", activation="tanh", sigma_b2=0.05, width=300, depths="10:300:30",
-                     sigma_w2="1:4:30", optimizer="sgd", lr="paper", steps=200, batch_size=128, device="cuda"),
-        "reduced": dict(dataset="digits", activation="tanh", sigma_b2=0.05, width=64, depths="10:100:4",
-                        sigma_w2="1:4:7", optimizer="sgd", lr=1e-2, steps=200, batch_size=64),
+        "full": dict(
+            dataset="mnist",
+            activation="tanh",
+            sigma_b2=0.05,
+            width=300,
+            depths="10:300:30",
+            sigma_w2="1:4:30",
+            optimizer="sgd",
+            lr="paper",
+            steps=200,
+            batch_size=128,
+            device="cuda",
+        ),
+        "reduced": dict(
+            dataset="digits",
+            activation="tanh",
+            sigma_b2=0.05,
+            width=64,
+            depths="10:100:4",
+            sigma_w2="1:4:7",
+            optimizer="sgd",
+            lr=1e-2,
+            steps=200,
+            batch_size=64,
+        ),
     },
     # fig. 6: the same with dropout, keep rates 0.99, 0.98, 0.94
     "fig6": {
-        "full": dict(dataset="mnist", activation="tanh", sigma_b2=0.05, width=300, depths="10:300:30",
-                     sigma_w2="1:4:30", keep_rates=[0.99, 0.98, 0.94], optimizer="sgd", lr="paper",
-                     steps=200, batch_size=128, device="cuda"),
-        "reduced": dict(dataset="digits", activation="tanh", sigma_b2=0.05, width=64, depths="10:100:4",
-                        sigma_w2="1:4:7", keep_rates=[0.99, 0.94], optimizer="sgd", lr=1e-2, steps=200,
-                        batch_size=64),
+        "full": dict(
+            dataset="mnist",
+            activation="tanh",
+            sigma_b2=0.05,
+            width=300,
+            depths="10:300:30",
+            sigma_w2="1:4:30",
+            keep_rates=[0.99, 0.98, 0.94],
+            optimizer="sgd",
+            lr="paper",
+            steps=200,
+            batch_size=128,
+            device="cuda",
+        ),
+        "reduced": dict(
+            dataset="digits",
+            activation="tanh",
+            sigma_b2=0.05,
+            width=64,
+            depths="10:100:4",
+            sigma_w2="1:4:7",
+            keep_rates=[0.99, 0.94],
+            optimizer="sgd",
+            lr=1e-2,
+            steps=200,
+            batch_size=64,
+        ),
     },
 }
 

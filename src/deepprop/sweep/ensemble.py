@@ -94,7 +94,7 @@ class EnsembleResult:
 
 
 def batch_indices(seed: int, n: int, steps: int, batch_size: int) -> np.ndarray:
-    """Mini-batch example indices (steps, batch_size): consecutive epochs of permutations drawn with ``seed``."""
+    """Mini-batch example indices (steps, batch_size): epochs of permutations drawn with ``seed``."""
     rng = np.random.default_rng(int(seed))
     need = steps * batch_size
     chunks, have = [], 0
@@ -113,7 +113,9 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def hash_uniform(keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]) -> torch.Tensor:
+def hash_uniform(
+    keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]
+) -> torch.Tensor:
     """Uniform [0, 1) numbers of shape (K,) + shape from a counter-based hash; float32.
 
     Entry (k, i, j) depends only on (keys[k], step, layer, stream, i, j): a network's noise does not depend on
@@ -121,13 +123,17 @@ def hash_uniform(keys: torch.Tensor, step: int, layer: int, stream: int, shape: 
     """
     device = keys.device
     counter = ((step * 1_000_003 + layer * 7919 + stream * 104_729) & MASK32) & MASK32
-    base = _mix32((keys.to(torch.int64) & MASK32) ^ _mix32(torch.tensor(counter, dtype=torch.int64, device=device)))
+    base = _mix32(
+        (keys.to(torch.int64) & MASK32) ^ _mix32(torch.tensor(counter, dtype=torch.int64, device=device))
+    )
     idx = torch.arange(shape[0] * shape[1], dtype=torch.int64, device=device).view(1, *shape)
     h = _mix32((base.view(-1, 1, 1) + idx * 0x9E3779B9) & MASK32)
     return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
 
-def hash_normal(keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]) -> torch.Tensor:
+def hash_normal(
+    keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]
+) -> torch.Tensor:
     """Standard normal numbers by Box-Muller from two :func:`hash_uniform` streams."""
     u1 = hash_uniform(keys, step, layer, 2 * stream, shape)
     u2 = hash_uniform(keys, step, layer, 2 * stream + 1, shape)
@@ -320,11 +326,17 @@ def train_ensemble(
 
     seeds = sorted({int(s.seed) for s in specs})
     tables = {s: batch_indices(s, len(y_train), settings.steps, settings.batch_size) for s in seeds}
-    table = torch.from_numpy(np.stack([tables[int(s.seed)] for s in specs], axis=1)).to(device)  # (steps, K, B)
+    table = torch.from_numpy(np.stack([tables[int(s.seed)] for s in specs], axis=1)).to(
+        device
+    )  # (steps, K, B)
 
     alive = torch.ones(k, dtype=torch.bool, device=device)
     div_step = torch.full((k,), -1, dtype=torch.int64, device=device)
-    history = torch.empty(settings.steps, k, dtype=torch.float64, device=device) if settings.record_history else None
+    history = (
+        torch.empty(settings.steps, k, dtype=torch.float64, device=device)
+        if settings.record_history
+        else None
+    )
     autocast = settings.precision == "bf16" and device.type == "cuda"
     prev_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = settings.precision == "tf32"
@@ -336,7 +348,9 @@ def train_ensemble(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = forward(xb, params[:n_layers], params[n_layers:], phi, noise, step)
             logits = logits.to(dtype) if autocast else logits
-            ce = F.cross_entropy(logits.reshape(k * settings.batch_size, -1), yb.reshape(-1), reduction="none")
+            ce = F.cross_entropy(
+                logits.reshape(k * settings.batch_size, -1), yb.reshape(-1), reduction="none"
+            )
             loss = ce.view(k, settings.batch_size).mean(1)
             if history is not None:
                 history[step] = loss.detach().to(torch.float64)

@@ -19,15 +19,37 @@ import pandas as pd
 from deepprop.errors import ParameterError
 
 IDENTITY_COLUMNS = {
-    "dataset": "TEXT", "n_train": "INTEGER", "n_test": "INTEGER", "activation": "TEXT", "sigma_b2": "REAL",
-    "noise_mult": "REAL", "noise_add": "REAL", "weights": "TEXT", "width": "INTEGER", "optimizer": "TEXT",
-    "steps": "INTEGER", "batch_size": "INTEGER", "dtype": "TEXT", "precision": "TEXT", "eval_train": "INTEGER",
-    "eval_test": "INTEGER", "depth": "INTEGER", "sigma_w2": "REAL", "keep_rate": "REAL", "seed": "INTEGER",
+    "dataset": "TEXT",
+    "n_train": "INTEGER",
+    "n_test": "INTEGER",
+    "activation": "TEXT",
+    "sigma_b2": "REAL",
+    "noise_mult": "REAL",
+    "noise_add": "REAL",
+    "weights": "TEXT",
+    "width": "INTEGER",
+    "optimizer": "TEXT",
+    "steps": "INTEGER",
+    "batch_size": "INTEGER",
+    "dtype": "TEXT",
+    "precision": "TEXT",
+    "eval_train": "INTEGER",
+    "eval_test": "INTEGER",
+    "depth": "INTEGER",
+    "sigma_w2": "REAL",
+    "keep_rate": "REAL",
+    "seed": "INTEGER",
     "lr": "REAL",
 }
 RESULT_COLUMNS = {
-    "train_accuracy": "REAL", "test_accuracy": "REAL", "final_loss": "REAL", "diverged": "INTEGER",
-    "diverged_step": "INTEGER", "device": "TEXT", "wall_s": "REAL", "finished_at": "REAL",
+    "train_accuracy": "REAL",
+    "test_accuracy": "REAL",
+    "final_loss": "REAL",
+    "diverged": "INTEGER",
+    "diverged_step": "INTEGER",
+    "device": "TEXT",
+    "wall_s": "REAL",
+    "finished_at": "REAL",
 }
 COLUMNS = ["run_key", *IDENTITY_COLUMNS, *RESULT_COLUMNS]
 
@@ -67,7 +89,9 @@ class Store:
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
