@@ -235,7 +235,8 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     if c.size == 1:
         return np.array([c[0] - 0.5, c[0] + 0.5])
     mid = (c[:-1] + c[1:]) / 2
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+    lo = max(c[0] - (mid[0] - c[0]), 0.0) if c[0] > 0 else c[0] - (mid[0] - c[0])
+    return np.concatenate([[lo], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
 def export(df: pd.DataFrame, out: str | Path) -> Path:
