@@ -1,4 +1,4 @@
-"""Datasets: IDX parsing, verified download, offline errors, the restricted CIFAR unpickler, standardisation."""
+"""Datasets: IDX parsing, verified download, offline errors, restricted CIFAR unpickler, standardisation."""
 
 from __future__ import annotations
 

@@ -145,12 +145,13 @@ def fit_laws(
     fits.append(LawFit("fit: L <= a xi_c", {"a": float(best_a)}, float(acc_a.max()), len(cells)))
     cand_b = np.concatenate([_candidates(L / xi_1_safe), [np.inf]])
     best = (-1.0, best_a, np.inf)
+    below_b = L[None, :] <= cand_b[:, None] * xi_1_safe[None, :]  # (n_b, n_cells)
     for a in cand_a:
         pa = L <= a * xi_c_safe
-        for b in cand_b:
-            acc = _accuracy(pa & (L <= b * xi_1_safe), label)
-            if acc > best[0] + 1e-12:
-                best = (acc, a, b)
+        acc_b = ((pa[None, :] & below_b) == label[None, :]).mean(axis=1)
+        j = int(np.argmax(acc_b))
+        if acc_b[j] > best[0] + 1e-12:
+            best = (float(acc_b[j]), a, cand_b[j])
     fits.append(
         LawFit(
             "fit: L <= min(a xi_c, b xi_1)", {"a": float(best[1]), "b": float(best[2])}, best[0], len(cells)
