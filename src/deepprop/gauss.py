@@ -143,7 +143,17 @@ def expect_pair(
         sl = slice(start, start + chunk)
         sq, cc = torch.sqrt(qf[sl]), cf[sl]
         ss = torch.sqrt(torch.clamp(1.0 - cc * cc, min=0.0))
-        z1, w1 = normal_rule(u_breaks / sq[:, None], m)  # (P, n1)
+        # Outer breakpoints: the activation's, plus where the inner integral switches across a kink
+        # (c u1 = kink +- 2 sqrt(q) s): a boundary layer of width ~s that matters as |c| -> 1.
+        kinks = torch.as_tensor(activation.kinks, dtype=q.dtype, device=q.device)
+        if kinks.numel():
+            layer = (kinks[None, :, None] + 2.0 * (sq * ss)[:, None, None] * torch.tensor([-1.0, 1.0], dtype=q.dtype))
+            layer = (layer / cc[:, None, None]).reshape(len(sq), -1)
+            layer = torch.where(torch.isfinite(layer), layer, torch.zeros_like(layer))
+            outer = torch.cat([u_breaks.expand(len(sq), -1), layer], dim=-1) / sq[:, None]
+        else:
+            outer = u_breaks / sq[:, None]
+        z1, w1 = normal_rule(outer, m)  # (P, n1)
         # Inner breakpoints: z2 where u2 crosses an activation breakpoint, for each outer node.
         num = u_breaks[None, None, :] / sq[:, None, None] - cc[:, None, None] * z1[..., None]
         zb = num / ss[:, None, None]
