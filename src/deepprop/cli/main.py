@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from deepprop.errors import ParameterError
 
-COMMAND_MODULES: tuple[str, ...] = ("engine",)
+COMMAND_MODULES: tuple[str, ...] = ("engine", "simulate")
 
 EXIT_USAGE = 2
 
