@@ -1,0 +1,101 @@
+r"""Depth scales, phases, the critical line, and depth scales measured from the recursions.
+
+* xi_q = -1 / log|dQ/dq (q*)|          (eq. 7; dQ/dq = chi_1 + sigma_w^2 mu2 E[phi'' phi])
+* xi_c = -1 / log chi_c,  chi_c = sigma_w^2 E[phi'(u1*) phi'(u2*)]   (eq. 9; chi_c = chi_1 when c* = 1)
+* xi_grad = -1 / log chi_1             (eq. 16; signed: negative means exploding gradients)
+
+Phase: "unbounded" where the variance map has no finite fixed point; otherwise "critical" where
+|chi_1 - 1| <= tol (default 1e-3), "ordered" where chi_1 < 1 and "chaotic" where chi_1 > 1. With
+noise the phase still names the gradient regime (chi_1 carries the noise factor mu2), but c* < 1
+everywhere and xi_c stays finite (section 3.1 of the paper).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepprop.fixed_points import q_star
+from deepprop.maps import Setting, chi1
+
+PHASES = ("ordered", "critical", "chaotic", "unbounded")
+
+
+def depth_scale(rate: torch.Tensor) -> torch.Tensor:
+    """xi = -1 / log(rate) for 0 <= rate < 1; +inf at rate 1; NaN above 1 (no decay) or for NaN."""
+    rate = torch.as_tensor(rate)
+    with torch.no_grad():
+        xi = -1.0 / torch.log(rate)
+    xi = torch.where(rate == 1.0, torch.full_like(xi, float("inf")), xi)
+    return torch.where((rate > 1.0) | torch.isnan(rate), torch.full_like(xi, float("nan")), xi)
+
+
+def gradient_depth_scale(chi_1: torch.Tensor) -> torch.Tensor:
+    """xi_grad = -1 / log chi_1, signed (eq. 16): > 0 vanishing, < 0 exploding, inf at chi_1 = 1."""
+    xi = -1.0 / torch.log(chi_1)
+    return torch.where(chi_1 == 1.0, torch.full_like(xi, float("inf")), xi)
+
+
+def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3) -> np.ndarray:
+    """Phase label per point (see module docstring)."""
+    chi_1 = np.asarray(chi_1)
+    out = np.where(chi_1 < 1.0, "ordered", "chaotic").astype("<U9")
+    out[np.abs(chi_1 - 1.0) <= tol] = "critical"
+    out[~np.asarray(bounded)] = "unbounded"
+    return out
+
+
+def critical_sigma_w2_setting(s: Setting, q0: float = 1.0, iterations: int = 200) -> torch.Tensor:
+    """sigma_w^2 where chi_1 = 1, for each sigma_b^2 and noise in ``s`` (its sigma_w2 is ignored).
+
+    Bisection on log sigma_w^2 over [1e-4, 1e4], finished with secant steps; chi_1 is taken as > 1
+    where the variance map is unbounded. NaN where chi_1 - 1 does not change sign on that bracket.
+    """
+    lo = torch.full(s.shape, -4.0, dtype=torch.float64, device=s.sigma_w2.device)
+    hi = torch.full_like(lo, 4.0)
+
+    def excess(log_sw2: torch.Tensor) -> torch.Tensor:
+        sub = Setting(s.activation, s.kernel, 10.0**log_sw2, s.sigma_b2, s.mu2, s.add_var)
+        q, bounded = q_star(sub, q0)
+        val = chi1(sub, torch.nan_to_num(q, nan=1.0)) - 1.0
+        return torch.where(bounded, val, torch.ones_like(val))
+
+    f_lo, f_hi = excess(lo), excess(hi)
+    valid = (f_lo < 0) & (f_hi > 0)
+    for _ in range(60):  # bisection to ~1e-17 in log10 sigma_w^2
+        mid = 0.5 * (lo + hi)
+        f_mid = excess(mid)
+        up = f_mid > 0
+        hi = torch.where(up, mid, hi)
+        lo = torch.where(up, lo, mid)
+        if bool(((hi - lo) < 1e-14).all()):
+            break
+    root = 10.0 ** (0.5 * (lo + hi))
+    return torch.where(valid, root, torch.full_like(root, float("nan")))
+
+
+def fit_depth_scale(residual: np.ndarray, floor: float = 1e-11, skip: int = 1, min_points: int = 4) -> np.ndarray:
+    """Fit |x^l - x*| ~ A exp(-l / xi) along the last axis, as in fig. 2 (b, c).
+
+    Layers before ``skip`` (the transient) and residuals below ``floor`` (round-off) are left out;
+    the fit is a least-squares line through log residual against l. NaN where fewer than
+    ``min_points`` layers qualify or the residual does not decay.
+    """
+    r = np.abs(np.asarray(residual, dtype=np.float64))
+    depth = r.shape[-1]
+    layers = np.arange(depth, dtype=np.float64)
+    ok = (r > floor) & np.isfinite(r)
+    ok[..., :skip] = False
+    # Keep only the run of layers before the residual first hits the floor.
+    first_bad = np.where(~ok[..., skip:], np.arange(skip, depth), depth).min(axis=-1)
+    ok &= layers < first_bad[..., None]
+    n = ok.sum(-1)
+    logr = np.where(ok, np.log(np.where(ok, r, 1.0)), 0.0)
+    sx = (ok * layers).sum(-1)
+    sy = logr.sum(-1)
+    sxx = (ok * layers**2).sum(-1)
+    sxy = (ok * layers * logr).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (n * sxy - sx * sy) / (n * sxx - sx**2)
+        xi = -1.0 / slope
+    return np.where((n >= min_points) & (slope < 0), xi, np.nan)

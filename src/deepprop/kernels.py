@@ -1,0 +1,227 @@
+r"""The Gaussian integrals the maps need, one object per activation.
+
+For z, z1, z2 independent standard normals, u1 = sqrt(q) z1 and
+u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2) (the pair of pre-activations of eq. 4 with equal variances):
+
+* ``second_moment(q)``        V(q)   = E[phi(sqrt(q) z)^2]
+* ``second_moment_slope(q)``  V'(q)  = dV/dq = E[z phi(sqrt q z) phi'(sqrt q z)] / sqrt(q)
+* ``derivative_moment(q)``    E[phi'(sqrt(q) z)^2]
+* ``pair(q)``                 a :class:`PairKernel` with ``value(c)`` = K(q, c) = E[phi(u1) phi(u2)]
+                              and ``slope(c)`` = dK/dc = q E[phi'(u1) phi'(u2)] (Price's theorem).
+
+Closed forms (relu: arc-cosine kernel of degree 1; erf: arcsin kernel; linear) are used where they
+exist; every other activation goes through :mod:`deepprop.gauss`. A variance q = 0 is evaluated as
+the limit q -> 0+ (at q = 1e-30), so that a vanishing signal still has a well-defined slope.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+from deepprop import gauss
+from deepprop.activations import Activation
+
+Q_FLOOR = 1e-30
+MEHLER_MAX_Q = 16.0
+MEHLER_MAX_TAIL = 1e-11
+
+
+class PairKernel(Protocol):
+    def value(self, c: torch.Tensor) -> torch.Tensor: ...
+
+    def slope(self, c: torch.Tensor) -> torch.Tensor: ...
+
+    def restrict(self, mask: torch.Tensor) -> PairKernel: ...
+
+
+class Kernel(Protocol):
+    activation: Activation
+
+    def second_moment(self, q: torch.Tensor) -> torch.Tensor: ...
+
+    def second_moment_slope(self, q: torch.Tensor) -> torch.Tensor: ...
+
+    def derivative_moment(self, q: torch.Tensor) -> torch.Tensor: ...
+
+    def pair(self, q: torch.Tensor) -> PairKernel: ...
+
+
+def _floor(q: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(q, min=Q_FLOOR)
+
+
+class _ClosedPair:
+    def __init__(self, q: torch.Tensor, value, slope):
+        self.q, self._value, self._slope = q, value, slope
+
+    def value(self, c: torch.Tensor) -> torch.Tensor:
+        return self._value(self.q, c)
+
+    def slope(self, c: torch.Tensor) -> torch.Tensor:
+        return self._slope(self.q, c)
+
+    def restrict(self, mask: torch.Tensor) -> _ClosedPair:
+        return _ClosedPair(self.q[mask], self._value, self._slope)
+
+
+class ReluKernel:
+    """phi = max(0, x): V = q/2, E[phi'^2] = 1/2, K = q/(2 pi) (sqrt(1-c^2) + (pi - arccos c) c)."""
+
+    def __init__(self, activation: Activation):
+        self.activation = activation
+
+    def second_moment(self, q):
+        return 0.5 * q
+
+    def second_moment_slope(self, q):
+        return torch.full_like(q, 0.5)
+
+    def derivative_moment(self, q):
+        return torch.full_like(q, 0.5)
+
+    def pair(self, q):
+        def value(q, c):
+            c = c.clamp(-1.0, 1.0)
+            return q / (2 * math.pi) * (torch.sqrt(1 - c * c) + (math.pi - torch.arccos(c)) * c)
+
+        def slope(q, c):
+            return q * (math.pi - torch.arccos(c.clamp(-1.0, 1.0))) / (2 * math.pi)
+
+        return _ClosedPair(q, value, slope)
+
+
+class ErfKernel:
+    """phi = erf(x): K = (2/pi) arcsin(2 q c / (1 + 2 q)), E[phi'^2] = (4/pi) / sqrt(1 + 4 q)."""
+
+    def __init__(self, activation: Activation):
+        self.activation = activation
+
+    def second_moment(self, q):
+        return (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q))
+
+    def second_moment_slope(self, q):
+        return (4 / math.pi) / ((1 + 2 * q) * torch.sqrt(1 + 4 * q))
+
+    def derivative_moment(self, q):
+        return (4 / math.pi) / torch.sqrt(1 + 4 * q)
+
+    def pair(self, q):
+        def value(q, c):
+            return (2 / math.pi) * torch.arcsin(2 * q * c / (1 + 2 * q))
+
+        def slope(q, c):
+            return (4 * q / math.pi) / torch.sqrt((1 + 2 * q) ** 2 - 4 * q * q * c * c)
+
+        return _ClosedPair(q, value, slope)
+
+
+class LinearKernel:
+    """phi = x: V = q, K = q c."""
+
+    def __init__(self, activation: Activation):
+        self.activation = activation
+
+    def second_moment(self, q):
+        return q.clone()
+
+    def second_moment_slope(self, q):
+        return torch.ones_like(q)
+
+    def derivative_moment(self, q):
+        return torch.ones_like(q)
+
+    def pair(self, q):
+        return _ClosedPair(q, lambda q, c: q * c, lambda q, c: q * torch.ones_like(c))
+
+
+class _QuadraturePair:
+    """K(q, c) by Mehler's series where it is accurate, by nested split quadrature elsewhere."""
+
+    def __init__(self, activation: Activation, q: torch.Tensor, *, _parts=None):
+        self.activation = activation
+        self.q = q
+        if _parts is not None:
+            self.series_mask, self.series = _parts
+            return
+        smooth = len(activation.kinks) == 0
+        self.series_mask = torch.zeros_like(q, dtype=torch.bool)
+        self.series = None
+        if smooth:
+            candidates = q <= MEHLER_MAX_Q
+            if bool(candidates.any()):
+                series = gauss.HermiteSeries(activation, q[candidates])
+                ok = series.tail <= MEHLER_MAX_TAIL
+                idx = candidates.clone()
+                idx[candidates] = ok
+                self.series_mask = idx
+                if bool(ok.any()):
+                    self.series = series.subset(ok)
+
+    def restrict(self, mask: torch.Tensor) -> _QuadraturePair:
+        series = None
+        if self.series is not None:
+            keep = mask[self.series_mask]
+            if bool(keep.any()):
+                series = self.series.subset(keep)
+        return _QuadraturePair(self.activation, self.q[mask], _parts=(self.series_mask[mask], series))
+
+    def _combine(self, c: torch.Tensor, series_fn, direct_fn) -> torch.Tensor:
+        c = torch.broadcast_to(c, self.q.shape)
+        out = torch.empty_like(c)
+        m = self.series_mask
+        if self.series is not None and bool(m.any()):
+            out[m] = series_fn(self.series, c[m])
+        rest = ~m
+        if bool(rest.any()):
+            out[rest] = direct_fn(self.q[rest], c[rest])
+        return out
+
+    def value(self, c: torch.Tensor) -> torch.Tensor:
+        fn = self.activation.fn
+        return self._combine(
+            c, lambda s, cc: s.value(cc), lambda q, cc: gauss.expect_pair(fn, fn, self.activation, q, cc)
+        )
+
+    def slope(self, c: torch.Tensor) -> torch.Tensor:
+        d = self.activation.derivative
+        return self._combine(
+            c,
+            lambda s, cc: s.slope(cc),
+            lambda q, cc: q * gauss.expect_pair(d, d, self.activation, q, cc),
+        )
+
+
+class QuadratureKernel:
+    """Any activation: split Gauss-Legendre for 1-D integrals, Mehler or nested rules for pairs."""
+
+    def __init__(self, activation: Activation):
+        self.activation = activation
+
+    def second_moment(self, q):
+        fn = self.activation.fn
+        return gauss.expect(lambda x: fn(x) ** 2, self.activation, _floor(q))
+
+    def second_moment_slope(self, q):
+        fn, d = self.activation.fn, self.activation.derivative
+        qf = _floor(q)
+        return gauss.expect(lambda x: x * fn(x) * d(x), self.activation, qf) / qf
+
+    def derivative_moment(self, q):
+        d = self.activation.derivative
+        return gauss.expect(lambda x: d(x) ** 2, self.activation, _floor(q))
+
+    def pair(self, q):
+        return _QuadraturePair(self.activation, _floor(q))
+
+
+_CLOSED = {"relu": ReluKernel, "erf": ErfKernel, "linear": LinearKernel}
+
+
+def kernel_for(activation: Activation, *, closed_form: bool = True) -> Kernel:
+    """The kernel of ``activation``: closed form where one exists (unless ``closed_form=False``)."""
+    if closed_form and activation.closed_form and activation.name in _CLOSED:
+        return _CLOSED[activation.name](activation)
+    return QuadratureKernel(activation)

@@ -1,0 +1,160 @@
+r"""The variance and correlation maps (eq. 3, 4; with noise, follow-ups section 1) and their slopes.
+
+With multiplicative noise of second moment mu2 and additive noise of variance s_add^2 on each layer's
+input (see :mod:`deepprop.noise`):
+
+    q^{l+1}    = Q(q^l)  = sigma_w^2 (mu2 V(q^l) + s_add^2) + sigma_b^2                 (eq. 3, 11)
+    q_ab^{l+1} =           sigma_w^2 K(q^l, c^l) + sigma_b^2                             (eq. 4, 12)
+    c^{l+1}    = q_ab^{l+1} / q^{l+1}
+
+for a pair of inputs with equal variances q^l (noise is independent between the two inputs, so it
+drops out of the cross term). V and K are defined in :mod:`deepprop.kernels`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from deepprop.activations import Activation, TensorFn, get_activation
+from deepprop.kernels import Q_FLOOR, Kernel, kernel_for
+from deepprop.noise import Noise, check_finite_nonnegative
+
+
+def default_device(device: str | torch.device | None) -> torch.device:
+    """CPU unless asked; ``"cuda"`` (or ``"auto"`` with a GPU present) runs the maps on the GPU."""
+    if device is None:
+        return torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A broadcast batch of network hyperparameters: activation, sigma_w^2, sigma_b^2 and noise.
+
+    Tensor fields are float64 and share one broadcast shape (``shape``).
+    """
+
+    activation: Activation
+    kernel: Kernel
+    sigma_w2: torch.Tensor
+    sigma_b2: torch.Tensor
+    mu2: torch.Tensor
+    add_var: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.sigma_w2.shape
+
+    @property
+    def noiseless(self) -> torch.Tensor:
+        return (self.mu2 == 1.0) & (self.add_var == 0.0)
+
+    @classmethod
+    def build(
+        cls,
+        activation: str | Activation | TensorFn,
+        sigma_w2: ArrayLike,
+        sigma_b2: ArrayLike,
+        *,
+        keep_rate: ArrayLike = 1.0,
+        noise_mult: ArrayLike = 0.0,
+        noise_add: ArrayLike = 0.0,
+        device: str | torch.device | None = None,
+        closed_form: bool = True,
+    ) -> Setting:
+        act = get_activation(activation)
+        sw2 = check_finite_nonnegative("sigma_w2", sigma_w2)
+        sb2 = check_finite_nonnegative("sigma_b2", sigma_b2)
+        noise = Noise(keep_rate, noise_mult, noise_add)
+        arrays = np.broadcast_arrays(sw2, sb2, noise.mu2, noise.add_var)
+        dev = default_device(device)
+        t = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=dev) for a in arrays]
+        return cls(act, kernel_for(act, closed_form=closed_form), *t)
+
+    def select(self, mask: torch.Tensor) -> Setting:
+        """The sub-batch where ``mask`` is True (flattened)."""
+        return Setting(
+            self.activation,
+            self.kernel,
+            self.sigma_w2[mask],
+            self.sigma_b2[mask],
+            self.mu2[mask],
+            self.add_var[mask],
+        )
+
+
+def q_map(s: Setting, q: torch.Tensor) -> torch.Tensor:
+    """Q(q) = sigma_w^2 (mu2 V(q) + s_add^2) + sigma_b^2 (eq. 3 with noise)."""
+    return s.sigma_w2 * (s.mu2 * s.kernel.second_moment(q) + s.add_var) + s.sigma_b2
+
+
+def q_map_slope(s: Setting, q: torch.Tensor) -> torch.Tensor:
+    """dQ/dq = sigma_w^2 mu2 V'(q): the factor in eq. 6 (chi_1 + sigma_w^2 E[phi'' phi], times mu2)."""
+    return s.sigma_w2 * s.mu2 * s.kernel.second_moment_slope(q)
+
+
+def chi1(s: Setting, q: torch.Tensor) -> torch.Tensor:
+    """chi_1 = sigma_w^2 mu2 E[phi'(sqrt(q) z)^2] (eq. 5 with the noise factor of follow-ups section 1)."""
+    return s.sigma_w2 * s.mu2 * s.kernel.derivative_moment(q)
+
+
+def c_map(s: Setting, q: torch.Tensor, c: torch.Tensor, q_next: torch.Tensor | None = None) -> torch.Tensor:
+    """c^{l+1} = (sigma_w^2 K(q, c) + sigma_b^2) / Q(q), for a pair with variances q and correlation c.
+
+    Dividing by Q(q) rather than by q keeps the map finite in the limit q -> 0.
+    """
+    q = torch.clamp(q, min=Q_FLOOR)
+    if q_next is None:
+        q_next = q_map(s, q)
+    return (s.sigma_w2 * s.kernel.pair(q).value(c) + s.sigma_b2) / q_next
+
+
+class CorrelationMap:
+    """The correlation map at a fixed variance q (usually q*): value and slope in c, reusing the kernel."""
+
+    def __init__(self, s: Setting, q: torch.Tensor, *, _pair=None, _q_next=None):
+        self.setting = s
+        q = torch.clamp(q, min=Q_FLOOR)
+        self.q = q
+        self.pair = s.kernel.pair(q) if _pair is None else _pair
+        self.q_next = q_map(s, q) if _q_next is None else _q_next
+
+    def restrict(self, mask: torch.Tensor) -> CorrelationMap:
+        """The same map on the points where ``mask`` is True, reusing what was computed."""
+        if bool(mask.all()):
+            return self
+        return CorrelationMap(
+            self.setting.select(mask), self.q[mask], _pair=self.pair.restrict(mask), _q_next=self.q_next[mask]
+        )
+
+    def __call__(self, c: torch.Tensor) -> torch.Tensor:
+        s = self.setting
+        return (s.sigma_w2 * self.pair.value(c) + s.sigma_b2) / self.q_next
+
+    def slope(self, c: torch.Tensor) -> torch.Tensor:
+        """dc'/dc = sigma_w^2 E[phi'(u1) phi'(u2)] at the fixed point (eq. 8): chi_c."""
+        return self.setting.sigma_w2 * self.pair.slope(c) / self.q_next
+
+
+def iterate(s: Setting, q0: torch.Tensor, c0: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iterate eq. 3 and 4 (with noise) ``depth`` times from pre-activation variance q0 and correlation c0.
+
+    Returns q, c of shape ``s.shape + (depth + 1,)`` with q[..., 0] = q0 and c[..., 0] = c0.
+    """
+    shape = s.shape
+    q = torch.broadcast_to(q0, shape).clone()
+    c = torch.broadcast_to(c0, shape).clone()
+    qs, cs = [q], [c]
+    for _ in range(depth):
+        q_next = q_map(s, q)
+        c = c_map(s, q, c, q_next=q_next)
+        q = q_next
+        qs.append(q)
+        cs.append(c)
+    return torch.stack(qs, -1), torch.stack(cs, -1)

@@ -1,0 +1,341 @@
+"""The mean-field engine in one call: fixed points, slopes, depth scales and phase over whole grids.
+
+Every numeric argument broadcasts like a numpy array, so a phase diagram is one vectorised call::
+
+    >>> import numpy as np
+    >>> from deepprop.meanfield import mean_field
+    >>> mf = mean_field("tanh", np.linspace(1, 4, 301)[:, None], np.linspace(0, 0.3, 101))
+    >>> mf.xi_c.shape
+    (301, 101)
+
+Computation runs in float64 on the CPU by default; ``device="cuda"`` runs it on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from deepprop.activations import Activation, TensorFn
+from deepprop.depth_scales import (
+    classify,
+    critical_sigma_w2_setting,
+    depth_scale,
+    fit_depth_scale,
+    gradient_depth_scale,
+)
+from deepprop.errors import ParameterError
+from deepprop.fixed_points import c_star, q_star
+from deepprop.maps import Setting, chi1, iterate, q_map_slope
+from deepprop.noise import check_finite_nonnegative
+
+QUANTITIES = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth")
+PARAMETERS = ("sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")
+
+
+@dataclass
+class MeanField:
+    """Mean-field quantities of a batch of networks (numpy float64 arrays of one broadcast shape).
+
+    q_star, c_star : fixed points of the variance and (stable) correlation maps
+    chi1           : sigma_w^2 mu2 E[phi'(sqrt(q*) z)^2]   (eq. 5)
+    chi_c          : slope of the correlation map at c*     (eq. 8)
+    xi_q, xi_c     : depth scales of eq. 7 and 9 (inf at criticality)
+    xi_grad        : -1/log chi1, signed (eq. 16)
+    max_depth      : depth_multiple * xi_c, the predicted maximum trainable depth
+    phase          : "ordered" | "critical" | "chaotic" | "unbounded" (all quantities NaN there)
+    """
+
+    activation: str
+    sigma_w2: np.ndarray
+    sigma_b2: np.ndarray
+    keep_rate: np.ndarray
+    noise_mult: np.ndarray
+    noise_add: np.ndarray
+    q_star: np.ndarray
+    c_star: np.ndarray
+    chi1: np.ndarray
+    chi_c: np.ndarray
+    xi_q: np.ndarray
+    xi_c: np.ndarray
+    xi_grad: np.ndarray
+    max_depth: np.ndarray
+    phase: np.ndarray
+    depth_multiple: float = 6.0
+    critical_tol: float = 1e-3
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.q_star.shape
+
+    def to_dict(self) -> dict:
+        """Plain Python values for a single point: floats (None where not finite) and the phase string."""
+        if self.q_star.size != 1:
+            raise ValueError("to_dict() needs a single point; index the arrays or use to_dataset()")
+        out: dict = {"activation": self.activation}
+        for name in PARAMETERS + QUANTITIES:
+            v = float(np.asarray(getattr(self, name)).reshape(-1)[0])
+            out[name] = v if math.isfinite(v) else None
+        out["phase"] = str(np.asarray(self.phase).reshape(-1)[0])
+        out["depth_multiple"] = self.depth_multiple
+        out["notes"] = explain(out)
+        return out
+
+
+def explain(point: dict) -> list[str]:
+    """Sentences saying why a quantity is null or infinite at a point (for JSON and tables)."""
+    notes = []
+    phase = point["phase"]
+    if phase == "unbounded":
+        notes.append("the variance map has no finite fixed point: q^l grows without bound")
+    elif phase == "critical":
+        notes.append("chi1 = 1 within tolerance: gradients neither vanish nor explode")
+        if point.get("xi_c") is None:
+            notes.append("xi_c diverges at the order-to-chaos transition")
+    return notes
+
+
+def _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add, device) -> Setting:
+    return Setting.build(
+        activation,
+        sigma_w2,
+        sigma_b2,
+        keep_rate=keep_rate,
+        noise_mult=noise_mult,
+        noise_add=noise_add,
+        device=device,
+    )
+
+
+def _check_positive(name: str, value: float) -> float:
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ParameterError(name, f"must be finite and > 0 (got {value!r})")
+    return v
+
+
+def mean_field(
+    activation: str | Activation | TensorFn,
+    sigma_w2: ArrayLike,
+    sigma_b2: ArrayLike,
+    *,
+    keep_rate: ArrayLike = 1.0,
+    noise_mult: ArrayLike = 0.0,
+    noise_add: ArrayLike = 0.0,
+    q0: float = 1.0,
+    depth_multiple: float = 6.0,
+    critical_tol: float = 1e-3,
+    device: str | torch.device | None = None,
+) -> MeanField:
+    """Fixed points, slopes, depth scales and phase for every broadcast combination of the arguments.
+
+    ``q0`` is where the variance iteration starts; it matters only where the fixed point is not unique
+    (relu or linear at sigma_w^2 mu2 = 2 resp. 1 without bias: every q is a fixed point and q* = q0).
+    """
+    q0 = _check_positive("q0", q0)
+    depth_multiple = _check_positive("depth_multiple", depth_multiple)
+    critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
+    s = _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add, device)
+    with torch.no_grad():
+        qs, bounded = q_star(s, q0)
+        q_eval = torch.nan_to_num(qs, nan=1.0)
+        nan = torch.full_like(q_eval, float("nan"))
+        c1 = torch.where(bounded, chi1(s, q_eval), nan)
+        cs, chi_c = c_star(s, qs, c1)
+        slope_q = torch.where(bounded, q_map_slope(s, q_eval), nan)
+        xi_q = depth_scale(slope_q.abs())
+        xi_c = depth_scale(chi_c)
+        xi_grad = gradient_depth_scale(c1)
+    arr = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    shape = tuple(s.shape)
+    bounded_np = arr(bounded)
+    params = np.broadcast_arrays(
+        *[np.asarray(v, dtype=np.float64) for v in (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add)]
+    )
+    return MeanField(
+        activation=s.activation.name,
+        sigma_w2=params[0].copy(),
+        sigma_b2=params[1].copy(),
+        keep_rate=params[2].copy(),
+        noise_mult=params[3].copy(),
+        noise_add=params[4].copy(),
+        q_star=arr(qs),
+        c_star=arr(cs),
+        chi1=arr(c1),
+        chi_c=arr(chi_c),
+        xi_q=arr(xi_q),
+        xi_c=arr(xi_c),
+        xi_grad=arr(xi_grad),
+        max_depth=depth_multiple * arr(xi_c),
+        phase=classify(arr(c1), bounded_np, critical_tol).reshape(shape),
+        depth_multiple=depth_multiple,
+        critical_tol=critical_tol,
+    )
+
+
+def _check_depth(depth: int) -> int:
+    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
+        raise ParameterError("depth", f"must be an integer >= 1 (got {depth!r})")
+    return int(depth)
+
+
+def _check_c0(c0: ArrayLike) -> np.ndarray:
+    c = np.asarray(c0, dtype=np.float64)
+    if not np.all(np.isfinite(c)) or np.any(np.abs(c) > 1):
+        raise ParameterError("c0", f"must be a correlation in [-1, 1] (got {c0!r})")
+    return c
+
+
+def trajectory(
+    activation: str | Activation | TensorFn,
+    sigma_w2: ArrayLike,
+    sigma_b2: ArrayLike,
+    *,
+    q0: ArrayLike,
+    c0: ArrayLike,
+    depth: int,
+    keep_rate: ArrayLike = 1.0,
+    noise_mult: ArrayLike = 0.0,
+    noise_add: ArrayLike = 0.0,
+    device: str | torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """q^l and c^l for l = 0 .. depth, iterating eq. 3 and 4 (with noise) from q0 and c0.
+
+    q0 and c0 are the variance and correlation of the layer-0 pre-activations of a pair of inputs;
+    the returned arrays have shape broadcast(parameters, q0, c0) + (depth + 1,).
+    """
+    depth = _check_depth(depth)
+    q0a = check_finite_nonnegative("q0", q0)
+    if np.any(q0a <= 0):
+        raise ParameterError("q0", f"must be > 0 (got {q0!r})")
+    c0a = _check_c0(c0)
+    shape = np.broadcast_shapes(
+        np.shape(sigma_w2), np.shape(sigma_b2), np.shape(keep_rate), np.shape(noise_mult), np.shape(noise_add),
+        q0a.shape, c0a.shape,
+    )
+    bc = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape)  # noqa: E731
+    s = _as_setting(activation, bc(sigma_w2), bc(sigma_b2), bc(keep_rate), bc(noise_mult), bc(noise_add), device)
+    dev = s.sigma_w2.device
+    with torch.no_grad():
+        q, c = iterate(
+            s,
+            torch.as_tensor(bc(q0a), dtype=torch.float64, device=dev),
+            torch.as_tensor(bc(c0a), dtype=torch.float64, device=dev),
+            depth,
+        )
+    return q.cpu().numpy(), c.cpu().numpy()
+
+
+def measured_depth_scales(
+    activation: str | Activation | TensorFn,
+    sigma_w2: ArrayLike,
+    sigma_b2: ArrayLike,
+    *,
+    q0: float = 0.8,
+    c0: float = 0.6,
+    depth: int = 300,
+    keep_rate: ArrayLike = 1.0,
+    noise_mult: ArrayLike = 0.0,
+    noise_add: ArrayLike = 0.0,
+    device: str | torch.device | None = None,
+) -> dict[str, np.ndarray]:
+    """Depth scales measured as in fig. 2: iterate the recursions and fit the exponential approach.
+
+    Returns ``xi_q_measured`` and ``xi_c_measured`` (fits of |q^l - q*| and |c^l - c*|) beside the
+    asymptotic predictions ``xi_q`` and ``xi_c`` of eq. 7 and 9.
+    """
+    mf = mean_field(
+        activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
+        device=device,
+    )
+    q, c = trajectory(
+        activation, sigma_w2, sigma_b2, q0=q0, c0=c0, depth=depth, keep_rate=keep_rate,
+        noise_mult=noise_mult, noise_add=noise_add, device=device,
+    )
+    q_scale = np.maximum(np.abs(mf.q_star), 1.0)[..., None]
+    return {
+        "xi_q_measured": fit_depth_scale((q - mf.q_star[..., None]) / q_scale),
+        "xi_c_measured": fit_depth_scale(c - mf.c_star[..., None]),
+        "xi_q": mf.xi_q,
+        "xi_c": mf.xi_c,
+    }
+
+
+def critical_sigma_w2(
+    activation: str | Activation | TensorFn,
+    sigma_b2: ArrayLike,
+    *,
+    keep_rate: ArrayLike = 1.0,
+    noise_mult: ArrayLike = 0.0,
+    noise_add: ArrayLike = 0.0,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """sigma_w^2 at which chi_1 = 1 (the critical line), for each sigma_b^2 and noise; NaN where none."""
+    s = _as_setting(activation, 1.0, sigma_b2, keep_rate, noise_mult, noise_add, device)
+    with torch.no_grad():
+        return critical_sigma_w2_setting(s).cpu().numpy()
+
+
+def phase_diagram(
+    activation: str | Activation | TensorFn,
+    sigma_w2: ArrayLike,
+    sigma_b2: ArrayLike,
+    *,
+    keep_rate: ArrayLike = 1.0,
+    noise_mult: ArrayLike = 0.0,
+    noise_add: ArrayLike = 0.0,
+    depth_multiple: float = 6.0,
+    critical_tol: float = 1e-3,
+    device: str | torch.device | None = None,
+):
+    """The outer-product grid of 1-D coordinate arrays as a labelled ``xarray.Dataset``.
+
+    Dimensions are sigma_w2 and sigma_b2, plus keep_rate / noise_mult / noise_add where those are
+    given as arrays of more than one value. Variables are the fields of :class:`MeanField`.
+    """
+    from deepprop.grid import to_dataset  # xarray is imported only where grids are labelled
+
+    coords = {}
+    for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True):
+        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if v.ndim != 1:
+            raise ParameterError(name, "must be a scalar or a 1-D array of values")
+        if v.size == 0:
+            raise ParameterError(name, "must not be empty")
+        if name in ("sigma_w2", "sigma_b2") or v.size > 1:
+            coords[name] = v
+    dims = list(coords)
+    mesh = np.meshgrid(*coords.values(), indexing="ij")
+    grid = dict(zip(dims, mesh, strict=True))
+    scalars = {
+        name: float(np.asarray(value))
+        for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True)
+        if name not in coords
+    }
+    mf = mean_field(
+        activation,
+        grid["sigma_w2"],
+        grid["sigma_b2"],
+        keep_rate=grid.get("keep_rate", scalars.get("keep_rate", 1.0)),
+        noise_mult=grid.get("noise_mult", scalars.get("noise_mult", 0.0)),
+        noise_add=grid.get("noise_add", scalars.get("noise_add", 0.0)),
+        depth_multiple=depth_multiple,
+        critical_tol=critical_tol,
+        device=device,
+    )
+    return to_dataset(mf, coords, scalars)
+
+
+__all__ = [
+    "MeanField",
+    "critical_sigma_w2",
+    "mean_field",
+    "measured_depth_scales",
+    "phase_diagram",
+    "trajectory",
+]
