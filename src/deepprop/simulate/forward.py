@@ -158,8 +158,8 @@ def simulate_forward(
     c_star = theory["c_star"] if theory is not None and np.isfinite(theory["c_star"]) else c[tail].mean()
     err_q = np.nan_to_num(q_err, nan=0.0)
     err_c = np.nan_to_num(c_err, nan=0.0)
-    xi_q_fit, _ = fit_relaxation(layers, q - q_star, 3 * err_q + abs(q_star) / ens.width)
-    xi_c_fit, _ = fit_relaxation(layers, c - c_star, 3 * err_c + 1.0 / ens.width)
+    xi_q_fit, _ = fit_relaxation(layers, q - q_star, 3 * err_q + abs(q_star) / ens.width, start=0)
+    xi_c_fit, _ = fit_relaxation(layers, c - c_star, 3 * err_c + 1.0 / ens.width, start=0)
 
     params = {
         "activation": ens.activation.name, "sigma_w2": float(sigma_w2), "sigma_b2": ens.sigma_b2,

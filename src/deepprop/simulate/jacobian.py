@@ -183,7 +183,7 @@ def jacobian_spectrum(
 
         nz = ens.noise
         crit = float(np.asarray(critical_sigma_w2(ens.activation, ens.sigma_b2, keep_rate=nz.keep_rate,
-                                                  noise_mult=nz.noise_mult, noise_add=nz.noise_add)))
+                                                  noise_mult=nz.noise_mult, noise_add=nz.noise_add)).reshape(-1)[0])
 
     gen = ens.generator(seed)
     n = ens.width
