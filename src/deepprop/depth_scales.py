@@ -48,8 +48,9 @@ def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3) -> np.nd
 def critical_sigma_w2_setting(s: Setting, q0: float = 1.0, iterations: int = 200) -> torch.Tensor:
     """sigma_w^2 where chi_1 = 1, for each sigma_b^2 and noise in ``s`` (its sigma_w2 is ignored).
 
-    Bisection on log sigma_w^2 over [1e-4, 1e4], finished with secant steps; chi_1 is taken as > 1
-    where the variance map is unbounded. NaN where chi_1 - 1 does not change sign on that bracket.
+    Bisection on log sigma_w^2 over [1e-4, 1e4]; chi_1 is taken as > 1 where the variance map is
+    unbounded. NaN where chi_1 - 1 does not change sign on that bracket, or where the sign change is
+    the edge of the bounded region rather than chi_1 = 1.
     """
     lo = torch.full(s.shape, -4.0, dtype=torch.float64, device=s.sigma_w2.device)
     hi = torch.full_like(lo, 4.0)
@@ -71,7 +72,12 @@ def critical_sigma_w2_setting(s: Setting, q0: float = 1.0, iterations: int = 200
         if bool(((hi - lo) < 1e-14).all()):
             break
     root = 10.0 ** (0.5 * (lo + hi))
-    return torch.where(valid, root, torch.full_like(root, float("nan")))
+    # The sign change can also be the edge of the bounded region (e.g. gelu, whose variance map loses
+    # its stable fixed point before chi_1 reaches 1): keep only genuine roots of chi_1 = 1.
+    at_root = Setting(s.activation, s.kernel, root, s.sigma_b2, s.mu2, s.add_var)
+    q, bounded = q_star(at_root, q0)
+    genuine = bounded & ((chi1(at_root, torch.nan_to_num(q, nan=1.0)) - 1.0).abs() < 1e-6)
+    return torch.where(valid & genuine, root, torch.full_like(root, float("nan")))
 
 
 def fit_depth_scale(residual: np.ndarray, floor: float = 1e-11, skip: int = 1, min_points: int = 4) -> np.ndarray:

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import torch
 
-from deepprop.maps import CorrelationMap, Setting, chi1, q_map, q_map_slope
+from deepprop.kernels import SERIES_MAX_ERROR
+from deepprop.maps import CorrelationMap, Setting, chi1, q_map_and_slope
 
 Q_UNBOUNDED = 1e15
 Q_ZERO = 1e-13
 
 
-def q_star(s: Setting, q0: torch.Tensor | float = 1.0, max_iter: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+def q_star(
+    s: Setting, q0: torch.Tensor | float = 1.0, max_iter: int = 400
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve q* = Q(q*) starting from ``q0``.
 
     Returns
@@ -35,43 +38,78 @@ def q_star(s: Setting, q0: torch.Tensor | float = 1.0, max_iter: int = 400) -> t
         False where the iterates diverge (phase "unbounded").
     """
     shape = s.shape
-    q = torch.broadcast_to(torch.as_tensor(q0, dtype=torch.float64, device=s.sigma_w2.device), shape).clone()
-    q = q.reshape(-1)
-    flat = _flat(s)
-    done = torch.zeros_like(q, dtype=torch.bool)
-    diverged = torch.zeros_like(done)
+    flat = s.flatten()
+    q = torch.broadcast_to(torch.as_tensor(q0, dtype=torch.float64, device=s.sigma_w2.device), shape)
+    q = q.reshape(-1).clone()
+    status = torch.zeros_like(q, dtype=torch.int8)  # 0 running, 1 converged, 2 diverged
+    work = _WorkingSet(flat, q.numel(), q.device)
+    qa = q.clone()
     for _ in range(max_iter):
-        active = ~(done | diverged)
-        if not bool(active.any()):
-            break
-        sub = flat.select(active)
-        qa = q[active]
-        big_q = q_map(sub, qa)
+        big_q, slope = q_map_and_slope(work.setting, qa)
         g = big_q - qa
-        slope = q_map_slope(sub, qa)
         newton = qa - g / (slope - 1.0)
         ok = torch.isfinite(newton) & (newton >= 0) & (slope != 1.0)
-        q_new = torch.where(ok, newton, big_q)
-        conv = g.abs() <= 1e-14 * torch.clamp(qa, min=1.0)
-        q_new = torch.where(conv, qa, q_new)
-        q[active] = q_new
-        idx = active.nonzero().squeeze(-1)
-        done[idx[conv | (q_new.abs() < 1e-300)]] = True
-        diverged[idx[~torch.isfinite(q_new) | (q_new > Q_UNBOUNDED)]] = True
-    q = torch.where(diverged | ~done, torch.full_like(q, float("nan")), q)
+        # Below 1e-25 the iterate has reached the fixed point q* = 0 (kernels floor q at 1e-30).
+        conv = (g.abs() <= 1e-14 * qa) | (qa.abs() < 1e-25)
+        q_new = torch.where(conv, qa, torch.where(ok, newton, big_q))
+        diverged = ~torch.isfinite(q_new) | (q_new > Q_UNBOUNDED)
+        q[work.index] = q_new
+        status[work.index[conv]] = 1
+        status[work.index[diverged & ~conv]] = 2
+        running = ~(conv | diverged)
+        if not bool(running.any()):
+            break
+        qa = work.keep(running, q_new)
+    # Newton may land on an UNSTABLE fixed point (relu without bias above sigma_w^2 mu2 = 2 has q = 0),
+    # which the layer-to-layer iteration never reaches. There, follow the plain iteration from q0.
+    converged = status == 1
+    if bool(converged.any()):
+        _, slope = q_map_and_slope(flat, torch.where(converged, q, torch.ones_like(q)))
+        unstable = converged & (slope > 1.0 + 1e-9)
+        if bool(unstable.any()):
+            q0_flat = torch.broadcast_to(torch.as_tensor(q0, dtype=q.dtype, device=q.device), shape).reshape(-1)
+            q_it, ok = _plain_iteration(flat.select(unstable), q0_flat[unstable].clone())
+            q[unstable] = q_it
+            status[unstable] = torch.where(ok, 1, 2).to(status.dtype)
+    bounded = status == 1
+    q = torch.where(bounded, q, torch.full_like(q, float("nan")))
     q = torch.where(q < Q_ZERO, torch.zeros_like(q), q)
-    return q.reshape(shape), (~diverged & done).reshape(shape)
+    return q.reshape(shape), bounded.reshape(shape)
 
 
-def _flat(s: Setting) -> Setting:
-    return Setting(
-        s.activation,
-        s.kernel,
-        s.sigma_w2.reshape(-1),
-        s.sigma_b2.reshape(-1),
-        s.mu2.reshape(-1),
-        s.add_var.reshape(-1),
-    )
+def _plain_iteration(s: Setting, q: torch.Tensor, max_iter: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+    """q <- Q(q) until it settles (relative step 1e-13) or passes 1e15; returns (q, converged)."""
+    ok = torch.zeros_like(q, dtype=torch.bool)
+    for _ in range(max_iter):
+        q_new, _ = q_map_and_slope(s, q)
+        ok = (q_new - q).abs() <= 1e-13 * q_new.abs()
+        q = q_new
+        if bool((ok | ~torch.isfinite(q) | (q > Q_UNBOUNDED)).all()):
+            break
+    return q, ok & torch.isfinite(q)
+
+
+class _WorkingSet:
+    """The points still iterating. Compacted only when a quarter has finished, since gathering every
+    iteration costs more than computing a few finished points again."""
+
+    def __init__(self, setting: Setting, n: int, device: torch.device, on_compact=None):
+        self.setting = setting
+        self.index = torch.arange(n, device=device)
+        self.running = torch.ones(n, dtype=torch.bool, device=device)
+        self.on_compact = on_compact
+
+    def keep(self, running: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Mark which points still run; return the values to iterate on next."""
+        self.running = running
+        if int(running.sum()) <= 0.75 * running.numel():
+            self.index = self.index[running]
+            self.setting = self.setting.select(running)
+            if self.on_compact is not None:
+                self.on_compact(running)
+            self.running = torch.ones(self.index.numel(), dtype=torch.bool, device=running.device)
+            return values[running]
+        return values
 
 
 def c_star(
@@ -82,7 +120,7 @@ def c_star(
     NaN where q_fixed is NaN.
     """
     shape = s.shape
-    flat = _flat(s)
+    flat = s.flatten()
     qf = q_fixed.reshape(-1)
     if chi_1 is None:
         chi_1 = chi1(flat, qf)
@@ -95,24 +133,45 @@ def c_star(
     if bool(need.any()):
         sub = flat.select(need)
         cmap = CorrelationMap(sub, qf[need])
-        cs = torch.zeros_like(qf[need])
-        active = torch.ones_like(cs, dtype=torch.bool)
-        live = cmap  # the map restricted to the points still iterating
-        for _ in range(max_iter):
-            if not bool(active.any()):
-                break
-            ca = cs[active]
-            f = live(ca) - ca
-            der = live.slope(ca)
-            c_new = torch.clamp(ca + f / (1.0 - der), max=1.0)
-            bad = ~torch.isfinite(c_new) | (der >= 1.0)
-            c_new = torch.where(bad, ca + 0.5 * (1.0 - ca), c_new)
-            cs[active] = c_new
-            moving = (c_new - ca).abs() > 1e-15 * torch.clamp(c_new.abs(), min=1.0)
-            active[active.clone()] = moving
-            live = live.restrict(moving)
+        cs = _newton_from_below(cmap, torch.zeros_like(qf[need]), max_iter)
+        chi_c = cmap.slope(cs)
+        # Where the truncated Hermite series is not accurate enough at c* (close to c = 1), polish the
+        # root with direct quadrature. The series under-estimates the map, so its root lies below the
+        # true one and is a valid monotone starting point.
+        redo = cmap.error_bound(cs) > SERIES_MAX_ERROR
+        if bool(redo.any()):
+            direct = CorrelationMap(sub.select(redo), qf[need][redo], direct=True)
+            cs[redo] = _newton_from_below(direct, cs[redo], max_iter)
+            chi_c[redo] = direct.slope(cs[redo])
         c[need] = cs
-        slope[need] = cmap.slope(cs)
+        slope[need] = chi_c
     c = torch.where(finite, c, torch.full_like(c, float("nan")))
     slope = torch.where(finite, slope, torch.full_like(slope, float("nan")))
     return c.reshape(shape), slope.reshape(shape)
+
+
+def _newton_from_below(cmap: CorrelationMap, c0: torch.Tensor, max_iter: int) -> torch.Tensor:
+    """Newton's method on F(c) = C(c) - c from points left of the root (monotone by convexity)."""
+    cs = c0.clone()
+    live = [cmap]  # the map restricted to the working set
+
+    def restrict(mask: torch.Tensor) -> None:
+        live[0] = live[0].restrict(mask)
+
+    work = _WorkingSet(cmap.setting, cs.numel(), cs.device, on_compact=restrict)
+    ca = cs.clone()
+    for _ in range(max_iter):
+        f = live[0](ca) - ca
+        der = live[0].slope(ca)
+        c_new = torch.clamp(ca + f / (1.0 - der), max=1.0)
+        bad = ~torch.isfinite(c_new) | (der >= 1.0)
+        c_new = torch.where(bad, ca + 0.5 * (1.0 - ca), c_new)
+        # Stop at a step of 1e-14 or once the residual is at round-off level (near criticality
+        # 1 - chi_c is small and round-off in F limits the attainable step).
+        moving = ((c_new - ca).abs() > 1e-14) & (f.abs() > 1e-15) & work.running
+        c_new = torch.where(work.running, c_new, ca)
+        cs[work.index] = c_new
+        if not bool(moving.any()):
+            break
+        ca = work.keep(moving, c_new)
+    return cs

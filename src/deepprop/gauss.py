@@ -27,7 +27,8 @@ import torch
 from deepprop.activations import Activation
 
 HALF_WIDTH = 10.0
-SOFT_BREAKS = (-2.0, 0.0, 2.0)
+SOFT_BREAKS = (-6.0, -2.0, 0.0, 2.0, 6.0)  # 1-D rules
+PAIR_SOFT_BREAKS = (-2.0, 0.0, 2.0)  # nested 2-D rules (cost grows with the square of the pieces)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
@@ -36,18 +37,24 @@ def _legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(m)
 
 
-def activation_breaks(activation: Activation) -> tuple[float, ...]:
-    """Breakpoints in activation space: the kinks of phi plus 0 and +-2."""
-    return tuple(sorted(set(activation.kinks) | set(SOFT_BREAKS)))
+def activation_breaks(activation: Activation, soft: tuple[float, ...] = SOFT_BREAKS) -> tuple[float, ...]:
+    """Breakpoints in activation space: the kinks of phi plus the scale points ``soft``."""
+    return tuple(sorted(set(activation.kinks) | set(soft)))
+
+
+GAUSSIAN_BREAKS = (-3.0, 0.0, 3.0)  # z-points where every rule is split, whatever the activation
 
 
 def normal_rule(breaks: torch.Tensor, m: int, half_width: float = HALF_WIDTH) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite Gauss-Legendre rule for the standard normal measure on [-L, L].
 
+    Pieces end at ``breaks`` and at z = -3, 0, 3, so that the Gaussian weight itself is resolved
+    even where every activation breakpoint lies outside [-L, L].
+
     Parameters
     ----------
     breaks : tensor (..., B)
-        Breakpoints in z, sorted along the last axis; clipped to [-L, L] (infinite ones are fine).
+        Breakpoints in z (any order); clipped to [-L, L] (infinite ones are fine).
     m : int
         Nodes per piece.
 
@@ -60,7 +67,9 @@ def normal_rule(breaks: torch.Tensor, m: int, half_width: float = HALF_WIDTH) ->
     x = torch.as_tensor(x, dtype=breaks.dtype, device=breaks.device)
     wl = torch.as_tensor(wl, dtype=breaks.dtype, device=breaks.device)
     lo = torch.full(breaks.shape[:-1] + (1,), -half_width, dtype=breaks.dtype, device=breaks.device)
-    edges = torch.cat([lo, breaks.clamp(-half_width, half_width), -lo], dim=-1)
+    fixed = torch.tensor(GAUSSIAN_BREAKS, dtype=breaks.dtype, device=breaks.device).expand(breaks.shape[:-1] + (3,))
+    inner, _ = torch.sort(torch.cat([breaks.clamp(-half_width, half_width), fixed], dim=-1), dim=-1)
+    edges = torch.cat([lo, inner, -lo], dim=-1)
     a, b = edges[..., :-1, None], edges[..., 1:, None]
     half = 0.5 * (b - a)
     z = 0.5 * (a + b) + half * x
@@ -74,11 +83,42 @@ def _z_breaks(activation: Activation, sqrt_q: torch.Tensor) -> torch.Tensor:
         return u / sqrt_q[..., None]
 
 
+FIXED_RULE_MAX_Q = 16.0
+
+
+@lru_cache(maxsize=8)
+def _fixed_rule(m: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return normal_rule(torch.tensor([0.0], dtype=dtype, device=device), m)
+
+
 def expect(f, activation: Activation, q: torch.Tensor, m: int = 32) -> torch.Tensor:
-    """E[f(sqrt(q) z)] for every entry of ``q`` (f elementwise; breakpoints from ``activation``)."""
+    """E[f(sqrt(q) z)] for every entry of ``q`` (f elementwise; breakpoints from ``activation``).
+
+    ``f`` may return a tuple of tensors; then a tuple of expectations comes back (one pass).
+
+    Smooth activations at q <= 16 use one shared rule (split at 0 and +-3), accurate to ~1e-12
+    there; kinks and larger q get a rule split at the breakpoints of each q.
+    """
     sq = torch.sqrt(q)
+    if not activation.kinks:
+        fixed = q <= FIXED_RULE_MAX_Q
+        if bool(fixed.all()):
+            z, w = _fixed_rule(m, q.dtype, str(q.device))
+            vals = f(sq[..., None] * z)
+            return tuple(v @ w for v in vals) if isinstance(vals, tuple) else vals @ w
+        if bool(fixed.any()):
+            parts = [expect(f, activation, q[sel], m) for sel in (fixed, ~fixed)]
+            if not isinstance(parts[0], tuple):
+                parts = [(p,) for p in parts]
+            outs = []
+            for a, b in zip(*parts, strict=True):
+                out = torch.empty_like(q)
+                out[fixed], out[~fixed] = a, b
+                outs.append(out)
+            return tuple(outs) if len(outs) > 1 else outs[0]
     z, w = normal_rule(_z_breaks(activation, sq), m)
-    return (w * f(sq[..., None] * z)).sum(-1)
+    vals = f(sq[..., None] * z)
+    return tuple((w * v).sum(-1) for v in vals) if isinstance(vals, tuple) else (w * vals).sum(-1)
 
 
 def expect_pair(
@@ -87,8 +127,8 @@ def expect_pair(
     activation: Activation,
     q: torch.Tensor,
     c: torch.Tensor,
-    m: int = 16,
-    chunk: int = 512,
+    m: int = 20,
+    chunk: int = 256,
 ) -> torch.Tensor:
     """E[f(u1) g(u2)], u1 = sqrt(q) z1, u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2), by nested split rules.
 
@@ -98,7 +138,7 @@ def expect_pair(
     shape = q.shape
     qf, cf = q.reshape(-1), c.reshape(-1)
     out = torch.empty_like(qf)
-    u_breaks = torch.as_tensor(activation_breaks(activation), dtype=q.dtype, device=q.device)
+    u_breaks = torch.as_tensor(activation_breaks(activation, PAIR_SOFT_BREAKS), dtype=q.dtype, device=q.device)
     for start in range(0, qf.numel(), chunk):
         sl = slice(start, start + chunk)
         sq, cc = torch.sqrt(qf[sl]), cf[sl]
@@ -108,7 +148,6 @@ def expect_pair(
         num = u_breaks[None, None, :] / sq[:, None, None] - cc[:, None, None] * z1[..., None]
         zb = num / ss[:, None, None]
         zb = torch.where(torch.isnan(zb), torch.zeros_like(zb), zb)
-        zb, _ = torch.sort(zb, dim=-1)
         z2, w2 = normal_rule(zb, m)  # (P, n1, n2)
         u1 = sq[:, None] * z1
         u2 = sq[:, None, None] * (cc[:, None, None] * z1[..., None] + ss[:, None, None] * z2)
@@ -154,17 +193,22 @@ class HermiteSeries:
         out.second_moment, out.tail, out._k = self.second_moment[mask], self.tail[mask], self._k
         return out
 
+    def _powers(self, c: torch.Tensor) -> torch.Tensor:
+        """c^k for k = 0 .. order, shape c.shape + (order + 1,)."""
+        pw = torch.empty(c.shape + (self.sq_coef.shape[-1],), dtype=c.dtype, device=c.device)
+        pw[..., 0] = 1.0
+        pw[..., 1:] = c[..., None]
+        return torch.cumprod(pw, dim=-1)
+
     def value(self, c: torch.Tensor) -> torch.Tensor:
-        """E[phi(u1) phi(u2)] = sum_k a_k^2 c^k (Horner's rule)."""
-        acc = torch.zeros_like(c)
-        for k in range(self.sq_coef.shape[-1] - 1, -1, -1):
-            acc = acc * c + self.sq_coef[..., k]
-        return acc
+        """E[phi(u1) phi(u2)] = sum_k a_k^2 c^k."""
+        return (self.sq_coef * self._powers(c)).sum(-1)
 
     def slope(self, c: torch.Tensor) -> torch.Tensor:
         """d/dc E[phi(u1) phi(u2)] = sum_k k a_k^2 c^(k-1) (= q E[phi'(u1) phi'(u2)])."""
-        d = self.sq_coef * self._k
-        acc = torch.zeros_like(c)
-        for k in range(d.shape[-1] - 1, 0, -1):
-            acc = acc * c + d[..., k]
-        return acc
+        pw = self._powers(c)
+        return (self.sq_coef[..., 1:] * self._k[1:] * pw[..., :-1]).sum(-1)
+
+    def value_and_slope(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pw = self._powers(c)
+        return (self.sq_coef * pw).sum(-1), (self.sq_coef[..., 1:] * self._k[1:] * pw[..., :-1]).sum(-1)

@@ -26,7 +26,7 @@ from deepprop.activations import Activation
 
 Q_FLOOR = 1e-30
 MEHLER_MAX_Q = 16.0
-MEHLER_MAX_TAIL = 1e-11
+SERIES_MAX_ERROR = 1e-13
 
 
 class PairKernel(Protocol):
@@ -44,9 +44,11 @@ class Kernel(Protocol):
 
     def second_moment_slope(self, q: torch.Tensor) -> torch.Tensor: ...
 
+    def second_moment_and_slope(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
     def derivative_moment(self, q: torch.Tensor) -> torch.Tensor: ...
 
-    def pair(self, q: torch.Tensor) -> PairKernel: ...
+    def pair(self, q: torch.Tensor, *, use_series: bool = True) -> PairKernel: ...
 
 
 def _floor(q: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,14 @@ class _ClosedPair:
         return _ClosedPair(self.q[mask], self._value, self._slope)
 
 
-class ReluKernel:
+class _BothFromParts:
+    """Closed forms: V and V' separately (they are cheap)."""
+
+    def second_moment_and_slope(self, q):
+        return self.second_moment(q), self.second_moment_slope(q)
+
+
+class ReluKernel(_BothFromParts):
     """phi = max(0, x): V = q/2, E[phi'^2] = 1/2, K = q/(2 pi) (sqrt(1-c^2) + (pi - arccos c) c)."""
 
     def __init__(self, activation: Activation):
@@ -82,7 +91,7 @@ class ReluKernel:
     def derivative_moment(self, q):
         return torch.full_like(q, 0.5)
 
-    def pair(self, q):
+    def pair(self, q, *, use_series: bool = True):
         def value(q, c):
             c = c.clamp(-1.0, 1.0)
             return q / (2 * math.pi) * (torch.sqrt(1 - c * c) + (math.pi - torch.arccos(c)) * c)
@@ -93,7 +102,7 @@ class ReluKernel:
         return _ClosedPair(q, value, slope)
 
 
-class ErfKernel:
+class ErfKernel(_BothFromParts):
     """phi = erf(x): K = (2/pi) arcsin(2 q c / (1 + 2 q)), E[phi'^2] = (4/pi) / sqrt(1 + 4 q)."""
 
     def __init__(self, activation: Activation):
@@ -108,7 +117,7 @@ class ErfKernel:
     def derivative_moment(self, q):
         return (4 / math.pi) / torch.sqrt(1 + 4 * q)
 
-    def pair(self, q):
+    def pair(self, q, *, use_series: bool = True):
         def value(q, c):
             return (2 / math.pi) * torch.arcsin(2 * q * c / (1 + 2 * q))
 
@@ -118,7 +127,7 @@ class ErfKernel:
         return _ClosedPair(q, value, slope)
 
 
-class LinearKernel:
+class LinearKernel(_BothFromParts):
     """phi = x: V = q, K = q c."""
 
     def __init__(self, activation: Activation):
@@ -133,32 +142,38 @@ class LinearKernel:
     def derivative_moment(self, q):
         return torch.ones_like(q)
 
-    def pair(self, q):
+    def pair(self, q, *, use_series: bool = True):
         return _ClosedPair(q, lambda q, c: q * c, lambda q, c: q * torch.ones_like(c))
 
 
 class _QuadraturePair:
-    """K(q, c) by Mehler's series where it is accurate, by nested split quadrature elsewhere."""
+    """K(q, c) by Mehler's series for smooth activations at q <= 16, by nested split quadrature elsewhere.
 
-    def __init__(self, activation: Activation, q: torch.Tensor, *, _parts=None):
+    The series drops sum_{k>K} a_k^2 c^k <= tail * c^(K+1) (c in [0, 1]); :meth:`error_bound` gives that
+    bound so callers can re-polish points where it matters (near c = 1) with the direct rule.
+    """
+
+    def __init__(self, activation: Activation, q: torch.Tensor, *, use_series: bool = True, _parts=None):
         self.activation = activation
         self.q = q
         if _parts is not None:
             self.series_mask, self.series = _parts
             return
-        smooth = len(activation.kinks) == 0
         self.series_mask = torch.zeros_like(q, dtype=torch.bool)
         self.series = None
-        if smooth:
-            candidates = q <= MEHLER_MAX_Q
-            if bool(candidates.any()):
-                series = gauss.HermiteSeries(activation, q[candidates])
-                ok = series.tail <= MEHLER_MAX_TAIL
-                idx = candidates.clone()
-                idx[candidates] = ok
-                self.series_mask = idx
-                if bool(ok.any()):
-                    self.series = series.subset(ok)
+        if use_series and not activation.kinks:
+            self.series_mask = q <= MEHLER_MAX_Q
+            if bool(self.series_mask.any()):
+                self.series = gauss.HermiteSeries(activation, q[self.series_mask])
+
+    def error_bound(self, c: torch.Tensor) -> torch.Tensor:
+        """Upper bound on the truncation error of ``value(c)`` (0 where the direct rule is used)."""
+        out = torch.zeros_like(self.q)
+        if self.series is not None:
+            order = self.series.sq_coef.shape[-1] - 1
+            cc = torch.broadcast_to(c, self.q.shape)[self.series_mask].abs()
+            out[self.series_mask] = self.series.tail * self.series.second_moment * cc ** (order + 1)
+        return out
 
     def restrict(self, mask: torch.Tensor) -> _QuadraturePair:
         series = None
@@ -209,12 +224,23 @@ class QuadratureKernel:
         qf = _floor(q)
         return gauss.expect(lambda x: x * fn(x) * d(x), self.activation, qf) / qf
 
+    def second_moment_and_slope(self, q):
+        fn, d = self.activation.fn, self.activation.derivative
+        qf = _floor(q)
+
+        def both(x):
+            p = fn(x)
+            return p * p, x * p * d(x)
+
+        v, s = gauss.expect(both, self.activation, qf)
+        return v, s / qf
+
     def derivative_moment(self, q):
         d = self.activation.derivative
         return gauss.expect(lambda x: d(x) ** 2, self.activation, _floor(q))
 
-    def pair(self, q):
-        return _QuadraturePair(self.activation, _floor(q))
+    def pair(self, q, *, use_series: bool = True):
+        return _QuadraturePair(self.activation, _floor(q), use_series=use_series)
 
 
 _CLOSED = {"relu": ReluKernel, "erf": ErfKernel, "linear": LinearKernel}

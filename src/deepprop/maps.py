@@ -74,19 +74,25 @@ class Setting:
         noise = Noise(keep_rate, noise_mult, noise_add)
         arrays = np.broadcast_arrays(sw2, sb2, noise.mu2, noise.add_var)
         dev = default_device(device)
-        t = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=dev) for a in arrays]
+        t = [torch.tensor(np.array(a, dtype=np.float64), dtype=torch.float64, device=dev) for a in arrays]
         return cls(act, kernel_for(act, closed_form=closed_form), *t)
+
+    def flatten(self) -> Setting:
+        """The same batch as 1-D tensors."""
+        return self._map(lambda t: t.reshape(-1))
+
+    def slice(self, start: int, stop: int) -> Setting:
+        """Points ``start:stop`` of a flat batch."""
+        return self._map(lambda t: t[start:stop])
+
+    def _map(self, fn) -> Setting:
+        return Setting(
+            self.activation, self.kernel, fn(self.sigma_w2), fn(self.sigma_b2), fn(self.mu2), fn(self.add_var)
+        )
 
     def select(self, mask: torch.Tensor) -> Setting:
         """The sub-batch where ``mask`` is True (flattened)."""
-        return Setting(
-            self.activation,
-            self.kernel,
-            self.sigma_w2[mask],
-            self.sigma_b2[mask],
-            self.mu2[mask],
-            self.add_var[mask],
-        )
+        return self._map(lambda t: t[mask])
 
 
 def q_map(s: Setting, q: torch.Tensor) -> torch.Tensor:
@@ -97,6 +103,12 @@ def q_map(s: Setting, q: torch.Tensor) -> torch.Tensor:
 def q_map_slope(s: Setting, q: torch.Tensor) -> torch.Tensor:
     """dQ/dq = sigma_w^2 mu2 V'(q): the factor in eq. 6 (chi_1 + sigma_w^2 E[phi'' phi], times mu2)."""
     return s.sigma_w2 * s.mu2 * s.kernel.second_moment_slope(q)
+
+
+def q_map_and_slope(s: Setting, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q(q) and dQ/dq in one pass over the quadrature nodes."""
+    v, dv = s.kernel.second_moment_and_slope(q)
+    return s.sigma_w2 * (s.mu2 * v + s.add_var) + s.sigma_b2, s.sigma_w2 * s.mu2 * dv
 
 
 def chi1(s: Setting, q: torch.Tensor) -> torch.Tensor:
@@ -118,11 +130,13 @@ def c_map(s: Setting, q: torch.Tensor, c: torch.Tensor, q_next: torch.Tensor | N
 class CorrelationMap:
     """The correlation map at a fixed variance q (usually q*): value and slope in c, reusing the kernel."""
 
-    def __init__(self, s: Setting, q: torch.Tensor, *, _pair=None, _q_next=None):
+    def __init__(self, s: Setting, q: torch.Tensor, *, direct: bool = False, _pair=None, _q_next=None):
         self.setting = s
         q = torch.clamp(q, min=Q_FLOOR)
         self.q = q
-        self.pair = s.kernel.pair(q) if _pair is None else _pair
+        if _pair is None:
+            _pair = s.kernel.pair(q, use_series=False) if direct else s.kernel.pair(q)
+        self.pair = _pair
         self.q_next = q_map(s, q) if _q_next is None else _q_next
 
     def restrict(self, mask: torch.Tensor) -> CorrelationMap:
@@ -136,6 +150,13 @@ class CorrelationMap:
     def __call__(self, c: torch.Tensor) -> torch.Tensor:
         s = self.setting
         return (s.sigma_w2 * self.pair.value(c) + s.sigma_b2) / self.q_next
+
+    def error_bound(self, c: torch.Tensor) -> torch.Tensor:
+        """Bound on the truncation error of the map at c (0 for closed forms and direct quadrature)."""
+        bound = getattr(self.pair, "error_bound", None)
+        if bound is None:
+            return torch.zeros_like(self.q)
+        return self.setting.sigma_w2 * bound(c) / self.q_next
 
     def slope(self, c: torch.Tensor) -> torch.Tensor:
         """dc'/dc = sigma_w^2 E[phi'(u1) phi'(u2)] at the fixed point (eq. 8): chi_c."""

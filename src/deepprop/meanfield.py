@@ -14,6 +14,7 @@ Computation runs in float64 on the CPU by default; ``device="cuda"`` runs it on 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,29 +132,36 @@ def mean_field(
     depth_multiple: float = 6.0,
     critical_tol: float = 1e-3,
     device: str | torch.device | None = None,
+    chunk_size: int = 1 << 16,
+    show_progress: bool = True,
 ) -> MeanField:
     """Fixed points, slopes, depth scales and phase for every broadcast combination of the arguments.
 
     ``q0`` is where the variance iteration starts; it matters only where the fixed point is not unique
     (relu or linear at sigma_w^2 mu2 = 2 resp. 1 without bias: every q is a fixed point and q* = q0).
+    Points are solved in chunks of ``chunk_size`` (bounded memory; a progress bar on stderr when
+    there is more than one chunk).
     """
     q0 = _check_positive("q0", q0)
     depth_multiple = _check_positive("depth_multiple", depth_multiple)
     critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
     s = _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add, device)
-    with torch.no_grad():
-        qs, bounded = q_star(s, q0)
-        q_eval = torch.nan_to_num(qs, nan=1.0)
-        nan = torch.full_like(q_eval, float("nan"))
-        c1 = torch.where(bounded, chi1(s, q_eval), nan)
-        cs, chi_c = c_star(s, qs, c1)
-        slope_q = torch.where(bounded, q_map_slope(s, q_eval), nan)
-        xi_q = depth_scale(slope_q.abs())
-        xi_c = depth_scale(chi_c)
-        xi_grad = gradient_depth_scale(c1)
-    arr = lambda t: t.detach().cpu().numpy()  # noqa: E731
     shape = tuple(s.shape)
-    bounded_np = arr(bounded)
+    flat = s.flatten()
+    n = flat.sigma_w2.numel()
+    columns: dict[str, list[np.ndarray]] = {}
+    starts = range(0, n, chunk_size)
+    progress = len(starts) > 1 and show_progress
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"mean field ({s.activation.name})", unit="chunk", file=sys.stderr)
+    for start in starts:
+        part = _solve(flat.slice(start, start + chunk_size), q0)
+        for key, value in part.items():
+            columns.setdefault(key, []).append(value)
+    out = {key: np.concatenate(parts).reshape(shape) for key, parts in columns.items()}
+    qs, bounded, c1 = out["q_star"], out["bounded"], out["chi1"]
     params = np.broadcast_arrays(
         *[np.asarray(v, dtype=np.float64) for v in (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add)]
     )
@@ -164,18 +172,40 @@ def mean_field(
         keep_rate=params[2].copy(),
         noise_mult=params[3].copy(),
         noise_add=params[4].copy(),
-        q_star=arr(qs),
-        c_star=arr(cs),
-        chi1=arr(c1),
-        chi_c=arr(chi_c),
-        xi_q=arr(xi_q),
-        xi_c=arr(xi_c),
-        xi_grad=arr(xi_grad),
-        max_depth=depth_multiple * arr(xi_c),
-        phase=classify(arr(c1), bounded_np, critical_tol).reshape(shape),
+        q_star=qs,
+        c_star=out["c_star"],
+        chi1=c1,
+        chi_c=out["chi_c"],
+        xi_q=out["xi_q"],
+        xi_c=out["xi_c"],
+        xi_grad=out["xi_grad"],
+        max_depth=depth_multiple * out["xi_c"],
+        phase=classify(c1, bounded, critical_tol).reshape(shape),
         depth_multiple=depth_multiple,
         critical_tol=critical_tol,
     )
+
+
+def _solve(s: Setting, q0: float) -> dict[str, np.ndarray]:
+    """All quantities for a flat batch of settings."""
+    with torch.no_grad():
+        qs, bounded = q_star(s, q0)
+        q_eval = torch.nan_to_num(qs, nan=1.0)
+        nan = torch.full_like(q_eval, float("nan"))
+        c1 = torch.where(bounded, chi1(s, q_eval), nan)
+        cs, chi_c = c_star(s, qs, c1)
+        slope_q = torch.where(bounded, q_map_slope(s, q_eval), nan)
+        result = {
+            "q_star": qs,
+            "bounded": bounded,
+            "chi1": c1,
+            "c_star": cs,
+            "chi_c": chi_c,
+            "xi_q": depth_scale(slope_q.abs()),
+            "xi_c": depth_scale(chi_c),
+            "xi_grad": gradient_depth_scale(c1),
+        }
+    return {k: v.detach().cpu().numpy() for k, v in result.items()}
 
 
 def _check_depth(depth: int) -> int:
@@ -224,8 +254,8 @@ def trajectory(
     with torch.no_grad():
         q, c = iterate(
             s,
-            torch.as_tensor(bc(q0a), dtype=torch.float64, device=dev),
-            torch.as_tensor(bc(c0a), dtype=torch.float64, device=dev),
+            torch.tensor(bc(q0a), dtype=torch.float64, device=dev),
+            torch.tensor(bc(c0a), dtype=torch.float64, device=dev),
             depth,
         )
     return q.cpu().numpy(), c.cpu().numpy()

@@ -1,0 +1,156 @@
+"""``deepprop advise`` and ``deepprop diagnose``; the ``--maximize-depth`` option for ``deepprop critical``.
+
+* ``deepprop advise --activation relu --keep-rate 0.8`` prints :func:`deepprop.advice.critical_init`.
+* ``deepprop diagnose path/to/model.py:ClassName`` imports the file, builds ``ClassName()`` with no
+  arguments and prints :func:`deepprop.torch.diagnose` for it.
+* :func:`add_maximize_depth_option` / :func:`maximize_depth_result` give ``deepprop critical`` a
+  ``--maximize-depth`` flag: the (sigma_w2, sigma_b2) with the largest xi_c, for when no critical point
+  exists (noise) or the user wants the deepest trainable setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+from deepprop.errors import ParameterError
+
+
+def _noise_options(p: argparse.ArgumentParser, keep_default: float | None = 1.0) -> None:
+    p.add_argument("--keep-rate", type=float, default=keep_default,
+                   help="probability of KEEPING a unit (nn.Dropout(p) has keep rate 1 - p)")
+    p.add_argument("--noise-mult", type=float, default=0.0, help="std s of noise eps ~ N(1, s^2)")
+    p.add_argument("--noise-add", type=float, default=0.0, help="std of additive noise eps ~ N(0, s^2)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("advise", help="recommend a (noise-aware) critical initialisation",
+                       description="Recommend sigma_w2, sigma_b2 for an activation and noise model.")
+    p.add_argument("--activation", required=True, help="activation name (tanh, relu, erf, gelu, ...)")
+    p.add_argument("--sigma-b2", type=float, default=None,
+                   help="bias variance (default: 0 for the ReLU family, 0.05 for smooth activations)")
+    p.add_argument("--depth", type=int, default=None, help="network depth to give a verdict for")
+    _noise_options(p)
+    p.set_defaults(func=run_advise)
+
+    d = sub.add_parser("diagnose", help="mean-field diagnosis of a model's current initialisation",
+                       description="Import path/to/model.py, build ClassName() and diagnose it.")
+    d.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/mlp.py:DeepMLP")
+    d.add_argument("--activation", default=None, help="override the activation read from the model")
+    _noise_options(d, keep_default=None)
+    d.set_defaults(func=run_diagnose)
+
+
+def _fmt(v: object) -> object:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def _print_json(d: dict) -> None:
+    print(json.dumps({k: (_fmt(v) if not isinstance(v, dict) else {a: _fmt(b) for a, b in v.items()})
+                      for k, v in d.items()}, indent=2))
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    from deepprop.advice import critical_init
+
+    r = critical_init(args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
+                      noise_add=args.noise_add, sigma_b2=args.sigma_b2, depth=args.depth)
+    if args.json:
+        _print_json(r.to_dict())
+        return 0
+    print(f"sigma_w2  = {r.sigma_w2:.6g}\nsigma_b2  = {r.sigma_b2:.6g}\nchi_1     = {r.chi1:.6g}\n"
+          f"xi_c      = {r.xi_c:.6g}\nmax depth = {r.max_depth:.6g}\nexact     = {r.exact}\n")
+    print(r.explanation)
+    return 0
+
+
+def load_model(spec: str):
+    """Import ``path/to/model.py:ClassName`` and return ``ClassName()``."""
+    path_text, sep, cls_name = spec.rpartition(":")
+    if not sep or not path_text or not cls_name:
+        raise ParameterError("model", f"must be PATH.py:ClassName (got {spec!r})")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ParameterError("model", f"file not found: {path_text}")
+    mod_spec = importlib.util.spec_from_file_location(f"deepprop_user_model_{path.stem}", path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise ParameterError("model", f"cannot import {path_text} as a python module")
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report, do not trace back
+        raise ParameterError("model", f"importing {path_text} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.pop(0)
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise ParameterError("model", f"{path_text} has no {cls_name!r}")
+    try:
+        return cls()
+    except TypeError as exc:
+        raise ParameterError("model", f"{cls_name}() must build without arguments ({exc})") from exc
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    import warnings
+
+    from deepprop.torch import UnrecognisedModuleWarning, diagnose
+
+    model = load_model(args.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
+        d = diagnose(model, args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
+                     noise_add=args.noise_add)
+    if args.json:
+        _print_json(d.to_dict())
+    else:
+        print(d)
+    return 0
+
+
+def add_maximize_depth_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--maximize-depth`` (and the noise options it needs, where missing) to ``deepprop critical``."""
+    parser.add_argument("--maximize-depth", action="store_true",
+                        help="return the bounded-signal (sigma_w2, sigma_b2) with the largest xi_c instead "
+                             "of the chi_1 = 1 point (the deepest trainable setting; needed when noise "
+                             "removes the critical point)")
+    existing = {s for a in parser._actions for s in a.option_strings}
+    for flag, helptext in (("--keep-rate", "probability of keeping a unit"),
+                           ("--noise-mult", "std of multiplicative noise"),
+                           ("--noise-add", "std of additive noise")):
+        if flag not in existing:
+            default = 1.0 if flag == "--keep-rate" else 0.0
+            parser.add_argument(flag, type=float, default=default, help=helptext)
+
+
+def maximize_depth_result(args: argparse.Namespace) -> dict:
+    """The ``--maximize-depth`` answer as a JSON-ready dict.
+
+    Uses ``args.activation``, ``args.keep_rate``, ``args.noise_mult``, ``args.noise_add`` and
+    ``args.sigma_b2`` (when given, sigma_b2 is held fixed and only sigma_w2 is searched).
+    """
+    from deepprop.advice import SEARCH_SIGMA_B2, SEARCH_SIGMA_W2, maximize_xi_c
+    from deepprop.meanfield import mean_field
+
+    sb2 = getattr(args, "sigma_b2", None)
+    if isinstance(sb2, list | tuple):
+        sb2 = sb2[0] if len(sb2) == 1 else None
+    kw = dict(keep_rate=getattr(args, "keep_rate", 1.0), noise_mult=getattr(args, "noise_mult", 0.0),
+              noise_add=getattr(args, "noise_add", 0.0))
+    best = maximize_xi_c(args.activation, sigma_b2=sb2, **kw)
+    out = {"activation": args.activation, **kw, "search_sigma_w2": list(SEARCH_SIGMA_W2),
+           "search_sigma_b2": list(SEARCH_SIGMA_B2) if sb2 is None else [sb2, sb2],
+           "feasible": best.feasible, "on_boundary": best.on_boundary}
+    if best.feasible:
+        point = mean_field(args.activation, best.sigma_w2, best.sigma_b2, **kw).to_dict()
+        out.update({k: point[k] for k in ("sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
+                                          "max_depth", "phase")})
+    return out

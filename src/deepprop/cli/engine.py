@@ -1,0 +1,138 @@
+"""Engine commands: ``point``, ``critical``, ``phase`` and ``figures``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from deepprop.cli import common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "point",
+        help="mean-field quantities at one (sigma_w2, sigma_b2)",
+        description="Fixed points q*, c*, chi1, chi_c, depth scales xi_q, xi_c, xi_grad, phase and the "
+        "predicted maximum trainable depth n*xi_c of a deep fully connected random network.",
+    )
+    common.add_activation(p)
+    p.add_argument("--sigma-w2", type=common.nonnegative_float, required=True, help="weight variance >= 0")
+    p.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance >= 0")
+    common.add_noise(p)
+    p.add_argument("--depth-multiple", type=common.positive_float, default=6.0,
+                   help="n in max_depth = n * xi_c (default 6, the paper's trainability bound)")
+    p.add_argument("--q0", type=common.positive_float, default=1.0,
+                   help="start of the variance iteration (matters only where every q is a fixed point)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=run_point)
+
+    c = sub.add_parser(
+        "critical",
+        help="sigma_w2 on the critical line chi1 = 1 for a given sigma_b2",
+        description="The weight variance at which chi1 = 1 (order-to-chaos transition) for a bias "
+        "variance and noise setting.",
+    )
+    common.add_activation(c)
+    c.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance >= 0")
+    common.add_noise(c)
+    c.add_argument("--json", action="store_true", help="print {\"sigma_w2\": ...} as JSON")
+    c.set_defaults(func=run_critical)
+
+    g = sub.add_parser(
+        "phase",
+        help="phase diagram over a (sigma_w2, sigma_b2) grid, written as CSV or NetCDF",
+        description="Compute every mean-field quantity on the outer-product grid and write it as tidy CSV "
+        "(one row per grid point) or NetCDF (xarray dims sigma_w2, sigma_b2).",
+    )
+    common.add_activation(g)
+    g.add_argument("--sigma-w2", type=common.nonnegative_range, required=True, metavar="START:STOP:NUM",
+                   help="weight variances, START:STOP:NUM inclusive like linspace (or V1,V2,...), >= 0")
+    g.add_argument("--sigma-b2", type=common.nonnegative_range, required=True, metavar="START:STOP:NUM",
+                   help="bias variances, START:STOP:NUM inclusive like linspace (or V1,V2,...), >= 0")
+    common.add_noise(g)
+    g.add_argument("--depth-multiple", type=common.positive_float, default=6.0, help="n in n * xi_c")
+    g.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to compute")
+    g.add_argument("--out", required=True, help="output file: grid.csv or grid.nc")
+    g.set_defaults(func=run_phase)
+
+    f = sub.add_parser(
+        "figures",
+        help="draw the paper's figures 1-3 (theory) as PNG",
+        description="Phase diagram and convergence (fig. 1), correlation map and depth scales, theory "
+        "against measured (fig. 2), and the effect of dropout (fig. 3).",
+    )
+    f.add_argument("--out", required=True, help="directory for the PNG files (created if missing)")
+    f.add_argument("--quick", action="store_true", help="coarser grids (for tests)")
+    f.set_defaults(func=run_figures)
+
+
+def run_point(args: argparse.Namespace) -> int:
+    from deepprop.meanfield import mean_field
+
+    mf = mean_field(
+        args.activation, args.sigma_w2, args.sigma_b2, q0=args.q0, depth_multiple=args.depth_multiple,
+        **common.noise_kwargs(args),
+    )
+    result = mf.to_dict()
+    if args.json:
+        common.print_json(result)
+        return 0
+    rows = [(k, result[k]) for k in ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")]
+    rows += [(k, result[k]) for k in ("phase", "q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad")]
+    rows.append((f"max_depth ({args.depth_multiple:g}*xi_c)", result["max_depth"]))
+    common.print_table(rows)
+    for note in result["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def run_critical(args: argparse.Namespace) -> int:
+    from deepprop.meanfield import critical_sigma_w2
+
+    sw2 = float(critical_sigma_w2(args.activation, args.sigma_b2, **common.noise_kwargs(args)))
+    result = {"activation": args.activation, "sigma_b2": args.sigma_b2, **common.noise_kwargs(args),
+              "sigma_w2": sw2 if math.isfinite(sw2) else None}
+    if not math.isfinite(sw2):
+        result["note"] = "no sigma_w2 in [1e-4, 1e4] gives chi1 = 1 for this setting"
+    if args.json:
+        common.print_json(result)
+    elif result["sigma_w2"] is None:
+        print(f"no critical point: {result['note']}")
+    else:
+        print(f"critical sigma_w2 = {sw2:.6f}  ({args.activation}, sigma_b2 = {args.sigma_b2:g}, "
+              f"keep_rate = {args.keep_rate:g})")
+    return 0
+
+
+def run_phase(args: argparse.Namespace) -> int:
+    from deepprop.grid import export
+    from deepprop.meanfield import phase_diagram
+
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in (".csv", ".nc"):
+        from deepprop.errors import ParameterError
+
+        raise ParameterError("out", f"must end in .csv or .nc (got {args.out!r})")
+    n = args.sigma_w2.size * args.sigma_b2.size
+    print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    ds = phase_diagram(
+        args.activation, args.sigma_w2, args.sigma_b2, depth_multiple=args.depth_multiple, device=args.device,
+        **common.noise_kwargs(args),
+    )
+    path = export(ds, args.out)
+    counts = {p: int((ds["phase"].values == p).sum()) for p in ("ordered", "critical", "chaotic", "unbounded")}
+    print(f"wrote {path} ({n} points in {time.perf_counter() - t0:.1f} s; "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", file=sys.stderr)
+    return 0
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    from deepprop.figures.engine import draw_all
+
+    for path in draw_all(Path(args.out), quick=args.quick):
+        print(path)
+    return 0

@@ -1,0 +1,1 @@
+"""Matplotlib figures mirroring the paper's (PNG, Agg backend)."""

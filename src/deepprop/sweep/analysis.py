@@ -1,0 +1,258 @@
+"""Analysis of a sweep store: accuracy heatmaps over (sigma_w2, L), trainable-depth laws, export.
+
+Trainability of a grid cell (depth L, sigma_w2, keep_rate): the mean training accuracy over seeds is at
+least ``threshold`` (default: halfway between chance 1/C and the best cell of the sweep,
+chance + (best - chance) / 2); a diverged network counts as accuracy = chance.
+
+Laws compared (xi_c and xi_1 = 1 / |log chi_1| from the mean-field engine at each cell's sigma_w2,
+sigma_b2 and keep rate; xi_c = inf at criticality):
+
+* the paper's L_max = 6 xi_c (section 5);
+* L_max = a xi_c with a fitted;
+* L_max = min(a xi_c, b xi_1) with a, b fitted (follow-ups section 2).
+
+A law classifies a cell as trainable iff L <= L_max; fitting maximises the fraction of cells classified
+correctly, by exhaustive search over the constants at which some cell changes class (the ratios L/xi).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepprop.errors import ParameterError
+
+EXPORT_COLUMNS = [
+    "depth",
+    "sigma_w2",
+    "sigma_b2",
+    "keep_rate",
+    "seed",
+    "train_accuracy",
+    "test_accuracy",
+    "final_loss",
+    "diverged",
+    "diverged_step",
+    "activation",
+    "width",
+    "weights",
+    "optimizer",
+    "lr",
+    "steps",
+    "batch_size",
+    "dataset",
+    "noise_mult",
+    "noise_add",
+    "run_key",
+]
+
+
+def cell_table(df: pd.DataFrame, metric: str = "train_accuracy", n_classes: int = 10) -> pd.DataFrame:
+    """Mean ``metric`` over seeds per (keep_rate, depth, sigma_w2); diverged runs count as chance."""
+    if metric not in df.columns:
+        raise ParameterError("metric", f"unknown metric {metric!r}")
+    d = df.copy()
+    if metric.endswith("accuracy"):
+        d[metric] = d[metric].where(~d["diverged"], 1.0 / n_classes).fillna(1.0 / n_classes)
+    keys = ["keep_rate", "depth", "sigma_w2", "sigma_b2", "activation", "noise_mult", "noise_add"]
+    return d.groupby(keys, as_index=False).agg(
+        value=(metric, "mean"), n=(metric, "size"), diverged=("diverged", "mean")
+    )
+
+
+def theory_scales(
+    activation: str,
+    sigma_w2: np.ndarray,
+    sigma_b2: float,
+    keep_rate: float,
+    noise_mult: float = 0.0,
+    noise_add: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(xi_c, xi_1) from the mean-field engine; xi_1 = 1/|log chi_1| = |xi_grad|."""
+    from deepprop.meanfield import mean_field
+
+    mf = mean_field(
+        activation,
+        np.array(sigma_w2, dtype=float),
+        float(sigma_b2),
+        keep_rate=keep_rate,
+        noise_mult=noise_mult,
+        noise_add=noise_add,
+    )
+    return np.asarray(mf.xi_c, dtype=float), np.abs(np.asarray(mf.xi_grad, dtype=float))
+
+
+def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for (act, sb2, keep, nm, na), g in cells.groupby(
+        ["activation", "sigma_b2", "keep_rate", "noise_mult", "noise_add"]
+    ):
+        g = g.copy()
+        xi_c, xi_1 = theory_scales(act, g["sigma_w2"].to_numpy(), sb2, keep, nm, na)
+        g["xi_c"], g["xi_1"] = xi_c, xi_1
+        out.append(g)
+    return pd.concat(out, ignore_index=True)
+
+
+@dataclass
+class LawFit:
+    name: str
+    constants: dict[str, float]
+    fraction_correct: float
+    n_cells: int
+
+    def line(self) -> str:
+        consts = ", ".join(f"{k} = {v:.3g}" for k, v in self.constants.items())
+        frac = f"fraction correct = {self.fraction_correct:.3f} ({self.n_cells} cells)"
+        return f"{self.name:<30} {consts:<26} {frac}"
+
+
+def _accuracy(pred: np.ndarray, label: np.ndarray) -> float:
+    return float(np.mean(pred == label))
+
+
+def _candidates(ratio: np.ndarray) -> np.ndarray:
+    """Constants a at which L <= a * xi changes for some cell, plus one beyond each end."""
+    r = np.unique(ratio[np.isfinite(ratio) & (ratio > 0)])
+    if r.size == 0:
+        return np.array([1.0])
+    mids = np.concatenate([[r[0] * 0.5], (r[:-1] + r[1:]) / 2, [r[-1] * 1.5]])
+    return mids
+
+
+def fit_laws(
+    df: pd.DataFrame, *, threshold: float | None = None, n_classes: int = 10, metric: str = "train_accuracy"
+) -> tuple[list[LawFit], pd.DataFrame, float]:
+    """Fit the trainable-depth laws to the store's cells; return (fits, cells with labels, threshold)."""
+    cells = _with_theory(cell_table(df, metric, n_classes))
+    chance = 1.0 / n_classes
+    if threshold is None:
+        threshold = chance + 0.5 * (cells["value"].max() - chance)
+    label = (cells["value"] >= threshold).to_numpy()
+    cells["trainable"] = label
+    L = cells["depth"].to_numpy(dtype=float)
+    xi_c = cells["xi_c"].to_numpy()
+    xi_1 = cells["xi_1"].to_numpy()
+    xi_c_safe = np.where(np.isnan(xi_c), 0.0, xi_c)  # no depth scale: nothing is predicted trainable
+    xi_1_safe = np.where(np.isnan(xi_1), 0.0, xi_1)
+    fits = [LawFit("paper: L <= 6 xi_c", {"a": 6.0}, _accuracy(L <= 6 * xi_c_safe, label), len(cells))]
+    cand_a = _candidates(L / xi_c_safe)
+    acc_a = np.array([_accuracy(L <= a * xi_c_safe, label) for a in cand_a])
+    best_a = cand_a[_middle_of_best(acc_a)]
+    fits.append(LawFit("fit: L <= a xi_c", {"a": float(best_a)}, float(acc_a.max()), len(cells)))
+    cand_b = np.concatenate([_candidates(L / xi_1_safe), [np.inf]])
+    best = (-1.0, best_a, np.inf)
+    below_b = L[None, :] <= cand_b[:, None] * xi_1_safe[None, :]  # (n_b, n_cells)
+    for a in cand_a:
+        pa = L <= a * xi_c_safe
+        acc_b = ((pa[None, :] & below_b) == label[None, :]).mean(axis=1)
+        j = int(np.argmax(acc_b))
+        if acc_b[j] > best[0] + 1e-12:
+            best = (float(acc_b[j]), a, cand_b[j])
+    fits.append(
+        LawFit(
+            "fit: L <= min(a xi_c, b xi_1)", {"a": float(best[1]), "b": float(best[2])}, best[0], len(cells)
+        )
+    )
+    return fits, cells, float(threshold)
+
+
+def _middle_of_best(acc: np.ndarray) -> int:
+    idx = np.flatnonzero(acc >= acc.max() - 1e-12)
+    return int(idx[len(idx) // 2])
+
+
+def plot_heatmap(
+    df: pd.DataFrame,
+    out: str | Path,
+    *,
+    metric: str = "train_accuracy",
+    n_classes: int = 10,
+    multiples: tuple[int, ...] = (1, 2, 3, 4, 5, 6),
+) -> Path:
+    """Accuracy over (sigma_w2, L) per keep rate, as in figs. 5-6, with n xi_c, 12 xi_c and 12 xi_1 curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = cell_table(df, metric, n_classes)
+    keeps = sorted(cells["keep_rate"].unique(), reverse=True)
+    fig, axes = plt.subplots(1, len(keeps), figsize=(5.2 * len(keeps), 4.4), squeeze=False)
+    first = cells.iloc[0]
+    for ax, keep in zip(axes[0], keeps, strict=True):
+        g = cells[cells["keep_rate"] == keep]
+        grid = g.pivot_table(index="depth", columns="sigma_w2", values="value")
+        sw2 = grid.columns.to_numpy(dtype=float)
+        depth = grid.index.to_numpy(dtype=float)
+        mesh = ax.pcolormesh(
+            _edges(sw2),
+            _edges(depth),
+            grid.to_numpy(),
+            cmap="hot",
+            vmin=1.0 / n_classes,
+            vmax=1.0,
+            shading="flat",
+        )
+        fine = np.linspace(sw2.min(), sw2.max(), 400)
+        xi_c, xi_1 = theory_scales(
+            str(first["activation"]),
+            fine,
+            float(first["sigma_b2"]),
+            float(keep),
+            float(first["noise_mult"]),
+            float(first["noise_add"]),
+        )
+        for n in multiples:
+            ax.plot(
+                fine, n * xi_c, color="0.6", ls="--", lw=1.0, label=r"$n\,\xi_c$, n=1..6" if n == 1 else None
+            )
+            if n == 6:
+                ax.plot(fine, 6 * xi_c, color="white", ls="--", lw=1.6, label=r"$6\,\xi_c$")
+        ax.plot(fine, 12 * xi_c, color="cyan", ls=":", lw=1.4, label=r"$12\,\xi_c$")
+        ax.plot(fine, 12 * xi_1, color="lime", ls="-.", lw=1.2, label=r"$12\,\xi_1$")
+        ax.set_ylim(_edges(depth)[0], _edges(depth)[-1])
+        ax.set_xlim(_edges(sw2)[0], _edges(sw2)[-1])
+        ax.set_xlabel(r"$\sigma_w^2$")
+        ax.set_ylabel("depth L")
+        ax.set_title(
+            f"{first['activation']}, $\\sigma_b^2$={first['sigma_b2']:g}, keep rate $\\rho$={keep:g}"
+        )
+        fig.colorbar(mesh, ax=ax, label=metric.replace("_", " "))
+    axes[0][0].legend(loc="upper right", fontsize=7, framealpha=0.6)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    c = np.asarray(centres, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[:-1] + c[1:]) / 2
+    lo = max(c[0] - (mid[0] - c[0]), 0.0) if c[0] > 0 else c[0] - (mid[0] - c[0])
+    return np.concatenate([[lo], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def export(df: pd.DataFrame, out: str | Path) -> Path:
+    """Write one row per trained network to ``out`` (.csv or .parquet)."""
+    out = Path(out)
+    cols = [c for c in EXPORT_COLUMNS if c in df.columns]
+    table = df[cols]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        table.to_csv(out, index=False)
+    elif out.suffix in (".parquet", ".pq"):
+        try:
+            table.to_parquet(out, index=False)
+        except ImportError as exc:
+            raise ParameterError("out", "parquet needs pyarrow (pip install 'deepprop[io]')") from exc
+    else:
+        raise ParameterError("out", f"must end in .csv or .parquet (got {out.name!r})")
+    return out

@@ -1,0 +1,404 @@
+"""Train K fully connected networks of one depth at once, as one batched ensemble.
+
+Network k (k = 0..K-1), depth L, width N, input dimension d, C classes:
+
+    h^1 = x W^1_k + b^1_k,                        W^1_k: (d, N)
+    h^l = (y^{l-1} * eps^l_k + a^l_k) W^l_k + b^l_k, y^{l-1} = phi(h^{l-1}),  l = 2..L,  W^l_k: (N, N)
+    logits = (y^L * eps + a) W^out_k + b^out_k,    W^out_k: (N, C)
+    loss_k = mean over the mini-batch of cross-entropy(logits, label)
+
+with W_ij ~ N(0, sigma_w2 / fan_in) (or sqrt(sigma_w2 * max(1, fan_out/fan_in)) times a Haar (semi-)orthogonal
+matrix, which has the same per-entry variance) and b_i ~ N(0, sigma_b2). The noise acts on each layer's
+input after the first (follow-ups section 1): inverted dropout eps = Bernoulli(keep_rate)/keep_rate,
+optionally times N(1, noise_mult^2), plus additive a ~ N(0, noise_add^2); it is off at evaluation.
+
+All parameters of layer l are stacked into one tensor of shape (K, fan_in, fan_out) and each layer is one
+``torch.baddbmm``: there is no Python loop over networks in training. SGD (p <- p - lr_k g) and RMSProp
+(v <- a v + (1 - a) g^2, p <- p - lr_k g / (sqrt(v) + eps), as ``torch.optim.RMSprop``) act on the stacked
+tensors with a per-network learning rate lr_k. A network whose loss becomes NaN/inf is marked diverged at
+that step and masked out of every later update; the others go on unaffected.
+
+Randomness is per network, never per batch of networks, so a network trains identically whatever
+ensemble it is part of: initial weights come from a generator seeded with its ``init_seed``, mini-batch
+order from its data ``seed`` (:func:`batch_indices`), and noise from a counter-based hash of
+(noise_key, step, layer, example, unit) (:func:`hash_uniform`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepprop.activations import Activation, get_activation
+from deepprop.errors import ParameterError
+
+MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Hyperparameters and random streams of one network of the ensemble."""
+
+    sigma_w2: float
+    sigma_b2: float
+    lr: float
+    seed: int  # data-order stream
+    init_seed: int  # initial weights
+    noise_key: int  # noise stream (dropout masks)
+    keep_rate: float = 1.0
+    noise_mult: float = 0.0
+    noise_add: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What all networks of one ensemble share."""
+
+    depth: int
+    width: int
+    activation: str = "tanh"
+    weights: str = "gaussian"  # gaussian | orthogonal
+    optimizer: str = "sgd"  # sgd | rmsprop
+    steps: int = 200
+    batch_size: int = 128
+    dtype: str = "float32"  # float32 | float64
+    precision: str = "fp32"  # fp32 | tf32 | bf16 (the last two opt-in, on CUDA)
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 1e-8
+    eval_train: int | None = 10000  # examples used for the final train accuracy (None: all)
+    eval_test: int | None = 10000
+    record_history: bool = False
+
+
+@dataclass
+class EnsembleResult:
+    """Per-network outcome, numpy arrays of length K (history: (steps, K) when recorded)."""
+
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    final_loss: np.ndarray  # mean cross-entropy on the evaluated training examples, no noise
+    diverged: np.ndarray  # bool
+    diverged_step: np.ndarray  # int, -1 when not diverged
+    history: np.ndarray | None = None
+    network_steps: int = 0
+    flops: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+# --- random streams -----------------------------------------------------------------------------------
+
+
+def batch_indices(seed: int, n: int, steps: int, batch_size: int) -> np.ndarray:
+    """Mini-batch example indices (steps, batch_size): epochs of permutations drawn with ``seed``."""
+    rng = np.random.default_rng(int(seed))
+    need = steps * batch_size
+    chunks, have = [], 0
+    while have < need:
+        chunks.append(rng.permutation(n))
+        have += n
+    return np.concatenate(chunks)[:need].reshape(steps, batch_size)
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """Integer avalanche hash of 32-bit values held in int64 (low 32 bits kept after each product)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
+
+
+def hash_uniform(
+    keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]
+) -> torch.Tensor:
+    """Uniform [0, 1) numbers of shape (K,) + shape from a counter-based hash; float32.
+
+    Entry (k, i, j) depends only on (keys[k], step, layer, stream, i, j): a network's noise does not depend on
+    which other networks share its ensemble.
+    """
+    device = keys.device
+    counter = ((step * 1_000_003 + layer * 7919 + stream * 104_729) & MASK32) & MASK32
+    base = _mix32(
+        (keys.to(torch.int64) & MASK32) ^ _mix32(torch.tensor(counter, dtype=torch.int64, device=device))
+    )
+    idx = torch.arange(shape[0] * shape[1], dtype=torch.int64, device=device).view(1, *shape)
+    h = _mix32((base.view(-1, 1, 1) + idx * 0x9E3779B9) & MASK32)
+    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def hash_normal(
+    keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]
+) -> torch.Tensor:
+    """Standard normal numbers by Box-Muller from two :func:`hash_uniform` streams."""
+    u1 = hash_uniform(keys, step, layer, 2 * stream, shape)
+    u2 = hash_uniform(keys, step, layer, 2 * stream + 1, shape)
+    return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
+
+
+# --- parameters -----------------------------------------------------------------------------------------
+
+
+def layer_sizes(depth: int, width: int, n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of the L hidden layers and the readout."""
+    return [(n_in, width)] + [(width, width)] * (depth - 1) + [(width, n_out)]
+
+
+def _orthogonal(gauss: torch.Tensor) -> torch.Tensor:
+    """Haar-distributed (semi-)orthogonal matrices from Gaussian ones, batched over the leading dim."""
+    transpose = gauss.shape[-2] < gauss.shape[-1]
+    a = gauss.transpose(-1, -2) if transpose else gauss
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    return q.transpose(-1, -2) if transpose else q
+
+
+def init_params(
+    specs: Sequence[NetSpec],
+    settings: TrainSettings,
+    n_in: int,
+    n_out: int,
+    device: torch.device | str = "cpu",
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Initial weights [(K, fan_in, fan_out)] and biases [(K, 1, fan_out)] of every layer incl. the readout.
+
+    Network k draws, from a generator seeded with ``specs[k].init_seed``, layer by layer, first the weight
+    matrix then the bias vector; so its weights do not depend on the other networks of the ensemble.
+    """
+    device = torch.device(device)
+    dtype = getattr(torch, settings.dtype)
+    sizes = layer_sizes(settings.depth, settings.width, n_in, n_out)
+    gens = [torch.Generator(device=device).manual_seed(int(s.init_seed)) for s in specs]
+    weights, biases = [], []
+    for fan_in, fan_out in sizes:
+        w = torch.stack([torch.randn(fan_in, fan_out, generator=g, device=device, dtype=dtype) for g in gens])
+        b = torch.stack([torch.randn(1, fan_out, generator=g, device=device, dtype=dtype) for g in gens])
+        sw2 = torch.tensor([s.sigma_w2 for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
+        sb2 = torch.tensor([s.sigma_b2 for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
+        if settings.weights == "orthogonal":
+            w = _orthogonal(w) * torch.sqrt(sw2 * max(1.0, fan_out / fan_in))
+        else:
+            w = w * torch.sqrt(sw2 / fan_in)
+        weights.append(w.contiguous())
+        biases.append((b * torch.sqrt(sb2)).contiguous())
+    return weights, biases
+
+
+# --- the batched network ----------------------------------------------------------------------------------
+
+
+class _Noise:
+    """Per-network layer-input noise: inverted dropout, multiplicative and additive Gaussian noise."""
+
+    def __init__(self, specs: Sequence[NetSpec], device: torch.device, dtype: torch.dtype):
+        def col(name: str) -> torch.Tensor:
+            return torch.tensor([getattr(s, name) for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
+
+        self.keep = col("keep_rate")
+        self.mult = col("noise_mult")
+        self.add = col("noise_add")
+        self.keys = torch.tensor([s.noise_key & MASK32 for s in specs], dtype=torch.int64, device=device)
+        self.dropout = any(s.keep_rate < 1.0 for s in specs)
+        self.gauss_mult = any(s.noise_mult > 0 for s in specs)
+        self.gauss_add = any(s.noise_add > 0 for s in specs)
+        self.active = self.dropout or self.gauss_mult or self.gauss_add
+
+    def __call__(self, y: torch.Tensor, step: int, layer: int) -> torch.Tensor:
+        shape = (y.shape[1], y.shape[2])
+        if self.dropout:
+            u = hash_uniform(self.keys, step, layer, 0, shape).to(y.dtype)
+            y = y * ((u < self.keep).to(y.dtype) / self.keep)
+        if self.gauss_mult:
+            y = y * (1.0 + self.mult * hash_normal(self.keys, step, layer, 1, shape).to(y.dtype))
+        if self.gauss_add:
+            y = y + self.add * hash_normal(self.keys, step, layer, 2, shape).to(y.dtype)
+        return y
+
+
+def forward(
+    x: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    phi: Activation,
+    noise: _Noise | None = None,
+    step: int = 0,
+) -> torch.Tensor:
+    """Logits (K, B, C) for inputs x of shape (K, B, d) or (B, d) (shared by all networks)."""
+    if x.dim() == 2:
+        h = torch.matmul(x, weights[0]) + biases[0]
+    else:
+        h = torch.baddbmm(biases[0], x, weights[0])
+    for layer in range(1, len(weights)):
+        y = phi.fn(h)
+        if noise is not None and noise.active:
+            y = noise(y, step, layer)
+        h = torch.baddbmm(biases[layer], y, weights[layer])
+    return h
+
+
+def flops_per_step(settings: TrainSettings, n_in: int, n_out: int) -> float:
+    """Matmul FLOPs of one training step of one network: 3 x (2 B fan_in fan_out) per layer (fwd + 2 bwd)."""
+    sizes = layer_sizes(settings.depth, settings.width, n_in, n_out)
+    return 3.0 * 2.0 * settings.batch_size * sum(a * b for a, b in sizes)
+
+
+def bytes_per_network(settings: TrainSettings, n_in: int, n_out: int) -> int:
+    """Rough device memory of one network in training: parameters, gradients, optimizer state, activations."""
+    itemsize = 8 if settings.dtype == "float64" else 4
+    sizes = layer_sizes(settings.depth, settings.width, n_in, n_out)
+    n_params = sum(a * b + b for a, b in sizes)
+    state = 4 if settings.optimizer == "rmsprop" else 3  # param, grad, update temp (+ square avg)
+    acts = 4 * settings.batch_size * (settings.width * settings.depth + n_in + n_out)  # h, y, noise, grad
+    return int(itemsize * (state * n_params + acts))
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """Raise ParameterError for settings outside their range."""
+    for name in ("depth", "width", "steps", "batch_size"):
+        value = getattr(settings, name)
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ParameterError(name, f"must be a positive integer (got {value!r})")
+    if settings.weights not in ("gaussian", "orthogonal"):
+        raise ParameterError("weights", f"must be gaussian or orthogonal (got {settings.weights!r})")
+    if settings.optimizer not in ("sgd", "rmsprop"):
+        raise ParameterError("optimizer", f"must be sgd or rmsprop (got {settings.optimizer!r})")
+    if settings.dtype not in ("float32", "float64"):
+        raise ParameterError("dtype", f"must be float32 or float64 (got {settings.dtype!r})")
+    if settings.precision not in ("fp32", "tf32", "bf16"):
+        raise ParameterError("precision", f"must be fp32, tf32 or bf16 (got {settings.precision!r})")
+
+
+def _evaluate(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    phi: Activation,
+    batch: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accuracy, mean cross-entropy) per network on (x, y), without noise."""
+    k = weights[0].shape[0]
+    correct = torch.zeros(k, dtype=torch.float64, device=x.device)
+    loss = torch.zeros(k, dtype=torch.float64, device=x.device)
+    for start in range(0, len(y), batch):
+        xb, yb = x[start : start + batch], y[start : start + batch]
+        logits = forward(xb, weights, biases, phi)
+        correct += (logits.argmax(-1) == yb).sum(-1).to(torch.float64)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(k), reduction="none")
+        loss += ce.view(k, -1).sum(-1).to(torch.float64)
+    return correct / len(y), loss / len(y)
+
+
+def train_ensemble(
+    specs: Sequence[NetSpec],
+    settings: TrainSettings,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    n_classes: int,
+    *,
+    init: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+) -> EnsembleResult:
+    """Train the networks ``specs`` (all of depth ``settings.depth``) together; return per-network results.
+
+    Data tensors must already sit on the target device (x: float, y: int64). ``init`` overrides the
+    initial parameters (for tests); by default :func:`init_params` draws them.
+    """
+    check_settings(settings)
+    if not specs:
+        raise ParameterError("specs", "must contain at least one network")
+    device = x_train.device
+    dtype = getattr(torch, settings.dtype)
+    phi = get_activation(settings.activation)
+    k = len(specs)
+    n_in = x_train.shape[1]
+    weights, biases = init if init is not None else init_params(specs, settings, n_in, n_classes, device)
+    params = [p.detach().clone().requires_grad_(True) for p in (*weights, *biases)]
+    n_layers = len(weights)
+    lr = torch.tensor([s.lr for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
+    noise = _Noise(specs, device, dtype)
+    state = [torch.zeros_like(p) for p in params] if settings.optimizer == "rmsprop" else None
+
+    seeds = sorted({int(s.seed) for s in specs})
+    tables = {s: batch_indices(s, len(y_train), settings.steps, settings.batch_size) for s in seeds}
+    table = torch.from_numpy(np.stack([tables[int(s.seed)] for s in specs], axis=1)).to(
+        device
+    )  # (steps, K, B)
+
+    alive = torch.ones(k, dtype=torch.bool, device=device)
+    div_step = torch.full((k,), -1, dtype=torch.int64, device=device)
+    history = (
+        torch.empty(settings.steps, k, dtype=torch.float64, device=device)
+        if settings.record_history
+        else None
+    )
+    autocast = settings.precision == "bf16" and device.type == "cuda"
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = settings.precision == "tf32"
+    try:
+        for step in range(settings.steps):
+            idx = table[step]  # (K, B)
+            xb = x_train[idx]  # (K, B, d)
+            yb = y_train[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = forward(xb, params[:n_layers], params[n_layers:], phi, noise, step)
+            logits = logits.to(dtype) if autocast else logits
+            ce = F.cross_entropy(
+                logits.reshape(k * settings.batch_size, -1), yb.reshape(-1), reduction="none"
+            )
+            loss = ce.view(k, settings.batch_size).mean(1)
+            if history is not None:
+                history[step] = loss.detach().to(torch.float64)
+            finite = torch.isfinite(loss)
+            newly = alive & ~finite
+            div_step = torch.where(newly, torch.full_like(div_step, step), div_step)
+            alive = alive & finite
+            total = torch.where(alive, loss, torch.zeros_like(loss)).sum()
+            grads = torch.autograd.grad(total, params)
+            with torch.no_grad():
+                mask = alive.view(-1, 1, 1)
+                for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+                    g = torch.where(mask, g, torch.zeros_like(g))
+                    if state is None:
+                        p.sub_(lr * g)
+                    else:
+                        v = state[i]
+                        v.mul_(settings.rmsprop_alpha).addcmul_(g, g, value=1.0 - settings.rmsprop_alpha)
+                        p.sub_(lr * g / (v.sqrt() + settings.rmsprop_eps))
+        with torch.no_grad():
+            w_final = [p.detach() for p in params[:n_layers]]
+            b_final = [p.detach() for p in params[n_layers:]]
+            ntr = len(y_train) if settings.eval_train is None else min(settings.eval_train, len(y_train))
+            nte = len(y_test) if settings.eval_test is None else min(settings.eval_test, len(y_test))
+            tr_acc, tr_loss = _evaluate(x_train[:ntr], y_train[:ntr], w_final, b_final, phi)
+            te_acc, _ = _evaluate(x_test[:nte], y_test[:nte], w_final, b_final, phi)
+            # a network whose final parameters give a non-finite loss diverged at the end of training
+            late = alive & ~torch.isfinite(tr_loss)
+            div_step = torch.where(late, torch.full_like(div_step, settings.steps), div_step)
+            alive = alive & ~late
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    diverged = (~alive).cpu().numpy()
+    nan = np.full(k, np.nan)
+    return EnsembleResult(
+        train_accuracy=np.where(diverged, nan, tr_acc.cpu().numpy()),
+        test_accuracy=np.where(diverged, nan, te_acc.cpu().numpy()),
+        final_loss=np.where(diverged, nan, tr_loss.cpu().numpy()),
+        diverged=diverged,
+        diverged_step=div_step.cpu().numpy(),
+        history=None if history is None else history.cpu().numpy(),
+        network_steps=k * settings.steps,
+        flops=k * settings.steps * flops_per_step(settings, n_in, n_classes),
+    )
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for a device out-of-memory error (CUDA or CPU allocator)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()

@@ -1,0 +1,76 @@
+"""`deepprop advise` / `deepprop diagnose` / --maximize-depth against closed forms and quadrature."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+import pytest
+
+from deepprop.cli import main as cli_main
+from deepprop.cli.advice import add_maximize_depth_option, maximize_depth_result
+
+pytest.importorskip("deepprop.meanfield")
+
+
+@pytest.fixture(autouse=True)
+def only_advice(monkeypatch):
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("advice",))
+
+
+def test_advise_relu_keep_rate_json(capsys):
+    assert cli_main.main(["advise", "--activation", "relu", "--keep-rate", "0.8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sigma_w2"] == 1.6 and out["sigma_b2"] == 0.0
+    assert out["xi_c"] == pytest.approx(1.5538, abs=1e-4)  # follow-ups section 1: 1.554
+
+
+def test_advise_text_and_bad_keep_rate(capsys):
+    assert cli_main.main(["advise", "--activation", "tanh", "--depth", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "sigma_w2  = 1.76095" in out and "expect it to train" in out
+    assert cli_main.main(["advise", "--activation", "relu", "--keep-rate", "1.2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deepprop: error: --keep-rate: must be in (0, 1]")
+
+
+def test_diagnose_file_class(tmp_path, capsys):
+    f = tmp_path / "deep.py"
+    f.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Deep(nn.Sequential):
+            def __init__(self):
+                torch.manual_seed(0)
+                layers = []
+                for _ in range(119):
+                    layers += [nn.Linear(300, 300), nn.Tanh()]
+                super().__init__(*layers, nn.LayerNorm(300), nn.Linear(300, 10))
+    """))
+    assert cli_main.main(["diagnose", f"{f}:Deep", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["depth"] == 120
+    assert out["sigma_w2"] == pytest.approx(1 / 3, rel=0.02)  # torch default: Var W = 1/(3 fan_in)
+    assert out["unrecognised"] == [["238", "LayerNorm"]]
+    assert "depth 120 > 6*xi_c" in out["verdict"] and "init_ would move it to sw2 = 1.76" in out["verdict"]
+    assert cli_main.main(["diagnose", f"{f}:Nope"]) == 2
+    assert "--model: " in capsys.readouterr().err
+    assert cli_main.main(["diagnose", str(tmp_path / "missing.py") + ":X"]) == 2
+
+
+def test_maximize_depth_option_and_result():
+    p = argparse.ArgumentParser()
+    p.add_argument("--activation")
+    p.add_argument("--sigma-b2", type=float, default=None)
+    add_maximize_depth_option(p)
+    argv = ["--activation", "tanh", "--keep-rate", "0.9", "--sigma-b2", "0.05", "--maximize-depth"]
+    args = p.parse_args(argv)
+    assert args.maximize_depth
+    out = maximize_depth_result(args)
+    # the maximiser of xi_c checked against independent quadrature in test_advice
+    assert out["feasible"] and not out["on_boundary"]
+    assert out["sigma_w2"] == pytest.approx(1.84887, abs=1e-4)
+    assert out["xi_c"] == pytest.approx(4.67635, abs=1e-4)
+    assert out["phase"] != "unbounded"

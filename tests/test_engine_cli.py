@@ -1,0 +1,176 @@
+"""The engine's command line: the exact contract of the issue, errors, and exports."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from deepprop.cli.main import main
+from deepprop.meanfield import critical_sigma_w2, mean_field
+
+KEYS = {"q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "phase", "max_depth"}
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_point_json_contract(capsys):
+    code, out, _ = run(
+        capsys,
+        "point",
+        "--activation",
+        "tanh",
+        "--sigma-w2",
+        "2.5",
+        "--sigma-b2",
+        "0.05",
+        "--keep-rate",
+        "0.98",
+        "--json",
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert KEYS <= set(data)
+    ref = mean_field("tanh", 2.5, 0.05, keep_rate=0.98)
+    assert data["xi_c"] == pytest.approx(float(ref.xi_c), rel=1e-12)
+    assert data["c_star"] == pytest.approx(float(ref.c_star), rel=1e-12)
+    assert data["phase"] == "chaotic"
+
+
+def test_point_table_and_undefined_values(capsys):
+    code, out, _ = run(capsys, "point", "--activation", "relu", "--sigma-w2", "3", "--sigma-b2", "0.05")
+    assert code == 0 and "unbounded" in out and "note:" in out
+    code, out, _ = run(capsys, "point", "--activation", "relu", "--sigma-w2", "3", "--sigma-b2", "0.05", "--json")
+    data = json.loads(out)  # strict JSON: no NaN / Infinity tokens
+    assert data["phase"] == "unbounded" and data["q_star"] is None and data["xi_c"] is None
+
+
+def test_noise_options(capsys):
+    _, out, _ = run(
+        capsys, "point", "--activation", "relu", "--sigma-w2", "1.6", "--sigma-b2", "0", "--keep-rate", "0.8", "--json"
+    )
+    assert json.loads(out)["c_star"] == pytest.approx(0.47280, abs=5e-6)
+    _, out, _ = run(
+        capsys,
+        "point",
+        "--activation",
+        "tanh",
+        "--sigma-w2",
+        "2",
+        "--sigma-b2",
+        "0.05",
+        "--noise-mult",
+        "0.3",
+        "--noise-add",
+        "0.1",
+        "--json",
+    )
+    ref = mean_field("tanh", 2, 0.05, noise_mult=0.3, noise_add=0.1)
+    assert json.loads(out)["xi_c"] == pytest.approx(float(ref.xi_c), rel=1e-12)
+
+
+def test_critical_json(capsys):
+    code, out, _ = run(capsys, "critical", "--activation", "tanh", "--sigma-b2", "0.05", "--json")
+    assert code == 0
+    assert json.loads(out)["sigma_w2"] == pytest.approx(1.7610, abs=5e-5)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["point", "--sigma-w2", "-1", "--sigma-b2", "0"], "--sigma-w2"),
+        (["point", "--sigma-w2", "nan", "--sigma-b2", "0"], "--sigma-w2"),
+        (["point", "--sigma-w2", "1", "--sigma-b2", "inf"], "--sigma-b2"),
+        (["point", "--sigma-w2", "1", "--sigma-b2", "0", "--keep-rate", "0"], "--keep-rate"),
+        (["point", "--sigma-w2", "1", "--sigma-b2", "0", "--keep-rate", "1.5"], "--keep-rate"),
+        (["point", "--activation", "tanhh", "--sigma-w2", "1", "--sigma-b2", "0"], "--activation"),
+        (["point", "--sigma-w2", "1", "--sigma-b2", "0", "--noise-mult", "-0.1"], "--noise-mult"),
+        (["phase", "--sigma-w2", "1:4", "--sigma-b2", "0:0.3:3", "--out", "x.csv"], "--sigma-w2"),
+        (["phase", "--sigma-w2", "1:4:0", "--sigma-b2", "0:0.3:3", "--out", "x.csv"], "--sigma-w2"),
+        (["phase", "--sigma-w2", "1:4:3", "--sigma-b2", "-1:0.3:3", "--out", "x.csv"], "--sigma-b2"),
+        (["phase", "--sigma-w2", "1:4:3", "--sigma-b2", "0:0.3:3", "--out", "x.txt"], "--out"),
+        (["critical"], "--sigma-b2"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+    assert out == ""
+
+
+def test_installed_command_has_no_traceback_on_bad_input():
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepprop", "point", "--sigma-w2", "-2", "--sigma-b2", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--sigma-w2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_phase_csv_is_tidy(tmp_path, capsys):
+    out = tmp_path / "grid.csv"
+    code, _, _ = run(
+        capsys, "phase", "--activation", "tanh", "--sigma-w2", "1:4:7", "--sigma-b2", "0:0.3:4", "--out", str(out)
+    )
+    assert code == 0
+    df = pd.read_csv(out)
+    assert list(df.columns[:10]) == [
+        "sigma_w2",
+        "sigma_b2",
+        "q_star",
+        "c_star",
+        "chi1",
+        "chi_c",
+        "xi_q",
+        "xi_c",
+        "xi_grad",
+        "max_depth",
+    ]
+    assert "phase" in df.columns and len(df) == 28
+    np.testing.assert_allclose(sorted(set(df.sigma_w2)), np.linspace(1, 4, 7))  # inclusive like linspace
+    row = df[(df.sigma_w2 == 2.5) & (df.sigma_b2 == 0.1)].iloc[0]
+    assert row.xi_c == pytest.approx(float(mean_field("tanh", 2.5, 0.1).xi_c), rel=1e-8)
+
+
+def test_phase_netcdf_roundtrip(tmp_path, capsys):
+    out = tmp_path / "grid.nc"
+    code, _, _ = run(
+        capsys, "phase", "--sigma-w2", "1:3:5", "--sigma-b2", "0.05", "--keep-rate", "0.9", "--out", str(out)
+    )
+    assert code == 0
+    ds = xr.open_dataset(out)
+    assert ds["xi_c"].dims == ("sigma_w2", "sigma_b2")
+    expected = mean_field("tanh", np.linspace(1, 3, 5), 0.05, keep_rate=0.9).xi_c
+    np.testing.assert_allclose(ds["xi_c"].values[:, 0], expected, rtol=1e-12)
+    assert ds.attrs["keep_rate"] == 0.9
+    ds.close()
+
+
+def test_phase_diagram_dataset_labels():
+    from deepprop.meanfield import phase_diagram
+
+    ds = phase_diagram("tanh", np.linspace(1, 3, 3), [0.0, 0.1], keep_rate=[1.0, 0.9])
+    assert ds["c_star"].dims == ("sigma_w2", "sigma_b2", "keep_rate")
+    assert float(ds["c_star"].sel(sigma_w2=2.0, sigma_b2=0.1, keep_rate=0.9)) == pytest.approx(
+        float(mean_field("tanh", 2.0, 0.1, keep_rate=0.9).c_star), rel=1e-12
+    )
+    assert float(critical_sigma_w2("tanh", 0.05)) < 2.0
+
+
+def test_figures_quick(tmp_path, capsys):
+    code, out, _ = run(capsys, "figures", "--out", str(tmp_path), "--quick")
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["fig1_phase_diagram.png", "fig2_depth_scales.png", "fig3_dropout.png"]
+    assert all((tmp_path / n).stat().st_size > 20_000 for n in names)

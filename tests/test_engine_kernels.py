@@ -1,0 +1,116 @@
+"""Gaussian integrals of every activation against independent computations."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from reference import ACTS, gauss1, gauss2
+
+from deepprop import get_activation
+from deepprop.kernels import kernel_for
+from deepprop.maps import Setting, c_map, q_map
+
+ALL = list(ACTS)
+T = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("q", [0.05, 1.0, 3.7, 40.0])
+def test_one_dimensional_moments_match_adaptive_quadrature(name, q):
+    f, d, kinks = ACTS[name]
+    k = kernel_for(get_activation(name), closed_form=False)
+    qt = T([q])
+    assert k.second_moment(qt).item() == pytest.approx(gauss1(lambda x: f(x) ** 2, q, kinks), rel=1e-10, abs=1e-14)
+    assert k.derivative_moment(qt).item() == pytest.approx(gauss1(lambda x: d(x) ** 2, q, kinks), rel=1e-10)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_variance_slope_matches_finite_difference(name):
+    f, _, kinks = ACTS[name]
+    k = kernel_for(get_activation(name), closed_form=False)
+    for q in (0.3, 2.0):
+        h = 1e-5 * q
+        fd = (gauss1(lambda x: f(x) ** 2, q + h, kinks) - gauss1(lambda x: f(x) ** 2, q - h, kinks)) / (2 * h)
+        assert k.second_moment_slope(T([q])).item() == pytest.approx(fd, rel=1e-7)
+        v, dv = k.second_moment_and_slope(T([q]))
+        assert dv.item() == pytest.approx(fd, rel=1e-7)
+
+
+SMOOTH = [n for n in ALL if not ACTS[n][2]]
+KINKED = [n for n in ALL if ACTS[n][2]]
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+@pytest.mark.parametrize("use_series", [True, False])
+def test_pair_kernel_smooth_matches_high_degree_hermite(name, use_series):
+    f, d, _ = ACTS[name]
+    k = kernel_for(get_activation(name), closed_form=False)
+    q = T([0.4, 1.0, 2.5, 2.5, 2.5])
+    c = T([0.3, -0.5, 0.1, 0.8, 0.99])
+    pair = k.pair(q, use_series=use_series)
+    ref_v = [gauss2(f, f, qi, ci) for qi, ci in zip(q.tolist(), c.tolist(), strict=False)]
+    ref_s = [qi * gauss2(d, d, qi, ci) for qi, ci in zip(q.tolist(), c.tolist(), strict=False)]
+    np.testing.assert_allclose(pair.value(c).numpy(), ref_v, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(pair.slope(c).numpy(), ref_s, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", KINKED)
+def test_pair_kernel_kinked_matches_nested_adaptive_quadrature(name):
+    f, d, kinks = ACTS[name]
+    k = kernel_for(get_activation(name), closed_form=False)
+    q, c = T([0.7, 2.0]), T([0.35, 0.9])
+    pair = k.pair(q)
+    for i in range(2):
+        ref = gauss2(f, f, q[i].item(), c[i].item(), kinks)
+        assert pair.value(c)[i].item() == pytest.approx(ref, rel=1e-8)
+        ref_s = q[i].item() * gauss2(d, d, q[i].item(), c[i].item(), kinks)
+        assert pair.slope(c)[i].item() == pytest.approx(ref_s, rel=1e-7)
+
+
+@pytest.mark.parametrize("name", ["relu", "erf", "linear"])
+def test_closed_forms_agree_with_quadrature(name):
+    act = get_activation(name)
+    closed, quad = kernel_for(act), kernel_for(act, closed_form=False)
+    assert type(closed) is not type(quad)
+    q = T([0.2, 1.0, 3.7])
+    for method in ("second_moment", "second_moment_slope", "derivative_moment"):
+        np.testing.assert_allclose(getattr(closed, method)(q), getattr(quad, method)(q), rtol=1e-10)
+    qq = T([0.2, 1.0, 3.7, 1.3])
+    c = T([-0.6, 0.2, 0.9, 0.999])
+    np.testing.assert_allclose(
+        closed.pair(qq).value(c), quad.pair(qq, use_series=False).value(c), rtol=1e-8, atol=1e-13
+    )
+    np.testing.assert_allclose(closed.pair(qq).slope(c), quad.pair(qq, use_series=False).slope(c), rtol=1e-8)
+
+
+def test_relu_arccos_kernel_known_values():
+    # c = 0: E[relu(u1) relu(u2)] = q / (2 pi); c = 1: q / 2.
+    pair = kernel_for(get_activation("relu")).pair(T([2.0, 2.0]))
+    np.testing.assert_allclose(pair.value(T([0.0, 1.0])), [1 / math.pi, 1.0], rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_maps_against_monte_carlo_with_explicit_noise(name):
+    """One wide layer by sampling: noise drawn explicitly, expectations by 1e6 samples."""
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    q, c, sw2, sb2, rho, s_add = 0.9, 0.55, 1.7, 0.1, 0.8, 0.3
+    f = ACTS[name][0]
+    z1, z2 = rng.standard_normal(n), rng.standard_normal(n)
+    u1 = math.sqrt(q) * z1
+    u2 = math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
+    keep1, keep2 = (rng.random(n) < rho) / rho, (rng.random(n) < rho) / rho
+    y1 = f(u1) * keep1 + s_add * rng.standard_normal(n)
+    y2 = f(u2) * keep2 + s_add * rng.standard_normal(n)
+    mc_q = sw2 * np.mean(y1 * y1) + sb2
+    mc_qab = sw2 * np.mean(y1 * y2) + sb2
+    se_q = sw2 * np.std(y1 * y1) / math.sqrt(n)
+    se_qab = sw2 * np.std(y1 * y2) / math.sqrt(n)
+
+    s = Setting.build(name, sw2, sb2, keep_rate=rho, noise_add=s_add)
+    qt = T(q)
+    q_next = q_map(s, qt).item()
+    c_next = c_map(s, qt, T(c)).item()
+    assert abs(q_next - mc_q) < 5 * se_q
+    assert abs(c_next * q_next - mc_qab) < 5 * se_qab

@@ -1,0 +1,114 @@
+"""Trainability on digits follows the depth scale; law fits recover a known boundary; plots and export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepprop.meanfield import critical_sigma_w2, mean_field
+from deepprop.sweep.analysis import export, fit_laws, plot_heatmap
+from deepprop.sweep.config import from_mapping
+from deepprop.sweep.runner import run_sweep
+from deepprop.sweep.store import Store
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+def test_digits_shallow_critical_trains_deep_ordered_does_not(tmp_path):
+    sw_crit = float(np.ravel(critical_sigma_w2("tanh", 0.05))[0])
+    assert 1.7 < sw_crit < 1.8
+    cfg = from_mapping(
+        dict(
+            dataset="digits",
+            width=32,
+            depths="4,40",
+            sigma_w2=[1.0, round(sw_crit, 3)],
+            steps=120,
+            batch_size=32,
+            lr=0.03,
+            seeds="0,1",
+        )
+    )
+    run_sweep(cfg, tmp_path / "d.db", progress=False)
+    df = Store(tmp_path / "d.db").frame()
+    acc = df.groupby(["depth", "sigma_w2"])["train_accuracy"].mean()
+    xi_c = mean_field("tanh", 1.0, 0.05).xi_c
+    assert 40 > 6 * xi_c  # deep ordered cell is beyond the paper's 6 xi_c ...
+    assert acc[(40, 1.0)] < 0.2  # ... and stays at chance (0.1)
+    assert acc[(4, round(sw_crit, 3))] > 0.6  # shallow, near-critical: trains
+    assert acc[(40, round(sw_crit, 3))] > 0.4  # deep but critical (xi_c large): still trains
+    fits, cells, _ = fit_laws(df)
+    assert fits[0].fraction_correct == 1.0  # 6 xi_c classifies all four cells
+    out = plot_heatmap(df, tmp_path / "h.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _synthetic_frame(a_true: float, b_true: float | None) -> pd.DataFrame:
+    sw2 = np.round(np.linspace(1.0, 4.0, 31), 6)
+    depths = np.arange(5, 305, 10)
+    mf = mean_field("tanh", sw2, 0.05)
+    rows = []
+    for i, s in enumerate(sw2):
+        for L in depths:
+            lmax = a_true * mf.xi_c[i]
+            if b_true is not None:
+                lmax = min(lmax, b_true * abs(mf.xi_grad[i]))
+            rows.append(
+                dict(
+                    depth=L,
+                    sigma_w2=s,
+                    sigma_b2=0.05,
+                    keep_rate=1.0,
+                    activation="tanh",
+                    noise_mult=0.0,
+                    noise_add=0.0,
+                    seed=0,
+                    diverged=False,
+                    train_accuracy=0.95 if L <= lmax else 0.1,
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_fit_recovers_a_known_law():
+    fits, cells, thr = fit_laws(_synthetic_frame(4.0, None))
+    assert thr == pytest.approx(0.1 + 0.5 * (0.95 - 0.1))
+    paper, lin, two = fits
+    assert lin.fraction_correct == 1.0 and two.fraction_correct == 1.0
+    # any a between the last trainable and first untrainable ratio L/xi_c is exact; 4 must be inside
+    ratio = cells["depth"] / cells["xi_c"]
+    lo = ratio[cells["trainable"]].max()
+    hi = ratio[~cells["trainable"]].min()
+    assert lo <= lin.constants["a"] < hi and lo <= 4.0 < hi
+    assert paper.fraction_correct < 1.0  # 6 xi_c over-predicts this boundary
+    fits2, _, _ = fit_laws(_synthetic_frame(8.0, 3.0))
+    assert fits2[2].fraction_correct == 1.0 > fits2[1].fraction_correct
+
+
+def test_export_csv_one_row_per_network(tmp_path):
+    df = _synthetic_frame(6.0, None)
+    df["test_accuracy"] = df["train_accuracy"]
+    df["final_loss"] = 1.0
+    out = export(df, tmp_path / "x.csv")
+    back = pd.read_csv(out)
+    assert len(back) == len(df)
+    assert {
+        "depth",
+        "sigma_w2",
+        "sigma_b2",
+        "keep_rate",
+        "seed",
+        "train_accuracy",
+        "test_accuracy",
+        "final_loss",
+        "diverged",
+    } <= set(back.columns)
