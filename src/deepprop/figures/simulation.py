@@ -20,6 +20,10 @@ from deepprop.meanfield import critical_sigma_w2, mean_field, trajectory  # noqa
 from deepprop.simulate import jacobian_spectrum, simulate_forward, simulate_gradients  # noqa: E402
 
 SB2 = 0.05
+SW2_FIT = tuple(np.linspace(0.8, 4.0, 9))
+SW2_DROP = tuple(np.linspace(1.0, 4.0, 7))
+SW2_GRAD = tuple(np.linspace(1.0, 4.0, 13))
+SW2_JAC = tuple(np.linspace(0.8, 3.0, 12))
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -49,7 +53,7 @@ def figure_forward(out: Path, sweep=(1.0, 1.5, 2.5, 4.0), width: int = 500, dept
     return _save(fig, out / "sim_fig1_residuals.png")
 
 
-def figure_depth_scales(out: Path, sweep=np.linspace(0.8, 4.0, 9), width: int = 300, depth: int = 30,
+def figure_depth_scales(out: Path, sweep=SW2_FIT, width: int = 300, depth: int = 30,
                         networks: int = 4, device: str = "cpu") -> Path:
     """Figs. 2b/c: xi_q and xi_c fitted from simulations against the theory's curves."""
     fine = np.linspace(0.5, 4.0, 200)
@@ -67,7 +71,7 @@ def figure_depth_scales(out: Path, sweep=np.linspace(0.8, 4.0, 9), width: int = 
     return _save(fig, out / "sim_fig2_depth_scales.png")
 
 
-def figure_dropout(out: Path, keep_rates=(1.0, 0.95, 0.8), sweep=np.linspace(1.0, 4.0, 7), width: int = 500,
+def figure_dropout(out: Path, keep_rates=(1.0, 0.95, 0.8), sweep=SW2_DROP, width: int = 500,
                    depth: int = 25, networks: int = 3, device: str = "cpu") -> Path:
     """Figs. 3b/c: c* and xi_c against sigma_w2 for several keep rates; simulation c* = mean of the last
     third of the layers."""
@@ -93,7 +97,7 @@ def figure_dropout(out: Path, keep_rates=(1.0, 0.95, 0.8), sweep=np.linspace(1.0
     return _save(fig, out / "sim_fig3_dropout.png")
 
 
-def figure_gradients(out: Path, sweep=np.linspace(1.0, 4.0, 13), width: int = 150, depth: int = 80,
+def figure_gradients(out: Path, sweep=SW2_GRAD, width: int = 150, depth: int = 80,
                      networks: int = 2, backprop: str = "shared", device: str = "cpu") -> Path:
     """Figs. 4a/b: ||dE/dW^l||^2 by layer on digits (cross-entropy), and |xi_grad| fitted vs theory."""
     res = simulate_gradients("tanh", list(sweep), SB2, width=width, depth=depth, networks=networks,
@@ -114,7 +118,7 @@ def figure_gradients(out: Path, sweep=np.linspace(1.0, 4.0, 13), width: int = 15
     return _save(fig, out / "sim_fig4_gradients.png")
 
 
-def figure_jacobian(out: Path, width: int = 200, depth: int = 16, sweep=np.linspace(0.8, 3.0, 12),
+def figure_jacobian(out: Path, width: int = 200, depth: int = 16, sweep=SW2_JAC,
                     networks: int = 2, device: str = "cpu") -> Path:
     """Jacobian singular values (Gaussian vs orthogonal) at criticality and mutual information vs sigma_w2."""
     sb2 = 1e-3
