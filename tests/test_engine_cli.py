@@ -174,3 +174,14 @@ def test_figures_quick(tmp_path, capsys):
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["fig1_phase_diagram.png", "fig2_depth_scales.png", "fig3_dropout.png"]
     assert all((tmp_path / n).stat().st_size > 20_000 for n in names)
+
+
+def test_critical_maximize_depth_is_a_local_maximum_of_xi_c(capsys):
+    code, out, _ = run(capsys, "critical", "--activation", "tanh", "--sigma-b2", "0.05", "--keep-rate", "0.9",
+                       "--maximize-depth", "--json")
+    assert code == 0
+    best = json.loads(out)
+    assert best["sigma_b2"] == 0.05
+    around = mean_field("tanh", best["sigma_w2"] * np.array([0.98, 1.0, 1.02]), 0.05, keep_rate=0.9).xi_c
+    assert around[1] == pytest.approx(best["xi_c"], rel=1e-9)
+    assert around[1] >= around[0] and around[1] >= around[2]

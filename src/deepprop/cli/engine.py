@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from deepprop.cli import common
+from deepprop.cli.advice import add_maximize_depth_option, maximize_depth_result
+from deepprop.cli.main import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "variance and noise setting.",
     )
     common.add_activation(c)
-    c.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance >= 0")
+    c.add_argument("--sigma-b2", type=common.nonnegative_float, default=None,
+                   help="bias variance >= 0 (required, except with --maximize-depth where it is held fixed "
+                   "when given and searched otherwise)")
     common.add_noise(c)
+    add_maximize_depth_option(c)
     c.add_argument("--json", action="store_true", help="print {\"sigma_w2\": ...} as JSON")
     c.set_defaults(func=run_critical)
 
@@ -92,6 +97,18 @@ def run_point(args: argparse.Namespace) -> int:
 def run_critical(args: argparse.Namespace) -> int:
     from deepprop.meanfield import critical_sigma_w2
 
+    if args.maximize_depth:
+        result = maximize_depth_result(args)
+        if args.json:
+            common.print_json(result)
+        elif not result["feasible"]:
+            print("no bounded-signal setting found in the search box")
+        else:
+            print(f"deepest setting: sigma_w2 = {result['sigma_w2']:.6f}, sigma_b2 = {result['sigma_b2']:.6f}, "
+                  f"xi_c = {result['xi_c']:.4g}, max depth ~ {result['max_depth']:.4g} ({result['phase']})")
+        return 0
+    if args.sigma_b2 is None:
+        raise UsageError("deepprop critical: error: the following arguments are required: --sigma-b2")
     sw2 = float(critical_sigma_w2(args.activation, args.sigma_b2, **common.noise_kwargs(args)))
     result = {"activation": args.activation, "sigma_b2": args.sigma_b2, **common.noise_kwargs(args),
               "sigma_w2": sw2 if math.isfinite(sw2) else None}
