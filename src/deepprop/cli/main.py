@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from deepprop.errors import ParameterError
 
-COMMAND_MODULES: tuple[str, ...] = ("engine", "sweep", "advice")
+COMMAND_MODULES: tuple[str, ...] = ("engine", "sweep", "advice", "simulate")
 
 EXIT_USAGE = 2
 

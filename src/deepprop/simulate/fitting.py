@@ -1,0 +1,91 @@
+"""Exponential depth-scale fits of layer-by-layer measurements.
+
+A quantity that relaxes or grows exponentially with depth, r^l ~ A exp(l / s), is fitted by least
+squares of log|r^l| against l over the points above the measurement's noise floor:
+
+* forward residuals |q^l - q*| ~ exp(-l / xi_q) and |c^l - c*| ~ exp(-l / xi_c): ``xi = -1 / slope``;
+* backward gradients ||dE/dW^l||^2 ~ exp(-(L - l) / xi_grad): ``xi = +1 / slope`` (signed: positive
+  where gradients vanish towards the input, negative where they explode).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+@dataclass(frozen=True)
+class LogLinearFit:
+    """log|y| = intercept + slope * x over ``n_points`` points (NaN slope when fewer than 3)."""
+
+    slope: float
+    intercept: float
+    slope_err: float
+    n_points: int
+
+    @property
+    def ok(self) -> bool:
+        return self.n_points >= 3 and math.isfinite(self.slope)
+
+
+def fit_log_linear(x: ArrayLike, y: ArrayLike, mask: ArrayLike | None = None) -> LogLinearFit:
+    """Least-squares line through (x, log|y|) over ``mask`` (and finite, nonzero y); slope std error."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.abs(np.asarray(y, dtype=np.float64))
+    m = np.isfinite(y) & (y > 0) & np.isfinite(x)
+    if mask is not None:
+        m &= np.asarray(mask, dtype=bool)
+    n = int(m.sum())
+    if n < 3:
+        return LogLinearFit(math.nan, math.nan, math.nan, n)
+    xs, ly = x[m], np.log(y[m])
+    xc = xs - xs.mean()
+    sxx = float(xc @ xc)
+    if sxx == 0:
+        return LogLinearFit(math.nan, math.nan, math.nan, n)
+    slope = float(xc @ (ly - ly.mean())) / sxx
+    intercept = float(ly.mean() - slope * xs.mean())
+    resid = ly - (intercept + slope * xs)
+    err = math.sqrt(float(resid @ resid) / max(n - 2, 1) / sxx)
+    return LogLinearFit(slope, intercept, err, n)
+
+
+def leading_run(mask: ArrayLike, start: int = 0) -> np.ndarray:
+    """Boolean mask keeping only the first unbroken run of True at or after index ``start``."""
+    m = np.asarray(mask, dtype=bool).copy()
+    out = np.zeros_like(m)
+    i = start
+    while i < m.size and not m[i]:
+        i += 1
+    while i < m.size and m[i]:
+        out[i] = True
+        i += 1
+    return out
+
+
+def fit_relaxation(layers: ArrayLike, residual: ArrayLike, floor: ArrayLike, start: int = 1) -> tuple[float, int]:
+    """Depth scale xi of a residual |r^l| ~ exp(-l / xi), fitted over its leading run above ``floor``.
+
+    ``floor`` (scalar or per layer) is where the finite-width / finite-ensemble noise takes over; the
+    fit starts at layer index ``start``. Returns (xi, number of points); xi is NaN with < 3 points and
+    inf where the residual does not decay.
+    """
+    r = np.abs(np.asarray(residual, dtype=np.float64))
+    above = r > np.broadcast_to(np.asarray(floor, dtype=np.float64), r.shape)
+    fit = fit_log_linear(layers, r, leading_run(above, start))
+    if not fit.ok:
+        return math.nan, fit.n_points
+    return (-1.0 / fit.slope if fit.slope != 0 else math.inf), fit.n_points
+
+
+def fit_growth(layers: ArrayLike, values: ArrayLike, mask: ArrayLike | None = None) -> tuple[float, float, int]:
+    """Signed depth scale s of values^l ~ exp(l / s) (s = 1 / slope); returns (s, its std error, points)."""
+    fit = fit_log_linear(layers, values, mask)
+    if not fit.ok:
+        return math.nan, math.nan, fit.n_points
+    if fit.slope == 0:
+        return math.inf, math.inf, fit.n_points
+    return 1.0 / fit.slope, fit.slope_err / fit.slope**2, fit.n_points

@@ -1,0 +1,175 @@
+"""Forward signal propagation in finite random networks (figs. 1b/c, 2b/c, 3b/c of the paper).
+
+For every network of the ensemble and every input pair (a, b), layer-0 pre-activations are drawn
+with EXACTLY the requested statistics, (1/N)|z_a|^2 = (1/N)|z_b|^2 = q0 and z_a.z_b / N = q0 c0
+(orthonormalised Gaussian directions), then
+
+    z^l = W^l noise(phi(z^{l-1})) + b^l,        l = 1 .. depth,
+
+and at each layer the ensemble measures q^l = (1/N) sum_i (z_i^l)^2 (averaged over both inputs) and
+c^l = z_a.z_b / sqrt(|z_a|^2 |z_b|^2) (averaged over pairs), with standard errors over the
+networks. Layer l is comparable with the engine's ``trajectory(...)[..., l]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprop.errors import ParameterError
+from deepprop.simulate import _theory
+from deepprop.simulate._report import plain, stats_over_networks
+from deepprop.simulate.fitting import fit_relaxation
+from deepprop.simulate.networks import Ensemble, check_positive, check_positive_int
+
+
+def initial_pairs(ens: Ensemble, gen: torch.Generator, pairs: int, q0: float, c0: float) -> torch.Tensor:
+    """Layer-0 pre-activations, shape (batch, N, 2 * pairs): columns 2p, 2p+1 are pair p.
+
+    Each pair has exact empirical second moments q0 (both inputs) and exact correlation c0.
+    """
+    n = ens.width
+    g = torch.randn((ens.batch * pairs, n, 2), generator=gen, device=ens.device, dtype=ens.dtype)
+    u, r = torch.linalg.qr(g)  # u: (batch*pairs, N, 2) orthonormal columns
+    u = u * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    scale = math.sqrt(q0 * n)
+    za = scale * u[..., 0]
+    zb = scale * (c0 * u[..., 0] + math.sqrt(max(1.0 - c0 * c0, 0.0)) * u[..., 1])
+    z = torch.stack((za, zb), dim=-1).view(ens.batch, pairs, n, 2)
+    return z.permute(0, 2, 1, 3).reshape(ens.batch, n, 2 * pairs)
+
+
+def pair_statistics(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per network: q averaged over all inputs (batch,) and c of each pair (batch, pairs)."""
+    qi = (z * z).mean(dim=1)  # (batch, 2P)
+    za, zb = z[..., 0::2], z[..., 1::2]
+    qab = (za * zb).mean(dim=1)
+    c = qab / torch.sqrt(qi[:, 0::2] * qi[:, 1::2])
+    return qi.mean(dim=1), c
+
+
+@dataclass
+class ForwardResult:
+    """Layer-by-layer q^l, c^l of a finite ensemble, with the theory and fitted depth scales."""
+
+    layers: np.ndarray
+    q: np.ndarray
+    q_err: np.ndarray
+    c: np.ndarray
+    c_err: np.ndarray
+    q_theory: np.ndarray | None
+    c_theory: np.ndarray | None
+    xi_q_fit: float
+    xi_c_fit: float
+    theory: dict[str, Any] | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's JSON: layers [{layer, q, q_err, q_theory, c, c_err, c_theory}], fits and theory."""
+        rows = []
+        for i, l in enumerate(self.layers):
+            rows.append({
+                "layer": int(l),
+                "q": self.q[i], "q_err": self.q_err[i],
+                "q_theory": None if self.q_theory is None else self.q_theory[i],
+                "c": self.c[i], "c_err": self.c_err[i],
+                "c_theory": None if self.c_theory is None else self.c_theory[i],
+            })
+        th = self.theory or {}
+        out = {
+            "layers": rows,
+            "xi_q_fit": self.xi_q_fit,
+            "xi_c_fit": self.xi_c_fit,
+            "xi_q": th.get("xi_q"),
+            "xi_c": th.get("xi_c"),
+            "q_star": th.get("q_star"),
+            "c_star": th.get("c_star"),
+            "chi1": th.get("chi1"),
+            "phase": th.get("phase"),
+            "params": self.params,
+        }
+        return plain(out)
+
+
+def simulate_forward(
+    activation: Any,
+    sigma_w2: float,
+    sigma_b2: float,
+    *,
+    width: int,
+    depth: int,
+    q0: float = 0.8,
+    c0: float = 0.6,
+    keep_rate: float = 1.0,
+    noise_mult: float = 0.0,
+    noise_add: float = 0.0,
+    weights: str = "gaussian",
+    networks: int = 8,
+    pairs: int = 16,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float64",
+    with_theory: bool = True,
+) -> ForwardResult:
+    """Propagate ``pairs`` input pairs through ``networks`` random networks and measure q^l, c^l.
+
+    Depth scales are fitted from the residuals |q^l - q*|, |c^l - c*| (q*, c* from the engine when it
+    is available, else the mean of the last quarter of the measurement) over the leading layers above
+    the noise floor 3 * stderr + 1/N (relative for q).
+    """
+    ens = Ensemble.build(activation, float(sigma_w2), sigma_b2, width, networks=networks, weights=weights,
+                         keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
+                         device=device, dtype=dtype)
+    depth = check_positive_int("depth", depth)
+    pairs = check_positive_int("pairs", pairs)
+    q0 = check_positive("q0", q0)
+    if not (math.isfinite(float(c0)) and -1.0 <= float(c0) <= 1.0):
+        raise ParameterError("c0", f"must be in [-1, 1] (got {c0!r})")
+    if ens.width < 2:
+        raise ParameterError("width", f"must be >= 2 to hold a pair of distinct inputs (got {width!r})")
+
+    gen = ens.generator(seed)
+    q_net = np.empty((ens.batch, depth + 1))
+    c_net = np.empty((ens.batch, depth + 1))
+    with torch.no_grad():
+        z = initial_pairs(ens, gen, pairs, q0, float(c0))
+        for l in range(depth + 1):
+            if l > 0:
+                w, b = ens.draw_weights(gen), ens.draw_bias(gen)
+                y, _ = ens.layer_input(z, gen)
+                z = torch.baddbmm(b, w, y)
+            q_l, c_l = pair_statistics(z)
+            q_net[:, l] = q_l.cpu().numpy()
+            c_net[:, l] = c_l.mean(dim=1).cpu().numpy()
+
+    q, q_err = stats_over_networks(q_net)
+    c, c_err = stats_over_networks(c_net)
+    layers = np.arange(depth + 1)
+    theory = _theory.point(ens) if with_theory else None
+    traj = _theory.trajectory(ens, q0, float(c0), depth) if with_theory else None
+    theory = None if theory is None else {k: v.reshape(-1)[0] for k, v in theory.items()}
+
+    tail = slice(max(1, 3 * (depth + 1) // 4), depth + 1)
+    q_star = theory["q_star"] if theory is not None and np.isfinite(theory["q_star"]) else q[tail].mean()
+    c_star = theory["c_star"] if theory is not None and np.isfinite(theory["c_star"]) else c[tail].mean()
+    err_q = np.nan_to_num(q_err, nan=0.0)
+    err_c = np.nan_to_num(c_err, nan=0.0)
+    xi_q_fit, _ = fit_relaxation(layers, q - q_star, 3 * err_q + abs(q_star) / ens.width, start=0)
+    xi_c_fit, _ = fit_relaxation(layers, c - c_star, 3 * err_c + 1.0 / ens.width, start=0)
+
+    params = {
+        "activation": ens.activation.name, "sigma_w2": float(sigma_w2), "sigma_b2": ens.sigma_b2,
+        "width": ens.width, "depth": depth, "q0": q0, "c0": float(c0), "keep_rate": ens.noise.keep_rate,
+        "noise_mult": ens.noise.noise_mult, "noise_add": ens.noise.noise_add, "weights": ens.weights,
+        "networks": ens.networks, "pairs": pairs, "seed": int(seed), "device": str(ens.device),
+        "dtype": str(ens.dtype).removeprefix("torch."),
+    }
+    return ForwardResult(
+        layers=layers, q=q, q_err=q_err, c=c, c_err=c_err,
+        q_theory=None if traj is None else traj[0][0], c_theory=None if traj is None else traj[1][0],
+        xi_q_fit=xi_q_fit, xi_c_fit=xi_c_fit, theory=theory, params=params,
+    )

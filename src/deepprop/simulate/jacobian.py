@@ -1,0 +1,238 @@
+"""Input-output Jacobian spectrum and Gaussian-channel mutual information (follow-ups section 3).
+
+For an input whose layer-0 pre-activation has variance q_in (default the fixed point q*), the Jacobian of
+the L-layer map z^0 -> z^L, z^l = W^l noise(phi(z^{l-1})) + b^l, is
+
+    J = W^L D^{L-1} ... W^1 D^0,     D^l = diag(eps^{l+1} * phi'(z^l))
+
+(eps the multiplicative noise drawn for that input). Its mean squared singular value
+(1/N) ||J||_F^2 = (1/N) sum_i sigma_i^2 has expectation chi1^L at q_in = q*, chi1 = sw2 mu2 E[phi'^2].
+The linearised channel x -> J x + n with x ~ N(0, s_x^2 I), n ~ N(0, s_n^2 I) carries
+
+    I = 1/2 sum_i log(1 + s_x^2 sigma_i^2 / s_n^2)   nats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprop.errors import ParameterError
+from deepprop.simulate import _theory
+from deepprop.simulate._report import plain, stats_over_networks
+from deepprop.simulate.networks import Ensemble, check_positive, check_positive_int
+
+QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
+
+
+@dataclass
+class Layer:
+    """One drawn layer: weights, biases and the noise applied to its input (for replaying the map)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    mult: torch.Tensor | None
+    add: torch.Tensor | None
+
+
+def network_jacobian(ens: Ensemble, z0: torch.Tensor, depth: int, gen: torch.Generator,
+                     keep_layers: bool = False, probes: torch.Tensor | None = None) -> tuple[torch.Tensor, list[Layer]]:
+    """J = dz^L/dz^0 for every network at its input z0 (batch, N, 1): shape (batch, N, N), built layer by
+    layer as J <- W^l diag(eps * phi'(z^{l-1})) J. Returns J and (if asked) the drawn layers.
+
+    With ``probes`` (batch, N, P) the product J @ probes is returned instead (forward-mode tangents,
+    L N^2 P work instead of L N^3).
+    """
+    n = ens.width
+    jac = torch.eye(n, dtype=ens.dtype, device=ens.device).expand(ens.batch, n, n) if probes is None else probes
+    layers: list[Layer] = []
+    z = z0
+    for _ in range(depth):
+        w, b = ens.draw_weights(gen), ens.draw_bias(gen)
+        y = ens.activation.fn(z)
+        mult, add = ens.draw_noise(gen, y)
+        d = ens.activation.derivative(z)
+        if mult is not None:
+            y, d = y * mult, d * mult
+        if add is not None:
+            y = y + add
+        jac = torch.bmm(w, d * jac)
+        z = torch.baddbmm(b, w, y)
+        if keep_layers:
+            layers.append(Layer(w, b, mult, add))
+    return jac, layers
+
+
+def replay(ens: Ensemble, layers: Sequence[Layer], z0: torch.Tensor) -> torch.Tensor:
+    """z^L for input z0 through previously drawn layers (same weights, biases and noise)."""
+    z = z0
+    for lay in layers:
+        y = ens.activation.fn(z)
+        if lay.mult is not None:
+            y = y * lay.mult
+        if lay.add is not None:
+            y = y + lay.add
+        z = torch.baddbmm(lay.bias, lay.weight, y)
+    return z
+
+
+def mutual_information(singular_values: torch.Tensor, signal_var: float, noise_var: float) -> torch.Tensor:
+    """I = 1/2 sum_i log(1 + s_x^2 sigma_i^2 / s_n^2) over the last axis (nats)."""
+    return 0.5 * torch.log1p(signal_var * singular_values**2 / noise_var).sum(dim=-1)
+
+
+@dataclass
+class JacobianPoint:
+    """Spectrum summary at one sigma_w2 (means and standard errors over networks)."""
+
+    sigma_w2: float
+    input_q: float
+    chi1: float
+    mean_sq_singular: float
+    mean_sq_singular_err: float
+    spread: float
+    log_sv_std: float
+    quantiles: dict[str, float]
+    mutual_information: float
+    mutual_information_err: float
+    singular_values: np.ndarray | None = None  # (networks, N), for figures
+
+    @property
+    def chi1_L(self) -> float:
+        return self.chi1 ** self._depth if math.isfinite(self.chi1) else math.nan
+
+    _depth: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        ratio = self.mean_sq_singular / self.chi1_L if math.isfinite(self.chi1_L) else math.nan
+        return plain({
+            "sigma_w2": self.sigma_w2, "input_q": self.input_q, "chi1": self.chi1, "chi1_L": self.chi1_L,
+            "mean_sq_singular": self.mean_sq_singular, "mean_sq_singular_err": self.mean_sq_singular_err,
+            "ratio_to_theory": ratio, "spread": self.spread, "log_sv_std": self.log_sv_std,
+            "singular_value_quantiles": self.quantiles, "mutual_information": self.mutual_information,
+            "mutual_information_err": self.mutual_information_err,
+        })
+
+
+@dataclass
+class JacobianResult:
+    points: list[JacobianPoint]
+    critical_sigma_w2: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mi_peak_sigma_w2(self) -> float:
+        mi = np.array([p.mutual_information for p in self.points])
+        if not np.any(np.isfinite(mi)):
+            return math.nan
+        return self.points[int(np.nanargmax(mi))].sigma_w2
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain({"points": [p.to_dict() for p in self.points], "mi_peak_sigma_w2": self.mi_peak_sigma_w2,
+                      "critical_sigma_w2": self.critical_sigma_w2, "params": self.params})
+
+
+def jacobian_spectrum(
+    activation: Any,
+    sigma_w2: float | Sequence[float],
+    sigma_b2: float,
+    *,
+    width: int = 300,
+    depth: int = 10,
+    weights: str = "gaussian",
+    keep_rate: float = 1.0,
+    noise_mult: float = 0.0,
+    noise_add: float = 0.0,
+    networks: int = 2,
+    input_q: float | None = None,
+    signal_var: float = 1.0,
+    noise_var: float = 1.0,
+    spectrum: bool = True,
+    probes: int = 16,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float64",
+) -> JacobianResult:
+    """Jacobian spectra of ``networks`` random networks per sigma_w2, at an input with pre-activation
+    variance ``input_q`` (default: the engine's q* for each sigma_w2).
+
+    With ``spectrum=False`` only (1/N)||J||_F^2 is measured, by ``probes`` random tangent vectors
+    (Hutchinson's estimator; no N x N Jacobian, no SVD; spread, quantiles and I are then NaN).
+    """
+    sweep = [sigma_w2] if isinstance(sigma_w2, (int, float)) else list(sigma_w2)
+    ens = Ensemble.build(activation, tuple(sweep), sigma_b2, width, networks=networks, weights=weights,
+                         keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
+                         device=device, dtype=dtype)
+    depth = check_positive_int("depth", depth)
+    signal_var = check_positive("signal_var", signal_var)
+    noise_var = check_positive("noise_var", noise_var)
+    probes = check_positive_int("probes", probes)
+    theory = _theory.point(ens)
+    s = len(sweep)
+    if input_q is not None:
+        q_in = np.full(s, check_positive("input_q", input_q))
+    elif theory is None:
+        raise ParameterError("input_q", "the engine is unavailable to supply q*; give the input variance")
+    else:
+        q_in = theory["q_star"].reshape(s).astype(np.float64)
+        if not np.all(np.isfinite(q_in) & (q_in > 0)):
+            bad = sweep[int(np.argmin(np.isfinite(q_in) & (q_in > 0)))]
+            raise ParameterError("input_q", f"no finite fixed point q* at sigma_w2={bad}; give the input variance")
+    chi1 = np.full(s, math.nan) if theory is None else theory["chi1"].reshape(s).astype(np.float64)
+    crit = math.nan
+    if theory is not None:
+        from deepprop.meanfield import critical_sigma_w2
+
+        nz = ens.noise
+        crit = float(np.asarray(critical_sigma_w2(ens.activation, ens.sigma_b2, keep_rate=nz.keep_rate,
+                                                  noise_mult=nz.noise_mult, noise_add=nz.noise_add)).reshape(-1)[0])
+
+    gen = ens.generator(seed)
+    n = ens.width
+    with torch.no_grad():
+        g = torch.randn((ens.networks, n, 1), generator=gen, device=ens.device, dtype=ens.dtype)
+        g = g / g.pow(2).mean(dim=1, keepdim=True).sqrt()  # exact (1/N)|z0|^2 = 1 before scaling
+        scale = torch.as_tensor(np.sqrt(q_in), dtype=ens.dtype, device=ens.device).repeat_interleave(ens.networks)
+        z0 = g.repeat(s, 1, 1) * scale.view(-1, 1, 1)
+        if spectrum:
+            jac, _ = network_jacobian(ens, z0, depth, gen)
+            msq = (jac.pow(2).sum(dim=(1, 2)) / n).view(s, ens.networks).cpu().numpy()
+            sv = torch.linalg.svdvals(jac).view(s, ens.networks, n)
+        else:  # Hutchinson: E ||J v||^2 = tr(J^T J) for v ~ N(0, I)
+            pgen = ens.generator(seed + 1)  # own stream: the same seed gives the same networks either way
+            v = torch.randn((ens.networks, n, probes), generator=pgen, device=ens.device, dtype=ens.dtype)
+            jv, _ = network_jacobian(ens, z0, depth, gen, probes=v.repeat(s, 1, 1))
+            msq = (jv.pow(2).sum(dim=(1, 2)) / (n * probes)).view(s, ens.networks).cpu().numpy()
+            sv = None
+        mi = mutual_information(sv, signal_var, noise_var).cpu().numpy() if sv is not None else None
+        svn = sv.cpu().numpy() if sv is not None else None
+
+    points = []
+    for i, sw in enumerate(sweep):
+        m, m_err = stats_over_networks(msq[i])
+        if svn is not None:
+            sv2 = svn[i] ** 2
+            spread = float(np.mean(sv2.var(axis=1) / sv2.mean(axis=1) ** 2))
+            log_std = float(np.mean([np.log(row[row > 0]).std() for row in svn[i]]))  # exact zeros skipped
+            qs = {f"q{int(round(100 * q)):02d}": float(np.quantile(svn[i], q)) for q in QUANTILES}
+            mi_m, mi_e = stats_over_networks(mi[i])
+            sv_keep = svn[i]
+        else:
+            spread = log_std = math.nan
+            qs = {}
+            mi_m = mi_e = math.nan
+            sv_keep = None
+        pt = JacobianPoint(float(sw), float(q_in[i]), float(chi1[i]), float(m), float(m_err), spread, log_std,
+                           qs, float(mi_m), float(mi_e), sv_keep)
+        pt._depth = depth
+        points.append(pt)
+    params = {"activation": ens.activation.name, "sigma_b2": ens.sigma_b2, "width": n, "depth": depth,
+              "weights": weights, "keep_rate": ens.noise.keep_rate, "noise_mult": ens.noise.noise_mult,
+              "noise_add": ens.noise.noise_add, "networks": ens.networks, "signal_var": signal_var,
+              "noise_var": noise_var, "seed": int(seed), "dtype": str(ens.dtype).removeprefix("torch.")}
+    return JacobianResult(points, crit, params)
