@@ -114,7 +114,14 @@ def test_relu_noise_closed_forms(kwargs, published):
 def test_phases_and_undefined_values():
     mf = mean_field("relu", [1.5, 2.0, 3.0], 0.05)
     assert list(mf.phase) == ["ordered", "unbounded", "unbounded"]
-    assert np.isnan(mf.q_star[1:]).all() and np.isnan(mf.xi_c[1:]).all()
+    assert np.isnan(mf.q_star[1:]).all() and np.isnan(mf.xi_c[1:]).all()  # sigma_b2 > 0: q matters
+    scale_free = mean_field("relu", 3.0, 0.0)  # no bias: c-map independent of q, xi_c still defined
+    assert scale_free.phase == "unbounded" and np.isnan(scale_free.q_star)
+    # relu without bias: c = 1 is marginally stable for every sigma_w2 (slope 1), so xi_c diverges
+    assert float(scale_free.chi1) == pytest.approx(1.5) and float(scale_free.c_star) == 1.0
+    assert float(scale_free.chi_c) == pytest.approx(1.0, abs=1e-12)
+    dropout = mean_field("relu", 1.7, 0.0, keep_rate=0.8)  # just above 2 rho: unbounded, xi_c finite
+    assert dropout.phase == "unbounded" and float(dropout.xi_c) == pytest.approx(1.5538, abs=1e-4)
     crit = mean_field("tanh", critical_sigma_w2("tanh", 0.05), 0.05)
     assert crit.phase == "critical" and crit.xi_c > 1e4
     assert mean_field("relu", 2.0, 0.0).to_dict()["xi_c"] is None  # diverges at criticality

@@ -48,7 +48,9 @@ class MeanField:
     xi_q, xi_c     : depth scales of eq. 7 and 9 (inf at criticality)
     xi_grad        : -1/log chi1, signed (eq. 16)
     max_depth      : depth_multiple * xi_c, the predicted maximum trainable depth
-    phase          : "ordered" | "critical" | "chaotic" | "unbounded" (all quantities NaN there)
+    phase          : "ordered" | "critical" | "chaotic" | "unbounded". Where unbounded, q_star and xi_q
+                     are NaN; so is everything else, except for relu / linear without bias and
+                     additive noise, whose correlation map does not depend on q.
     """
 
     activation: str
@@ -94,6 +96,8 @@ def explain(point: dict) -> list[str]:
     phase = point["phase"]
     if phase == "unbounded":
         notes.append("the variance map has no finite fixed point: q^l grows without bound")
+        if point.get("xi_c") is not None:
+            notes.append("the correlation map does not depend on q here, so c*, chi_c and xi_c still hold")
     elif phase == "critical":
         notes.append("chi1 = 1 within tolerance: gradients neither vanish nor explode")
         if point.get("xi_c") is None:
@@ -190,10 +194,14 @@ def _solve(s: Setting, q0: float) -> dict[str, np.ndarray]:
     """All quantities for a flat batch of settings."""
     with torch.no_grad():
         qs, bounded = q_star(s, q0)
-        q_eval = torch.nan_to_num(qs, nan=1.0)
-        nan = torch.full_like(q_eval, float("nan"))
-        c1 = torch.where(bounded, chi1(s, q_eval), nan)
-        cs, chi_c = c_star(s, qs, c1)
+        # Homogeneous activations (relu, linear) without bias or additive noise have a correlation map
+        # and chi1 that do not depend on q: they stay defined where q^l grows or decays without bound.
+        scale_free = s.activation.homogeneous & (s.sigma_b2 == 0) & (s.add_var == 0)
+        nan = torch.full_like(qs, float("nan"))
+        q_maps = torch.where(bounded, qs, torch.where(scale_free, torch.full_like(qs, q0), nan))
+        q_eval = torch.nan_to_num(q_maps, nan=1.0)
+        c1 = torch.where(torch.isfinite(q_maps), chi1(s, q_eval), nan)
+        cs, chi_c = c_star(s, q_maps, c1)
         slope_q = torch.where(bounded, q_map_slope(s, q_eval), nan)
         result = {
             "q_star": qs,

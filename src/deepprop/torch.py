@@ -280,7 +280,8 @@ def diagnose(
     advice = critical_init(setting.activation, keep_rate=setting.keep_rate, noise_mult=setting.noise_mult,
                            noise_add=setting.noise_add, sigma_b2=None if structure.has_bias else 0.0,
                            depth=depth, depth_multiple=depth_multiple)
-    max_depth = float(d["max_depth"])
+    num = {k: (math.nan if d[k] is None else float(d[k])) for k in ("max_depth", "chi1", "xi_c", "q_star", "c_star")}
+    max_depth = num["max_depth"]
     trainable = bool(depth <= max_depth) if not math.isnan(max_depth) else False
     verdict = depth_sentence(depth, max_depth, depth_multiple)
     if math.isfinite(advice.sigma_w2):
@@ -298,7 +299,7 @@ def diagnose(
     return Diagnosis(
         activation=setting.activation.name, keep_rate=setting.keep_rate, noise_mult=setting.noise_mult,
         noise_add=setting.noise_add, depth=depth, sigma_w2=sw2, sigma_b2=sb2, layer_sigma_w2=lw,
-        layer_sigma_b2=lb, phase=str(d["phase"]), chi1=float(d["chi1"]), xi_c=float(d["xi_c"]),
-        q_star=float(d["q_star"]), c_star=float(d["c_star"]), max_depth=max_depth, trainable=trainable,
+        layer_sigma_b2=lb, phase=str(d["phase"]), chi1=num["chi1"], xi_c=num["xi_c"],
+        q_star=num["q_star"], c_star=num["c_star"], max_depth=max_depth, trainable=trainable,
         advice=advice, verdict=verdict + ".", unrecognised=list(structure.unrecognised), notes=notes,
     )
