@@ -81,12 +81,15 @@ class MeanField:
         if self.q_star.size != 1:
             raise ValueError("to_dict() needs a single point; index the arrays or use to_dataset()")
         out: dict = {"activation": self.activation}
+        infinite = []
         for name in PARAMETERS + QUANTITIES:
             v = float(np.asarray(getattr(self, name)).reshape(-1)[0])
             out[name] = v if math.isfinite(v) else None
+            if math.isinf(v):
+                infinite.append(name)
         out["phase"] = str(np.asarray(self.phase).reshape(-1)[0])
         out["depth_multiple"] = self.depth_multiple
-        out["notes"] = explain(out)
+        out["notes"] = explain(out) + [f"{name} is infinite (reported as null)" for name in infinite]
         return out
 
 
@@ -100,8 +103,6 @@ def explain(point: dict) -> list[str]:
             notes.append("the correlation map does not depend on q here, so c*, chi_c and xi_c still hold")
     elif phase == "critical":
         notes.append("chi1 = 1 within tolerance: gradients neither vanish nor explode")
-        if point.get("xi_c") is None:
-            notes.append("xi_c diverges at the order-to-chaos transition")
     return notes
 
 
