@@ -37,6 +37,8 @@ def q_star(
     bounded : bool tensor
         False where the iterates diverge (phase "unbounded").
     """
+    if s.activation.homogeneous:
+        return _q_star_linear_map(s, q0)
     shape = s.shape
     flat = s.flatten()
     q = torch.broadcast_to(torch.as_tensor(q0, dtype=torch.float64, device=s.sigma_w2.device), shape)
@@ -75,6 +77,21 @@ def q_star(
     q = torch.where(bounded, q, torch.full_like(q, float("nan")))
     q = torch.where(q < Q_ZERO, torch.zeros_like(q), q)
     return q.reshape(shape), bounded.reshape(shape)
+
+
+def _q_star_linear_map(s: Setting, q0: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Homogeneous phi (relu, linear): V(q) = q V(1), so Q(q) = a q + b is linear and
+    q* = b / (1 - a) for a < 1; at a = 1 (to 1e-12) without offset every q is fixed and q* = q0;
+    otherwise the iteration grows without bound."""
+    one = torch.ones_like(s.sigma_w2)
+    a = s.sigma_w2 * s.mu2 * s.kernel.second_moment(one)
+    b = s.sigma_w2 * s.add_var + s.sigma_b2
+    q0t = torch.broadcast_to(torch.as_tensor(q0, dtype=a.dtype, device=a.device), a.shape)
+    marginal = ((a - 1.0).abs() <= 1e-12) & (b == 0)
+    contracting = (a < 1.0) & ~marginal
+    q = torch.where(contracting, b / torch.where(contracting, 1.0 - a, one), torch.full_like(a, float("nan")))
+    q = torch.where(marginal, q0t, q)
+    return q, contracting | marginal
 
 
 def _plain_iteration(s: Setting, q: torch.Tensor, max_iter: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
