@@ -60,6 +60,7 @@ class Activation:
     kinks: tuple[float, ...] = ()
     homogeneous: bool = False
     closed_form: bool = field(default=False, compare=False)
+    both: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.derivative is None:
@@ -67,6 +68,12 @@ class Activation:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
+
+    def value_and_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phi(x), phi'(x)), sharing work where the activation allows (tanh: one tanh call)."""
+        if self.both is not None:
+            return self.both(x)
+        return self.fn(x), self.derivative(x)
 
     def torch_module(self) -> torch.nn.Module:
         """The activation as an ``nn.Module`` (for building finite networks)."""
@@ -83,6 +90,11 @@ class _ActivationModule(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return self.activation.name
+
+
+def _tanh_both(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    t = torch.tanh(x)
+    return t, 1 - t * t
 
 
 def _relu_d(x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +158,7 @@ def _ones(x: torch.Tensor) -> torch.Tensor:
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("tanh", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
+        Activation("tanh", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, both=_tanh_both),
         Activation("relu", torch.relu, _relu_d, kinks=(0.0,), homogeneous=True, closed_form=True),
         Activation("erf", torch.erf, _erf_d, closed_form=True),
         Activation("linear", _linear, _ones, homogeneous=True, closed_form=True),

@@ -53,7 +53,10 @@ def q_star(
         ok = torch.isfinite(newton) & (newton >= 0) & (slope != 1.0)
         # Below 1e-25 the iterate has reached the fixed point q* = 0 (kernels floor q at 1e-30).
         conv = (g.abs() <= 1e-14 * qa) | (qa.abs() < 1e-25)
-        q_new = torch.where(conv, qa, torch.where(ok, newton, big_q))
+        # Newton below 0 while G < 0 means the fixed point is 0 (reached through rounding): halve toward
+        # it. Elsewhere a failed Newton step falls back to one plain iteration step.
+        fallback = torch.where((newton < 0) & (g < 0), 0.5 * qa, big_q)
+        q_new = torch.where(conv, qa, torch.where(ok, newton, fallback))
         diverged = ~torch.isfinite(q_new) | (q_new > Q_UNBOUNDED)
         q[work.index] = q_new
         status[work.index[conv]] = 1

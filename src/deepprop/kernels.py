@@ -225,12 +225,12 @@ class QuadratureKernel:
         return gauss.expect(lambda x: x * fn(x) * d(x), self.activation, qf) / qf
 
     def second_moment_and_slope(self, q):
-        fn, d = self.activation.fn, self.activation.derivative
+        act = self.activation
         qf = _floor(q)
 
         def both(x):
-            p = fn(x)
-            return p * p, x * p * d(x)
+            p, d = act.value_and_derivative(x)
+            return p * p, x * p * d
 
         v, s = gauss.expect(both, self.activation, qf)
         return v, s / qf
