@@ -71,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--out", required=True, help="directory for the PNG files (created if missing)")
     f.add_argument("--quick", action="store_true", help="coarser grids (for tests)")
+    f.add_argument("--simulation", action="store_true",
+                   help="also draw the finite-network figures (figs. 1b/c-4a/b analogues with theory lines, "
+                   "Jacobian spectrum and mutual information, noisy ReLU at its critical init): minutes on a CPU")
+    f.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the simulations run")
     f.set_defaults(func=run_figures)
 
 
@@ -150,6 +154,13 @@ def run_phase(args: argparse.Namespace) -> int:
 def run_figures(args: argparse.Namespace) -> int:
     from deepprop.figures.engine import draw_all
 
-    for path in draw_all(Path(args.out), quick=args.quick):
+    paths = draw_all(Path(args.out), quick=args.quick)
+    if args.simulation:
+        from deepprop.figures.advice import noisy_relu_figure
+        from deepprop.figures.simulation import make_all
+
+        paths += make_all(args.out, device=args.device)
+        paths.append(noisy_relu_figure(args.out))
+    for path in paths:
         print(path)
     return 0
