@@ -160,7 +160,8 @@ def expect_pair(
         # (c u1 = kink +- 2 sqrt(q) s): a boundary layer of width ~s that matters as |c| -> 1.
         kinks = torch.as_tensor(activation.kinks, dtype=q.dtype, device=q.device)
         if kinks.numel():
-            layer = (kinks[None, :, None] + 2.0 * (sq * ss)[:, None, None] * torch.tensor([-1.0, 1.0], dtype=q.dtype))
+            sign = torch.tensor([-1.0, 1.0], dtype=q.dtype, device=q.device)
+            layer = kinks[None, :, None] + 2.0 * (sq * ss)[:, None, None] * sign
             layer = (layer / cc[:, None, None]).reshape(len(sq), -1)
             layer = torch.where(torch.isfinite(layer), layer, torch.zeros_like(layer))
             outer = torch.cat([u_breaks.expand(len(sq), -1), layer], dim=-1) / sq[:, None]
