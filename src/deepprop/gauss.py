@@ -79,8 +79,8 @@ def normal_rule(breaks: torch.Tensor, m: int, half_width: float = HALF_WIDTH) ->
 
 def _z_breaks(activation: Activation, sqrt_q: torch.Tensor) -> torch.Tensor:
     u = torch.as_tensor(activation_breaks(activation), dtype=sqrt_q.dtype, device=sqrt_q.device)
-    with np.errstate(divide="ignore"):
-        return u / sqrt_q[..., None]
+    # q = 0 gives +-inf (clipped to [-L, L] by normal_rule), and 0/0 for u = 0, which is a break at 0.
+    return torch.nan_to_num(u / sqrt_q[..., None], nan=0.0, posinf=HALF_WIDTH, neginf=-HALF_WIDTH)
 
 
 # Shared rules for smooth activations: (largest q, nodes per piece on [-10, -3, 0, 3, 10]). Measured
