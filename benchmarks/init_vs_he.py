@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         wall = time.perf_counter() - t0
     except ParameterError as exc:
-        print(f"init_vs_he: error: --{exc.param_name.replace('_', '-')}: {exc}", file=sys.stderr)
+        print(f"init_vs_he: error: --{exc.param.replace('_', '-')}: {exc.detail}", file=sys.stderr)
         return 2
     crit = table[table["init"] == "critical"].set_index("depth")
     he = table[table["init"] == "He"].set_index("depth")
