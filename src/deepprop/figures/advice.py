@@ -252,8 +252,10 @@ def init_trainability_figure(
             ax.annotate(f"{r['n_diverged']} div.", (r["depth"], r["train_acc"]), fontsize=7, color=color,
                         textcoords="offset points", xytext=(4, 6))
         md = g["max_depth"].iloc[0]
-        if np.isfinite(md):
-            ax.axvline(md, color=color, ls=ls, lw=1.2, label=f"{init}: 6 xi_c = {md:.1f}")
+        same = np.allclose(table["max_depth"], md, rtol=1e-6)
+        if np.isfinite(md) and not (same and init == "He"):
+            who = "both inits (c-map independent of q)" if same else str(init)
+            ax.axvline(md, color="k" if same else color, ls=ls, lw=1.2, label=f"6 xi_c = {md:.1f}: {who}")
         layers = np.arange(int(max(cfg.depths)) + 1)
         q, _ = trajectory("relu", float(sw2), 0.0, q0=1.0, c0=0.5, depth=int(layers[-1]), keep_rate=keep)
         axq.semilogy(layers, np.asarray(q).reshape(-1), ls="-", color=color,
