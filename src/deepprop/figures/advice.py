@@ -4,15 +4,29 @@
 at sigma_w^2 = 2/mu2, sigma_b^2 = 0. Points (mean +- std over independent networks) are simulated
 q^l and c^l; lines are the engine's ``trajectory``. q^l stays at q0 for every depth and c^l converges
 to the noise-limited fixed point c* < 1 (dashed).
+
+:func:`init_trainability_figure`: with the sweep engine, ReLU networks without bias trained with dropout at
+the noise-aware critical init sigma_w^2 = 2 rho and at He's sigma_w^2 = 2 over a range of depths.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
+
+from deepprop.errors import ParameterError
+
+if TYPE_CHECKING:
+    from deepprop.sweep.config import SweepConfig
+
+HE_SIGMA_W2 = 2.0
+"""He initialisation's sigma_w^2 for ReLU (critical without noise)."""
 
 SETTINGS = (
     ("dropout keep 0.8", dict(keep_rate=0.8, noise_mult=0.0)),
@@ -108,3 +122,153 @@ def noisy_relu_figure(out_dir: str | Path, *, width: int = 1000, networks: int =
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# ---- trainability: noise-aware critical init vs He init, same dropout ------------------------------------
+
+COMPARE_STORE = "init_vs_he.sqlite"
+COMPARE_PNG = "init_vs_he.png"
+
+
+def compare_config(
+    *,
+    keep_rate: float = 0.8,
+    depths: Sequence[int] = (2, 4, 6, 8, 10, 12, 16),
+    steps: int = 200,
+    width: int = 64,
+    dataset: str = "digits",
+    seeds: Sequence[int] = (0, 1, 2),
+    lr: float = 0.05,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> tuple[SweepConfig, float]:
+    """The sweep of the comparison and the critical sigma_w^2 = 2 rho it uses beside He's sigma_w^2 = 2.
+
+    ReLU, no bias (sigma_b^2 = 0), inverted dropout with keep rate rho on every layer's input after the
+    first, plain SGD at a fixed learning rate.
+    """
+    from deepprop.advice import critical_init
+    from deepprop.sweep.config import from_mapping
+
+    advice = critical_init("relu", keep_rate=keep_rate)
+    if math.isclose(advice.sigma_w2, HE_SIGMA_W2):
+        raise ParameterError("keep_rate", f"must be < 1 so that the two inits differ (got {keep_rate})")
+    cfg = from_mapping(
+        dict(
+            dataset=dataset,
+            activation="relu",
+            sigma_b2=0.0,
+            keep_rates=[keep_rate],
+            sigma_w2=[advice.sigma_w2, HE_SIGMA_W2],
+            depths=list(depths),
+            seeds=list(seeds),
+            width=width,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer="sgd",
+            device=device,
+        )
+    )
+    return cfg, float(advice.sigma_w2)
+
+
+def compare_inits(
+    out_dir: str | Path, *, progress: bool = True, **kwargs: object
+) -> tuple[pd.DataFrame, SweepConfig]:
+    """Train the comparison with the sweep engine (resumable store ``out_dir/init_vs_he.sqlite``).
+
+    Returns one row per (depth, init) with the mean and standard deviation over seeds of the final training
+    accuracy (a diverged network counts as chance, 1/C), the number of diverged seeds, and the mean-field
+    prediction for that setting: chi_1 = sigma_w^2 / (2 rho), the growth of q^l per layer (1 at the critical
+    init, 1/rho for He), and the predicted trainable depth 6 xi_c.
+    """
+    from deepprop.meanfield import mean_field
+    from deepprop.sweep.runner import load_for, plan, run_sweep
+    from deepprop.sweep.store import Store
+
+    cfg, crit_sw2 = compare_config(**kwargs)  # type: ignore[arg-type]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store_path = out / COMPARE_STORE
+    ds = load_for(cfg)
+    run_sweep(cfg, store_path, progress=progress, dataset=ds)
+    keys = {j.key for j in plan(cfg)}
+    with Store(store_path) as store:
+        df = store.frame()
+    df = df[df["run_key"].isin(keys)].copy()
+    chance = 1.0 / ds.n_classes
+    df["acc"] = df["train_accuracy"].where(~df["diverged"], chance).fillna(chance)
+    keep = cfg.keep_rates[0]
+    rows = []
+    for (depth, sw2), g in df.groupby(["depth", "sigma_w2"]):
+        mf = mean_field("relu", float(sw2), 0.0, keep_rate=keep)
+        rows.append(
+            dict(
+                depth=int(depth),
+                init="critical" if math.isclose(sw2, crit_sw2) else "He",
+                sigma_w2=float(sw2),
+                keep_rate=keep,
+                train_acc=float(g["acc"].mean()),
+                train_acc_std=float(g["acc"].std(ddof=0)),
+                test_acc=float(g["test_accuracy"].fillna(chance).mean()),
+                n_seeds=len(g),
+                n_diverged=int(g["diverged"].sum()),
+                chi1=float(mf.chi1) if np.isfinite(mf.chi1) else float(sw2) / (2.0 * keep),
+                q_growth=float(sw2) / (2.0 * keep),
+                max_depth=float(mf.max_depth),
+                phase=str(mf.phase),
+            )
+        )
+    return pd.DataFrame(rows).sort_values(["init", "depth"], ignore_index=True), cfg
+
+
+def init_trainability_figure(
+    out_dir: str | Path, *, progress: bool = True, **kwargs: object
+) -> tuple[Path, pd.DataFrame]:
+    """Write ``init_vs_he.png``: final training accuracy vs depth at sw2 = 2 rho and at He's sw2 = 2.
+
+    (a) training accuracy (mean +- std over seeds; diverged networks at chance) with each setting's
+    predicted trainable depth 6 xi_c (vertical lines). For bias-free ReLU the correlation map does not
+    depend on q, so both settings have the same xi_c: the mean-field theory predicts the same
+    correlation-limited depth, and any difference comes from the signal growth. (b) the engine's q^l:
+    flat at the critical init, growing as (1/rho)^l for He with dropout (chi_1 = 1/rho).
+    Keyword arguments are those of :func:`compare_config`.
+    """
+    from deepprop.figures.style import panels, save
+    from deepprop.meanfield import trajectory
+
+    table, cfg = compare_inits(out_dir, progress=progress, **kwargs)
+    keep = cfg.keep_rates[0]
+    fig, (ax, axq) = panels(2, width=5.2, height=4.0)
+    styles = {"critical": ("C0", "o", "--"), "He": ("C3", "s", ":")}
+    for init, g in table.groupby("init"):
+        color, marker, ls = styles[str(init)]
+        sw2 = g["sigma_w2"].iloc[0]
+        ax.errorbar(g["depth"], g["train_acc"], yerr=g["train_acc_std"], fmt=marker + "-", color=color,
+                    capsize=3, ms=5, lw=1, label=f"{init}: sw2 = {sw2:.3g}")
+        div = g[g["n_diverged"] > 0]
+        for _, r in div.iterrows():
+            ax.annotate(f"{r['n_diverged']} div.", (r["depth"], r["train_acc"]), fontsize=7, color=color,
+                        textcoords="offset points", xytext=(4, 6))
+        md = g["max_depth"].iloc[0]
+        same = np.allclose(table["max_depth"], md, rtol=1e-6)
+        if np.isfinite(md) and not (same and init == "He"):
+            who = "both inits (c-map independent of q)" if same else str(init)
+            ax.axvline(md, color="k" if same else color, ls=ls, lw=1.2, label=f"6 xi_c = {md:.1f}: {who}")
+        layers = np.arange(int(max(cfg.depths)) + 1)
+        q, _ = trajectory("relu", float(sw2), 0.0, q0=1.0, c0=0.5, depth=int(layers[-1]), keep_rate=keep)
+        axq.semilogy(layers, np.asarray(q).reshape(-1), ls="-", color=color,
+                     label=f"{init}: q^l x {g['q_growth'].iloc[0]:.3g} per layer")
+    ax.axhline(0.1, color="gray", lw=0.8, ls="-.", label="chance")
+    ax.set(xlabel="depth L", ylabel="final training accuracy",
+           title=f"ReLU, dropout keep {keep:g}, {cfg.dataset}, width {cfg.width}, {cfg.steps} SGD steps",
+           ylim=(0, 1.02))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    axq.set(xlabel="layer l", ylabel="q^l (mean-field, q^0 = 1)",
+            title="signal variance: flat at sw2 = 2 rho, (1/rho)^l for He")
+    axq.title.set_fontsize(9)
+    axq.legend(fontsize=7)
+    path = save(fig, Path(out_dir) / COMPARE_PNG)
+    return path, table
