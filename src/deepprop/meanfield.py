@@ -137,15 +137,17 @@ def mean_field(
     depth_multiple: float = 6.0,
     critical_tol: float = 1e-3,
     device: str | torch.device | None = None,
-    chunk_size: int = 1 << 16,
+    chunk_size: int | None = None,
     show_progress: bool = True,
 ) -> MeanField:
     """Fixed points, slopes, depth scales and phase for every broadcast combination of the arguments.
 
     ``q0`` is where the variance iteration starts; it matters only where the fixed point is not unique
     (relu or linear at sigma_w^2 mu2 = 2 resp. 1 without bias: every q is a fixed point and q* = q0).
-    Points are solved in chunks of ``chunk_size`` (bounded memory; a progress bar on stderr when
-    there is more than one chunk).
+    Points are solved in chunks of ``chunk_size`` (a progress bar on stderr when there is more than one
+    chunk); by default 4096 on a CPU and 262144 on a GPU. Small CPU chunks keep the temporaries
+    (chunk x nodes, chunk x Hermite order) in memory the allocator reuses: on a 2-core CPU, 4096-point
+    chunks ran 3x faster than 65536-point ones, which spent most of their time in page faults.
     """
     q0 = _check_positive("q0", q0)
     depth_multiple = _check_positive("depth_multiple", depth_multiple)
@@ -154,6 +156,10 @@ def mean_field(
     shape = tuple(s.shape)
     flat = s.flatten()
     n = flat.sigma_w2.numel()
+    if chunk_size is None:
+        chunk_size = 4096 if s.sigma_w2.device.type == "cpu" else 1 << 18
+    elif chunk_size < 1:
+        raise ParameterError("chunk_size", f"must be an integer >= 1 (got {chunk_size!r})")
     columns: dict[str, list[np.ndarray]] = {}
     starts = range(0, n, chunk_size)
     progress = len(starts) > 1 and show_progress
