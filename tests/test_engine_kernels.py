@@ -114,3 +114,27 @@ def test_maps_against_monte_carlo_with_explicit_noise(name):
     c_next = c_map(s, qt, T(c)).item()
     assert abs(q_next - mc_q) < 5 * se_q
     assert abs(c_next * q_next - mc_qab) < 5 * se_qab
+
+
+@pytest.mark.parametrize("name", ["tanh", "erf", "hard_tanh", "selu", "sin", "relu"])
+def test_correlation_map_slope_matches_finite_difference(name):
+    from deepprop.maps import CorrelationMap, chi1
+
+    s = Setting.build(name, 1.9, 0.07, keep_rate=0.9)
+    q = T(0.8)
+    cmap = CorrelationMap(s, q)
+    for c in (0.2, 0.6, 0.95):
+        h = 1e-5
+        fd = (cmap(T(c + h)) - cmap(T(c - h))).item() / (2 * h)
+        assert cmap.slope(T(c)).item() == pytest.approx(fd, rel=1e-6)
+    # Without noise, at the fixed point q* the slope at c = 1 is chi1 (eq. 5 is the slope of eq. 4 at c = 1).
+    # Only for smooth phi: with a kink the map has a (1 - c)^(3/2) term and one-sided differences converge
+    # like sqrt(h).
+    if ACTS[name][2]:
+        return
+    from deepprop.fixed_points import q_star
+
+    s = Setting.build(name, 1.9, 0.07)
+    qs, _ = q_star(s)
+    one_sided = (CorrelationMap(s, qs)(T(1.0)) - CorrelationMap(s, qs)(T(1.0 - 1e-6))).item() / 1e-6
+    assert one_sided == pytest.approx(chi1(s, qs).item(), rel=1e-4)
