@@ -25,9 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance >= 0")
     common.add_noise(p)
     p.add_argument("--depth-multiple", type=common.positive_float, default=6.0,
-                   help="n in max_depth = n * xi_c (default 6, the paper's trainability bound)")
+                   help="n > 0 in max_depth = n * xi_c (default 6, the paper's trainability bound)")
     p.add_argument("--q0", type=common.positive_float, default=1.0,
-                   help="start of the variance iteration (matters only where every q is a fixed point)")
+                   help="start q0 > 0 of the variance iteration (default 1; matters only where every q is a "
+                   "fixed point)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run_point)
 
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sigma-b2", type=common.nonnegative_range, required=True, metavar="START:STOP:NUM",
                    help="bias variances, START:STOP:NUM inclusive like linspace (or V1,V2,...), >= 0")
     common.add_noise(g)
-    g.add_argument("--depth-multiple", type=common.positive_float, default=6.0, help="n in n * xi_c")
+    g.add_argument("--depth-multiple", type=common.positive_float, default=6.0, help="n > 0 in n * xi_c (default 6)")
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to compute")
     g.add_argument("--out", required=True, help="output file: grid.csv or grid.nc")
     g.set_defaults(func=run_phase)
