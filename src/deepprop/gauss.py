@@ -231,7 +231,3 @@ class HermiteSeries:
         """d/dc E[phi(u1) phi(u2)] = sum_k k a_k^2 c^(k-1) (= q E[phi'(u1) phi'(u2)])."""
         pw = self._powers(c)
         return (self.sq_coef[..., 1:] * self._k[1:] * pw[..., :-1]).sum(-1)
-
-    def value_and_slope(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pw = self._powers(c)
-        return (self.sq_coef * pw).sum(-1), (self.sq_coef[..., 1:] * self._k[1:] * pw[..., :-1]).sum(-1)
