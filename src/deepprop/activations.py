@@ -75,6 +75,22 @@ class Activation:
             return self.both(x)
         return self.fn(x), self.derivative(x)
 
+    def torch_module(self) -> torch.nn.Module:
+        """The activation as an ``nn.Module`` (for building finite networks)."""
+        return _ActivationModule(self)
+
+
+class _ActivationModule(torch.nn.Module):
+    def __init__(self, activation: Activation):
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.activation.name
+
 
 def _tanh_both(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.tanh(x)
