@@ -185,3 +185,25 @@ def test_critical_maximize_depth_is_a_local_maximum_of_xi_c(capsys):
     around = mean_field("tanh", best["sigma_w2"] * np.array([0.98, 1.0, 1.02]), 0.05, keep_rate=0.9).xi_c
     assert around[1] == pytest.approx(best["xi_c"], rel=1e-9)
     assert around[1] >= around[0] and around[1] >= around[2]
+
+
+def test_phase_grid_resumes_from_saved_blocks(tmp_path):
+    from deepprop.grid import block_folder, phase_diagram_resumable
+    from deepprop.meanfield import phase_diagram
+
+    sw2, sb2 = np.linspace(1, 4, 9), np.linspace(0, 0.3, 4)
+    whole = phase_diagram("tanh", sw2, sb2, keep_rate=0.95)
+    first = phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
+    xr.testing.assert_allclose(first[["xi_c", "c_star"]], whole[["xi_c", "c_star"]])
+    assert not list(tmp_path.glob(".deepprop-phase-*"))  # cleaned up after success
+    # Plant a marked first block where the resumable run looks for it, as a killed run would have left it.
+    blocks = block_folder(tmp_path, "tanh", sw2, sb2, keep_rate=0.95)
+    blocks.mkdir()
+    saved = {name: whole[name].values[:3] for name in ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_grad",
+                                                        "max_depth", "phase")}
+    saved["xi_c"] = np.full((3, 4), -7.0)  # marker: a recomputed block could not contain it
+    np.savez(blocks / "block000000.npz", **saved)
+    resumed = phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
+    assert (resumed["xi_c"].values[:3] == -7.0).all()
+    np.testing.assert_allclose(resumed["xi_c"].values[3:], whole["xi_c"].values[3:], rtol=1e-12)
+    assert resumed.attrs["keep_rate"] == 0.95

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +74,65 @@ def export(ds: xr.Dataset, path: str | Path) -> Path:
     else:
         raise ParameterError("out", f"must end in .csv or .nc (got {path.name!r})")
     return path
+
+
+def block_folder(work_dir: str | Path, activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray, **kwargs) -> Path:
+    """Where :func:`phase_diagram_resumable` keeps the finished blocks of this exact computation."""
+    identity = json.dumps({"activation": activation, **{k: repr(v) for k, v in sorted(kwargs.items())}})
+    grid = np.asarray(sigma_w2, dtype=np.float64).tobytes() + b"|" + np.asarray(sigma_b2, dtype=np.float64).tobytes()
+    return Path(work_dir) / f".deepprop-phase-{hashlib.sha256(identity.encode() + grid).hexdigest()[:16]}"
+
+
+def phase_diagram_resumable(
+    activation: str,
+    sigma_w2: np.ndarray,
+    sigma_b2: np.ndarray,
+    *,
+    work_dir: str | Path,
+    block_points: int = 1 << 16,
+    **kwargs,
+) -> xr.Dataset:
+    """:func:`deepprop.meanfield.phase_diagram` over (sigma_w2, sigma_b2), computed in blocks of rows
+    that are saved as they finish, so that a killed run loses at most one block.
+
+    Blocks live in ``work_dir/.deepprop-phase-<hash of the inputs>/`` and are written atomically; the
+    same call again loads the finished ones and computes the rest; the folder is removed at the end.
+    ``kwargs`` (scalar noise, depth_multiple, device, ...) go to ``phase_diagram``.
+    """
+    from tqdm import tqdm
+
+    from deepprop.meanfield import phase_diagram
+
+    if block_points < 1:
+        raise ParameterError("block_points", f"must be an integer >= 1 (got {block_points!r})")
+    sigma_w2 = np.asarray(sigma_w2, dtype=np.float64)
+    sigma_b2 = np.asarray(sigma_b2, dtype=np.float64)
+    folder = block_folder(work_dir, activation, sigma_w2, sigma_b2, **kwargs)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = max(1, block_points // max(sigma_b2.size, 1))
+    starts = range(0, sigma_w2.size, rows)
+    names = list(QUANTITIES) + ["phase"]
+    parts, attrs = [], None
+    for i, start in enumerate(tqdm(starts, desc=f"phase grid ({activation})", unit="block", file=sys.stderr,
+                                   disable=len(starts) == 1)):
+        block = sigma_w2[start : start + rows]
+        path = folder / f"block{i:06d}.npz"
+        if path.exists():
+            with np.load(path) as saved:
+                data = {name: (("sigma_w2", "sigma_b2"), saved[name]) for name in names}
+            parts.append(xr.Dataset(data, coords={"sigma_w2": block, "sigma_b2": sigma_b2}))
+            continue
+        ds = phase_diagram(activation, block, sigma_b2, show_progress=False, **kwargs)
+        attrs = dict(ds.attrs)
+        tmp = folder / f"block{i:06d}.tmp.npz"
+        np.savez(tmp, **{name: ds[name].values for name in names})
+        os.replace(tmp, path)  # atomic: a block file is complete or absent
+        parts.append(ds)
+    out = xr.concat(parts, dim="sigma_w2")
+    if attrs is None:  # every block came from disk: recompute the (cheap) attributes on one point
+        attrs = dict(phase_diagram(activation, sigma_w2[:1], sigma_b2[:1], show_progress=False, **kwargs).attrs)
+    out.attrs.update(attrs)
+    for name, text in DESCRIPTIONS.items():
+        out[name].attrs["description"] = text
+    shutil.rmtree(folder, ignore_errors=True)
+    return out

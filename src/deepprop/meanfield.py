@@ -337,6 +337,7 @@ def phase_diagram(
     depth_multiple: float = 6.0,
     critical_tol: float = 1e-3,
     device: str | torch.device | None = None,
+    show_progress: bool = True,
 ):
     """The outer-product grid of 1-D coordinate arrays as a labelled ``xarray.Dataset``.
 
@@ -372,6 +373,7 @@ def phase_diagram(
         depth_multiple=depth_multiple,
         critical_tol=critical_tol,
         device=device,
+        show_progress=show_progress,
     )
     return to_dataset(mf, coords, scalars)
 

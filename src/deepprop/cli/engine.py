@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--depth-multiple", type=common.positive_float, default=6.0, help="n > 0 in n * xi_c (default 6)")
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to compute")
     g.add_argument("--out", required=True, help="output file: grid.csv or grid.nc")
+    g.add_argument("--block-points", type=common.positive_int, default=1 << 16,
+                   help="points per saved block (default 65536): a killed run loses at most one block, and "
+                   "the same command again resumes from the saved ones")
     g.set_defaults(func=run_phase)
 
     f = sub.add_parser(
@@ -130,8 +133,7 @@ def run_critical(args: argparse.Namespace) -> int:
 
 
 def run_phase(args: argparse.Namespace) -> int:
-    from deepprop.grid import export
-    from deepprop.meanfield import phase_diagram
+    from deepprop.grid import export, phase_diagram_resumable
 
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".csv", ".nc"):
@@ -141,8 +143,9 @@ def run_phase(args: argparse.Namespace) -> int:
     n = args.sigma_w2.size * args.sigma_b2.size
     print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()
-    ds = phase_diagram(
-        args.activation, args.sigma_w2, args.sigma_b2, depth_multiple=args.depth_multiple, device=args.device,
+    ds = phase_diagram_resumable(
+        args.activation, args.sigma_w2, args.sigma_b2, work_dir=Path(args.out).parent,
+        block_points=args.block_points, depth_multiple=args.depth_multiple, device=args.device,
         **common.noise_kwargs(args),
     )
     path = export(ds, args.out)
