@@ -1,10 +1,12 @@
 r"""Fixed points of the variance and correlation maps.
 
 q* is the limit of iterating Q from q0 (eq. 3). The solver takes Newton steps on G(q) = Q(q) - q,
-falling back to a plain iteration step whenever Newton would leave (0, inf), and stops when
-|G| <= 1e-14 max(q, 1). Where the iterates grow past 1e15 the map has no finite fixed point
-("unbounded", e.g. relu with sigma_w^2 mu2 > 2). For homogeneous activations (relu, linear) without
-bias and additive noise at sigma_w^2 mu2 V(1) = 1 every q is a fixed point and q* = q0.
+falling back to a plain iteration step whenever Newton would leave (0, inf) (or halving toward 0 where
+the fixed point is 0), and stops when |G| <= 1e-14 q. Where the iterates grow past 1e15 the map has no
+finite fixed point ("unbounded", e.g. tanh never, gelu with large sigma_w^2). A fixed point that Newton
+finds but that is unstable (|dQ/dq| > 1) is never reported: the plain iteration from q0 decides.
+Homogeneous activations (relu, linear) have a linear Q and are solved in closed form; without bias and
+additive noise at sigma_w^2 mu2 V(1) = 1 every q is a fixed point and q* = q0.
 
 c* is the STABLE fixed point of the correlation map at q*. K(q, c) = sum_k a_k^2 c^k has
 non-negative coefficients, so the map is increasing and convex on [0, 1] and maps 0 to a value >= 0:
