@@ -44,6 +44,7 @@ def noisy_relu_figure(out_dir: str | Path, *, width: int = 1000, networks: int =
     import matplotlib.pyplot as plt
 
     from deepprop.advice import critical_init
+    from deepprop.figures.style import save
     from deepprop.simulate import simulate_forward
 
     out = Path(out_dir)
@@ -71,10 +72,7 @@ def noisy_relu_figure(out_dir: str | Path, *, width: int = 1000, networks: int =
     axq.legend(fontsize=8)
     axc.legend(fontsize=8)
     fig.tight_layout()
-    path = out / "noisy_relu_critical.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, out / "noisy_relu_critical.png")
 
 
 # ---- trainability: noise-aware critical init vs He init, same dropout ------------------------------------

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from deepprop.figures.style import save  # noqa: E402
 from deepprop.meanfield import critical_sigma_w2, mean_field, trajectory  # noqa: E402
 from deepprop.simulate import jacobian_spectrum, simulate_forward, simulate_gradients  # noqa: E402
 
@@ -28,9 +29,7 @@ SW2_JAC = tuple(np.linspace(0.8, 3.0, 12))
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def figure_forward(out: Path, sweep=(1.0, 1.5, 2.5, 4.0), width: int = 500, depth: int = 20,
