@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from deepprop.meanfield import critical_sigma_w2, mean_field
 from deepprop.sweep.analysis import export, fit_laws, plot_heatmap
@@ -13,13 +12,7 @@ from deepprop.sweep.config import from_mapping
 from deepprop.sweep.runner import run_sweep
 from deepprop.sweep.store import Store
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow

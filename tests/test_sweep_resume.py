@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from deepprop.sweep.config import from_mapping
 from deepprop.sweep.runner import plan, run_sweep
@@ -34,12 +33,7 @@ GRID = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rows(path):
