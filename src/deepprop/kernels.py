@@ -69,18 +69,18 @@ class _ClosedPair:
         return _ClosedPair(self.q[mask], self._value, self._slope)
 
 
-class _BothFromParts:
-    """Closed forms: V and V' separately (they are cheap)."""
+class _ClosedKernel:
+    """Base of the closed-form kernels: V and V' are cheap, so both come from their own formulas."""
+
+    def __init__(self, activation: Activation):
+        self.activation = activation
 
     def second_moment_and_slope(self, q):
         return self.second_moment(q), self.second_moment_slope(q)
 
 
-class ReluKernel(_BothFromParts):
+class ReluKernel(_ClosedKernel):
     """phi = max(0, x): V = q/2, E[phi'^2] = 1/2, K = q/(2 pi) (sqrt(1-c^2) + (pi - arccos c) c)."""
-
-    def __init__(self, activation: Activation):
-        self.activation = activation
 
     def second_moment(self, q):
         return 0.5 * q
@@ -102,11 +102,8 @@ class ReluKernel(_BothFromParts):
         return _ClosedPair(q, value, slope)
 
 
-class ErfKernel(_BothFromParts):
+class ErfKernel(_ClosedKernel):
     """phi = erf(x): K = (2/pi) arcsin(2 q c / (1 + 2 q)), E[phi'^2] = (4/pi) / sqrt(1 + 4 q)."""
-
-    def __init__(self, activation: Activation):
-        self.activation = activation
 
     def second_moment(self, q):
         return (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q))
@@ -127,11 +124,8 @@ class ErfKernel(_BothFromParts):
         return _ClosedPair(q, value, slope)
 
 
-class LinearKernel(_BothFromParts):
+class LinearKernel(_ClosedKernel):
     """phi = x: V = q, K = q c."""
-
-    def __init__(self, activation: Activation):
-        self.activation = activation
 
     def second_moment(self, q):
         return q.clone()
