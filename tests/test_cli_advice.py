@@ -8,15 +8,11 @@ import textwrap
 
 import pytest
 
+from deepprop.cli import common
 from deepprop.cli import main as cli_main
 from deepprop.cli.advice import add_maximize_depth_option, maximize_depth_result
 
 pytest.importorskip("deepprop.meanfield")
-
-
-@pytest.fixture(autouse=True)
-def only_advice(monkeypatch):
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("advice",))
 
 
 def test_advise_relu_keep_rate_json(capsys):
@@ -64,6 +60,7 @@ def test_maximize_depth_option_and_result():
     p = argparse.ArgumentParser()
     p.add_argument("--activation")
     p.add_argument("--sigma-b2", type=float, default=None)
+    common.add_noise(p)
     add_maximize_depth_option(p)
     argv = ["--activation", "tanh", "--keep-rate", "0.9", "--sigma-b2", "0.05", "--maximize-depth"]
     args = p.parse_args(argv)

@@ -117,18 +117,11 @@ def run_diagnose(args: argparse.Namespace) -> int:
 
 
 def add_maximize_depth_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--maximize-depth`` (and the noise options it needs, where missing) to ``deepprop critical``."""
+    """Add ``--maximize-depth`` to ``deepprop critical`` (which has the noise options already)."""
     parser.add_argument("--maximize-depth", action="store_true",
                         help="return the bounded-signal (sigma_w2, sigma_b2) with the largest xi_c instead "
                              "of the chi_1 = 1 point (the deepest trainable setting; needed when noise "
                              "removes the critical point)")
-    existing = {s for a in parser._actions for s in a.option_strings}
-    for flag, helptext in (("--keep-rate", "probability of keeping a unit"),
-                           ("--noise-mult", "std of multiplicative noise"),
-                           ("--noise-add", "std of additive noise")):
-        if flag not in existing:
-            default = 1.0 if flag == "--keep-rate" else 0.0
-            parser.add_argument(flag, type=float, default=default, help=helptext)
 
 
 def maximize_depth_result(args: argparse.Namespace) -> dict:
