@@ -12,9 +12,6 @@ from scipy.optimize import brentq
 from deepprop.advice import critical_init, homogeneous_second_moment
 from deepprop.errors import ParameterError
 
-pytest.importorskip("deepprop.meanfield")
-
-
 # ---------------------------------------------------------------- independent closed forms / quadrature
 
 def relu_f(c: float) -> float:

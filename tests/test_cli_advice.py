@@ -12,8 +12,6 @@ from deepprop.cli import common
 from deepprop.cli import main as cli_main
 from deepprop.cli.advice import add_maximize_depth_option, maximize_depth_result
 
-pytest.importorskip("deepprop.meanfield")
-
 
 def test_advise_relu_keep_rate_json(capsys):
     assert cli_main.main(["advise", "--activation", "relu", "--keep-rate", "0.8", "--json"]) == 0

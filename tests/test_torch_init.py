@@ -182,7 +182,6 @@ def test_no_bias_layers_are_noted_when_sigma_b2_positive():
 def test_relu_dropout_model_init_preserves_variance_in_a_forward_pass():
     """Independent check of the noise bookkeeping: at sw2 = 2 rho (rho = 1 - p) a wide ReLU+Dropout net in
     train mode keeps the mean squared pre-activation ~constant over depth (follow-ups section 1)."""
-    pytest.importorskip("deepprop.meanfield")
     width, depth, p = 1000, 12, 0.3
     torch.manual_seed(3)
     layers: list[nn.Module] = []
@@ -225,7 +224,7 @@ def _relu_dropout_xi_c(rho: float) -> float:
 
 
 def test_diagnose_on_init_model_reports_engine_numbers_tanh():
-    mf_mod = pytest.importorskip("deepprop.meanfield")
+    import deepprop.meanfield as mf_mod
     model = mlp(600, 5, nn.Tanh).double()
     report = init_(model, generator=torch.Generator().manual_seed(11))
     assert round(report.sigma_w2, 4) == 1.7610 and report.sigma_b2 == 0.05
@@ -244,7 +243,6 @@ def test_diagnose_on_init_model_reports_engine_numbers_tanh():
 
 
 def test_diagnose_relu_dropout_gives_closed_form_xi_c_and_not_trainable_verdict():
-    pytest.importorskip("deepprop.meanfield")
     rho, depth = 0.8, 20
     layers: list[nn.Module] = []
     for _ in range(depth - 1):
@@ -262,7 +260,6 @@ def test_diagnose_relu_dropout_gives_closed_form_xi_c_and_not_trainable_verdict(
 
 def test_diagnose_default_pytorch_init_is_ordered_and_suggests_critical_point():
     """nn.Linear's default init (kaiming_uniform with a = sqrt(5)) has Var W = 1/(3 fan_in): sw2 = 1/3."""
-    pytest.importorskip("deepprop.meanfield")
     torch.manual_seed(0)
     model = mlp(800, 29, nn.Tanh)
     d = diagnose(model)

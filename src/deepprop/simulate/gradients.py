@@ -308,7 +308,7 @@ def simulate_gradients(
             per_net = _run_chunk(ens_all, part, x0, labels, depth, data.n_classes, backprop, seed)
             done = []
             for j, s in enumerate(part):
-                th = None if theory is None else {k: v.reshape(-1)[sweep.index(s)] for k, v in theory.items()}
+                th = {k: v.reshape(-1)[sweep.index(s)] for k, v in theory.items()}
                 done.append(_fit_point(float(s), {k: v[j] for k, v in per_net.items()}, depth, fit_skip,
                                        th).to_dict())
             ckpt.save(key, done)

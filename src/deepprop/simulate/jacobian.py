@@ -176,21 +176,13 @@ def jacobian_spectrum(
     s = len(sweep)
     if input_q is not None:
         q_in = np.full(s, check_positive("input_q", input_q))
-    elif theory is None:
-        raise ParameterError("input_q", "the engine is unavailable to supply q*; give the input variance")
     else:
         q_in = theory["q_star"].reshape(s).astype(np.float64)
         if not np.all(np.isfinite(q_in) & (q_in > 0)):
             bad = sweep[int(np.argmin(np.isfinite(q_in) & (q_in > 0)))]
             raise ParameterError("input_q", f"no finite fixed point q* at sigma_w2={bad}; give the input variance")
-    chi1 = np.full(s, math.nan) if theory is None else theory["chi1"].reshape(s).astype(np.float64)
-    crit = math.nan
-    if theory is not None:
-        from deepprop.meanfield import critical_sigma_w2
-
-        nz = ens.noise
-        crit = float(np.asarray(critical_sigma_w2(ens.activation, ens.sigma_b2, keep_rate=nz.keep_rate,
-                                                  noise_mult=nz.noise_mult, noise_add=nz.noise_add)).reshape(-1)[0])
+    chi1 = theory["chi1"].reshape(s).astype(np.float64)
+    crit = _theory.critical_sigma_w2(ens)
 
     gen = ens.generator(seed)
     n = ens.width
