@@ -35,6 +35,7 @@ import torch
 from deepprop.activations import Activation, get_activation
 from deepprop.errors import ParameterError
 from deepprop.noise import Noise, check_finite_nonnegative
+from deepprop.validation import check_positive_int
 
 DEFAULT_SIGMA_B2 = 0.05
 """sigma_b^2 used for smooth activations when none is given (the core paper's figures use 0.05)."""
@@ -277,11 +278,7 @@ def _setting(act, noise, sw2, sb2, wbox, bbox, one_d, q_star_range, depth_multip
 
 
 def _check_depth(depth: int | None) -> int | None:
-    if depth is None:
-        return None
-    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-        raise ParameterError("depth", f"must be an integer >= 1 (got {depth!r})")
-    return int(depth)
+    return None if depth is None else check_positive_int("depth", depth)
 
 
 def _fmt(x: float) -> str:

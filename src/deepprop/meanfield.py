@@ -33,6 +33,7 @@ from deepprop.errors import ParameterError
 from deepprop.fixed_points import c_star, q_star
 from deepprop.maps import Setting, chi1, iterate, q_map_slope
 from deepprop.noise import check_finite_nonnegative
+from deepprop.validation import check_positive, check_positive_int
 
 QUANTITIES = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth")
 PARAMETERS = ("sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")
@@ -118,13 +119,6 @@ def _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add
     )
 
 
-def _check_positive(name: str, value: float) -> float:
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ParameterError(name, f"must be finite and > 0 (got {value!r})")
-    return v
-
-
 def mean_field(
     activation: str | Activation | TensorFn,
     sigma_w2: ArrayLike,
@@ -149,8 +143,8 @@ def mean_field(
     (chunk x nodes, chunk x Hermite order) in memory the allocator reuses: on a 2-core CPU, 4096-point
     chunks ran 3x faster than 65536-point ones, which spent most of their time in page faults.
     """
-    q0 = _check_positive("q0", q0)
-    depth_multiple = _check_positive("depth_multiple", depth_multiple)
+    q0 = check_positive("q0", q0)
+    depth_multiple = check_positive("depth_multiple", depth_multiple)
     critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
     s = _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add, device)
     shape = tuple(s.shape)
@@ -223,12 +217,6 @@ def _solve(s: Setting, q0: float) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in result.items()}
 
 
-def _check_depth(depth: int) -> int:
-    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-        raise ParameterError("depth", f"must be an integer >= 1 (got {depth!r})")
-    return int(depth)
-
-
 def _check_c0(c0: ArrayLike) -> np.ndarray:
     c = np.asarray(c0, dtype=np.float64)
     if not np.all(np.isfinite(c)) or np.any(np.abs(c) > 1):
@@ -254,7 +242,7 @@ def trajectory(
     q0 and c0 are the variance and correlation of the layer-0 pre-activations of a pair of inputs;
     the returned arrays have shape broadcast(parameters, q0, c0) + (depth + 1,).
     """
-    depth = _check_depth(depth)
+    depth = check_positive_int("depth", depth)
     q0a = check_finite_nonnegative("q0", q0)
     if np.any(q0a <= 0):
         raise ParameterError("q0", f"must be > 0 (got {q0!r})")

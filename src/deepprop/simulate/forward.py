@@ -24,7 +24,8 @@ from deepprop.errors import ParameterError
 from deepprop.simulate import _theory
 from deepprop.simulate._report import plain, stats_over_networks
 from deepprop.simulate.fitting import fit_relaxation
-from deepprop.simulate.networks import Ensemble, check_positive, check_positive_int
+from deepprop.simulate.networks import Ensemble
+from deepprop.validation import check_positive, check_positive_int
 
 
 def initial_pairs(ens: Ensemble, gen: torch.Generator, pairs: int, q0: float, c0: float) -> torch.Tensor:

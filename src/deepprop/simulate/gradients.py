@@ -34,7 +34,8 @@ from deepprop.simulate._checkpoint import Checkpoint
 from deepprop.simulate._inputs import load_inputs
 from deepprop.simulate._report import plain, stats_over_networks
 from deepprop.simulate.fitting import fit_growth, fit_log_linear, leading_run
-from deepprop.simulate.networks import Ensemble, check_positive_int
+from deepprop.simulate.networks import Ensemble
+from deepprop.validation import check_positive_int
 
 BACKPROP_MODES = ("shared", "independent")
 

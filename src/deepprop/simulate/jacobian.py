@@ -25,7 +25,8 @@ import torch
 from deepprop.errors import ParameterError
 from deepprop.simulate import _theory
 from deepprop.simulate._report import plain, stats_over_networks
-from deepprop.simulate.networks import Ensemble, check_positive, check_positive_int
+from deepprop.simulate.networks import Ensemble
+from deepprop.validation import check_positive, check_positive_int
 
 QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
 

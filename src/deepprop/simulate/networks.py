@@ -23,32 +23,10 @@ import torch
 
 from deepprop.activations import Activation, get_activation
 from deepprop.errors import ParameterError
+from deepprop.validation import check_nonnegative, check_positive, check_positive_int
 
 WEIGHT_KINDS = ("gaussian", "orthogonal")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    """Return ``value`` as int, or raise ParameterError unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ParameterError(name, f"must be an integer >= {minimum} (got {value!r})")
-    return int(value)
-
-
-def check_positive(name: str, value: float) -> float:
-    """Return ``value`` as float, or raise unless it is finite and > 0."""
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ParameterError(name, f"must be finite and > 0 (got {value!r})")
-    return v
-
-
-def check_nonnegative(name: str, value: float) -> float:
-    """Return ``value`` as float, or raise unless it is finite and >= 0."""
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ParameterError(name, f"must be finite and >= 0 (got {value!r})")
-    return v
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -1,0 +1,31 @@
+"""Scalar parameter checks shared by every layer: each returns the value or raises ParameterError
+with a message naming the parameter and its allowed range."""
+
+from __future__ import annotations
+
+import math
+
+from deepprop.errors import ParameterError
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """Return ``value`` as int, or raise ParameterError unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ParameterError(name, f"must be an integer >= {minimum} (got {value!r})")
+    return int(value)
+
+
+def check_positive(name: str, value: float) -> float:
+    """Return ``value`` as float, or raise unless it is finite and > 0."""
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ParameterError(name, f"must be finite and > 0 (got {value!r})")
+    return v
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    """Return ``value`` as float, or raise unless it is finite and >= 0."""
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ParameterError(name, f"must be finite and >= 0 (got {value!r})")
+    return v
