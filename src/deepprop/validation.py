@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from deepprop.errors import ParameterError
 
 
@@ -29,3 +31,18 @@ def check_nonnegative(name: str, value: float) -> float:
     if not math.isfinite(v) or v < 0:
         raise ParameterError(name, f"must be finite and >= 0 (got {value!r})")
     return v
+
+
+def parse_values(text: str) -> np.ndarray:
+    """Values from ``"start:stop:count"`` (inclusive, like numpy.linspace) or ``"a,b,c"``.
+
+    A count below 1 gives an empty array (callers say "empty grid"); malformed text raises ValueError.
+    """
+    text = text.strip()
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ValueError("a range is start:stop:count")
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+        return np.linspace(start, stop, max(count, 0))
+    return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from deepprop.validation import parse_values
+
 
 def finite_float(text: str) -> float:
     try:
@@ -54,23 +56,15 @@ def positive_int(text: str) -> int:
 
 def value_range(text: str) -> np.ndarray:
     """``START:STOP:NUM`` (inclusive, like numpy.linspace), or a single value, or a comma list."""
-    parts = text.split(":")
     try:
-        if len(parts) == 3:
-            start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
-            if num < 1 or not (math.isfinite(start) and math.isfinite(stop)):
-                raise ValueError
-            return np.linspace(start, stop, num)
-        if len(parts) == 1:
-            values = np.array([float(p) for p in text.split(",")])
-            if not np.all(np.isfinite(values)):
-                raise ValueError
-            return values
+        values = parse_values(text)
     except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(
-        f"expected START:STOP:NUM (NUM >= 1, inclusive like linspace) or V1,V2,..., got {text!r}"
-    )
+        values = np.empty(0)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(
+            f"expected START:STOP:NUM (NUM >= 1, inclusive like linspace) or V1,V2,..., got {text!r}"
+        )
+    return values
 
 
 def nonnegative_range(text: str) -> np.ndarray:

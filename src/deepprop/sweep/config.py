@@ -24,6 +24,7 @@ import numpy as np
 
 from deepprop.data import DATASETS
 from deepprop.errors import ParameterError
+from deepprop.validation import parse_values
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -157,24 +158,10 @@ def parse_grid(name: str, spec: Any, *, integer: bool = False) -> tuple:
         text = spec.strip()
         if not text:
             raise ParameterError(name, "is an empty grid")
-        if ":" in text:
-            parts = text.split(":")
-            if len(parts) != 3:
-                raise ParameterError(name, f"range must be start:stop:count (got {spec!r})")
-            try:
-                start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
-            except ValueError as exc:
-                raise ParameterError(name, f"range must be start:stop:count (got {spec!r})") from exc
-            if count < 1:
-                raise ParameterError(name, f"is an empty grid: count must be >= 1 (got {spec!r})")
-            values = list(np.linspace(start, stop, count))
-        else:
-            try:
-                values = [float(v) for v in text.split(",") if v.strip()]
-            except ValueError as exc:
-                raise ParameterError(
-                    name, f"must be numbers, 'a,b,c' or start:stop:count (got {spec!r})"
-                ) from exc
+        try:
+            values = list(parse_values(text))
+        except ValueError as exc:
+            raise ParameterError(name, f"must be numbers, 'a,b,c' or start:stop:count (got {spec!r})") from exc
     elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
         values = [float(spec)]
     elif isinstance(spec, (list, tuple)):
