@@ -36,7 +36,8 @@ def check_nonnegative(name: str, value: float) -> float:
 def parse_values(text: str) -> np.ndarray:
     """Values from ``"start:stop:count"`` (inclusive, like numpy.linspace) or ``"a,b,c"``.
 
-    A count below 1 gives an empty array (callers say "empty grid"); malformed text raises ValueError.
+    A count below 1 gives an empty array (callers say "empty grid") and infinite ends give non-finite
+    values (callers reject them); malformed text raises ValueError.
     """
     text = text.strip()
     if ":" in text:
@@ -44,5 +45,6 @@ def parse_values(text: str) -> np.ndarray:
         if len(parts) != 3:
             raise ValueError("a range is start:stop:count")
         start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
-        return np.linspace(start, stop, max(count, 0))
+        with np.errstate(invalid="ignore"):  # infinite ends give non-finite values; callers reject those
+            return np.linspace(start, stop, max(count, 0))
     return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
