@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy import integrate
 
-from deepprop.meanfield import mean_field
+from deepprop.theory.meanfield import mean_field
 
 SQ2PI = math.sqrt(2 * math.pi)
 

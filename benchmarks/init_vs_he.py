@@ -17,7 +17,7 @@ import sys
 import time
 
 from deepprop.errors import ParameterError
-from deepprop.figures.advice import init_trainability_figure
+from deepprop.plots.critical_init import init_trainability_figure
 from deepprop.sweep.config import parse_grid
 
 

@@ -113,7 +113,7 @@ def test_relu_without_noise_is_he_and_critical():
 def test_leaky_relu_family_uses_its_second_moment():
     import torch
 
-    from deepprop.model_structure import activation_from_module
+    from deepprop.integrations.model_structure import activation_from_module
 
     act = activation_from_module(torch.nn.LeakyReLU(0.2))
     assert homogeneous_second_moment(act) == pytest.approx((1 + 0.04) / 2, rel=1e-15)

@@ -10,7 +10,7 @@ import pytest
 
 from deepprop.cli import common
 from deepprop.cli import main as cli_main
-from deepprop.cli.advice import add_maximize_depth_option, maximize_depth_result
+from deepprop.cli.init import add_maximize_depth_option, maximize_depth_result
 
 
 def test_advise_relu_keep_rate_json(capsys):

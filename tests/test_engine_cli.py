@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from deepprop.cli.main import main
-from deepprop.meanfield import critical_sigma_w2, mean_field
+from deepprop.theory.meanfield import critical_sigma_w2, mean_field
 
 KEYS = {"q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "phase", "max_depth"}
 
@@ -158,7 +158,7 @@ def test_phase_netcdf_roundtrip(tmp_path, capsys):
 
 
 def test_phase_diagram_dataset_labels():
-    from deepprop.meanfield import phase_diagram
+    from deepprop.theory.grid import phase_diagram
 
     ds = phase_diagram("tanh", np.linspace(1, 3, 3), [0.0, 0.1], keep_rate=[1.0, 0.9])
     assert ds["c_star"].dims == ("sigma_w2", "sigma_b2", "keep_rate")
@@ -188,8 +188,7 @@ def test_critical_maximize_depth_is_a_local_maximum_of_xi_c(capsys):
 
 
 def test_phase_grid_resumes_from_saved_blocks(tmp_path):
-    from deepprop.grid import block_folder, phase_diagram_resumable
-    from deepprop.meanfield import phase_diagram
+    from deepprop.theory.grid import block_folder, phase_diagram, phase_diagram_resumable
 
     sw2, sb2 = np.linspace(1, 4, 9), np.linspace(0, 0.3, 4)
     whole = phase_diagram("tanh", sw2, sb2, keep_rate=0.95)

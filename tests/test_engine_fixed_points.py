@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from reference import Reference, relu_noise_closed_form
 
-from deepprop.meanfield import critical_sigma_w2, mean_field, measured_depth_scales, trajectory
+from deepprop.theory.meanfield import critical_sigma_w2, mean_field, measured_depth_scales, trajectory
 
 CASES = [
     # name, sw2, sb2, keep_rate, noise_add

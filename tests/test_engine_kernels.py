@@ -8,8 +8,8 @@ import torch
 from reference import ACTS, gauss1, gauss2
 
 from deepprop import get_activation
-from deepprop.kernels import kernel_for
-from deepprop.maps import Setting, c_map, q_map
+from deepprop.theory.kernels import kernel_for
+from deepprop.theory.maps import TensorPrior, c_map, q_map
 
 ALL = list(ACTS)
 T = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
@@ -108,7 +108,7 @@ def test_maps_against_monte_carlo_with_explicit_noise(name):
     se_q = sw2 * np.std(y1 * y1) / math.sqrt(n)
     se_qab = sw2 * np.std(y1 * y2) / math.sqrt(n)
 
-    s = Setting.build(name, sw2, sb2, keep_rate=rho, noise_add=s_add)
+    s = TensorPrior.build(name, sw2, sb2, keep_rate=rho, noise_add=s_add)
     qt = T(q)
     q_next = q_map(s, qt).item()
     c_next = c_map(s, qt, T(c)).item()
@@ -118,9 +118,9 @@ def test_maps_against_monte_carlo_with_explicit_noise(name):
 
 @pytest.mark.parametrize("name", ["tanh", "erf", "hard_tanh", "selu", "sin", "relu"])
 def test_correlation_map_slope_matches_finite_difference(name):
-    from deepprop.maps import CorrelationMap, chi1
+    from deepprop.theory.maps import CorrelationMap, chi1
 
-    s = Setting.build(name, 1.9, 0.07, keep_rate=0.9)
+    s = TensorPrior.build(name, 1.9, 0.07, keep_rate=0.9)
     q = T(0.8)
     cmap = CorrelationMap(s, q)
     for c in (0.2, 0.6, 0.95):
@@ -132,9 +132,9 @@ def test_correlation_map_slope_matches_finite_difference(name):
     # like sqrt(h).
     if ACTS[name][2]:
         return
-    from deepprop.fixed_points import q_star
+    from deepprop.theory.fixed_points import q_star
 
-    s = Setting.build(name, 1.9, 0.07)
+    s = TensorPrior.build(name, 1.9, 0.07)
     qs, _ = q_star(s)
     one_sided = (CorrelationMap(s, qs)(T(1.0)) - CorrelationMap(s, qs)(T(1.0 - 1e-6))).item() / 1e-6
     assert one_sided == pytest.approx(chi1(s, qs).item(), rel=1e-4)

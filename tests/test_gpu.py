@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepprop.meanfield import mean_field, trajectory
+from deepprop.theory.meanfield import mean_field, trajectory
 
 pytestmark = pytest.mark.gpu
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from deepprop.errors import ParameterError
-from deepprop.figures.advice import compare_config, compare_inits
-from deepprop.meanfield import trajectory
+from deepprop.plots.critical_init import compare_config, compare_inits
+from deepprop.theory.meanfield import trajectory
 
 
 def test_comparison_networks_follow_mean_field_signal_growth():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deepprop.cli.main as cli
-from deepprop.meanfield import trajectory
+from deepprop.theory.meanfield import trajectory
 
 
 @pytest.fixture

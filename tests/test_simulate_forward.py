@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from deepprop.meanfield import trajectory
 from deepprop.simulate.forward import simulate_forward
+from deepprop.theory.meanfield import trajectory
 
 
 def _closed_form_relu_dropout_c_star(keep_rate: float) -> float:

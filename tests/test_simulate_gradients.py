@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from deepprop.errors import ParameterError
-from deepprop.meanfield import mean_field
 from deepprop.simulate.gradients import (
     backward_errors,
     forward_pass,
@@ -15,6 +14,7 @@ from deepprop.simulate.gradients import (
     simulate_gradients,
 )
 from deepprop.simulate.networks import Ensemble
+from deepprop.theory.meanfield import mean_field
 
 
 def _small_pass(keep_rate=0.8):

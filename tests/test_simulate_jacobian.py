@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepprop.meanfield import critical_sigma_w2, mean_field
 from deepprop.simulate.jacobian import jacobian_spectrum, network_jacobian, replay
 from deepprop.simulate.networks import Ensemble
+from deepprop.theory.meanfield import critical_sigma_w2, mean_field
 
 
 def test_layerwise_jacobian_equals_autograd_jacobian_with_dropout():

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepprop.meanfield import critical_sigma_w2, mean_field
 from deepprop.sweep.analysis import export, fit_laws, plot_heatmap
 from deepprop.sweep.config import from_mapping
 from deepprop.sweep.runner import run_sweep
 from deepprop.sweep.store import Store
+from deepprop.theory.meanfield import critical_sigma_w2, mean_field
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

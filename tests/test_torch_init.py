@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from deepprop.errors import ParameterError
-from deepprop.model_structure import activation_from_module, linear_variances, parse_model
-from deepprop.torch import UnrecognisedModuleWarning, diagnose, init_
+from deepprop.integrations.model_structure import activation_from_module, linear_variances, parse_model
+from deepprop.integrations.pytorch import UnrecognisedModuleWarning, diagnose, init_
 
 
 def mlp(width: int, depth: int, act: type[nn.Module] = nn.Tanh, p: float | None = None, bias: bool = True,
@@ -224,7 +224,7 @@ def _relu_dropout_xi_c(rho: float) -> float:
 
 
 def test_diagnose_on_init_model_reports_engine_numbers_tanh():
-    import deepprop.meanfield as mf_mod
+    import deepprop.theory.meanfield as mf_mod
     model = mlp(600, 5, nn.Tanh).double()
     report = init_(model, generator=torch.Generator().manual_seed(11))
     assert round(report.sigma_w2, 4) == 1.7610 and report.sigma_b2 == 0.05

@@ -34,7 +34,7 @@ import torch
 
 from deepprop.activations import Activation, get_activation
 from deepprop.errors import ParameterError
-from deepprop.noise import Noise, check_finite_nonnegative
+from deepprop.prior import Noise, check_finite_nonnegative
 from deepprop.validation import check_positive_int
 
 DEFAULT_SIGMA_B2 = 0.05
@@ -133,7 +133,7 @@ class DeepestSetting:
 
 
 def _mean_field(act: Activation, sw2, sb2, noise: Noise, depth_multiple: float):
-    from deepprop.meanfield import mean_field
+    from deepprop.theory.meanfield import mean_field
 
     return mean_field(act, sw2, sb2, keep_rate=float(noise.keep_rate), noise_mult=float(noise.noise_mult),
                       noise_add=float(noise.noise_add), depth_multiple=depth_multiple)
@@ -260,7 +260,7 @@ def maximize_xi_c(
 
 def _variance_gain(act: Activation, q: np.ndarray, noise: Noise) -> np.ndarray:
     """V(q) = mu2 E[phi(sqrt(q) z)^2] + s_add^2: one engine step of the variance map at sw2 = 1, sb2 = 0."""
-    from deepprop.meanfield import trajectory
+    from deepprop.theory.meanfield import trajectory
 
     q1, _ = trajectory(act, 1.0, 0.0, q0=np.array(q), c0=1.0, depth=1, keep_rate=float(noise.keep_rate),
                        noise_mult=float(noise.noise_mult), noise_add=float(noise.noise_add))
@@ -343,7 +343,7 @@ def critical_init(
 
     if na == 0 and mu2 == 1.0 and not act.homogeneous:
         sb2 = DEFAULT_SIGMA_B2 if sigma_b2 is None else sigma_b2
-        from deepprop.meanfield import critical_sigma_w2
+        from deepprop.theory.meanfield import critical_sigma_w2
 
         sw2 = _scalar(critical_sigma_w2(act, sb2))
         mf = _mean_field(act, sw2, sb2, noise, depth_multiple) if math.isfinite(sw2) else None

@@ -34,15 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deepprop.errors import ParameterError
+from deepprop.errors import DatasetError, ParameterError
 
 DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "synthetic")
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
-class DatasetError(RuntimeError):
-    """A dataset cannot be read or fetched (missing files while offline, bad checksum, bad format)."""
 
 
 @dataclass(frozen=True)

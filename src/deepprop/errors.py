@@ -1,9 +1,18 @@
-"""Exceptions shared by the library and the command line."""
+"""The exceptions of deepprop: one base class, three kinds of failure.
+
+Every error a user can cause derives from :class:`DeeppropError`; the command line turns each into one
+line on stderr and exit code 2 (``deepprop.cli.main``), and the Python API raises them with the same
+message.
+"""
 
 from __future__ import annotations
 
 
-class ParameterError(ValueError):
+class DeeppropError(Exception):
+    """Base class of every error deepprop raises on purpose (bad input, missing data, bad store)."""
+
+
+class ParameterError(DeeppropError, ValueError):
     """A parameter is outside its allowed range.
 
     ``param`` is the Python keyword name (``sigma_w2``); the CLI turns it into the option name
@@ -14,3 +23,11 @@ class ParameterError(ValueError):
         self.param = param
         self.detail = message
         super().__init__(f"{param}: {message}")
+
+
+class DatasetError(DeeppropError, RuntimeError):
+    """A dataset cannot be read or fetched (missing files while offline, bad checksum, bad format)."""
+
+
+class StoreError(DeeppropError, RuntimeError):
+    """A results store cannot be used: not a deepprop store, corrupt, or written by another sweep."""

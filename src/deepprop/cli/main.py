@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from deepprop.errors import ParameterError
 
-COMMAND_MODULES: tuple[str, ...] = ("engine", "sweep", "advice", "simulate")
+COMMAND_MODULES: tuple[str, ...] = ("theory", "sweep", "init", "simulate")
 
 EXIT_USAGE = 2
 

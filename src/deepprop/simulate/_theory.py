@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepprop import meanfield
 from deepprop.simulate.networks import Ensemble
+from deepprop.theory import meanfield
 
 
 def _noise_kwargs(ens: Ensemble) -> dict[str, float]:

@@ -72,7 +72,7 @@ def theory_scales(
     noise_add: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(xi_c, xi_1) from the mean-field engine; xi_1 = 1/|log chi_1| = |xi_grad|."""
-    from deepprop.meanfield import mean_field
+    from deepprop.theory.meanfield import mean_field
 
     mf = mean_field(
         activation,

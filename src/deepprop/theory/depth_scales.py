@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepprop.fixed_points import q_star
-from deepprop.maps import Setting, chi1
+from deepprop.theory.fixed_points import q_star
+from deepprop.theory.maps import TensorPrior, chi1
 
 PHASES = ("ordered", "critical", "chaotic", "unbounded")
 
@@ -45,7 +45,7 @@ def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3) -> np.nd
     return out
 
 
-def critical_sigma_w2_setting(s: Setting, q0: float = 1.0, iterations: int = 200) -> torch.Tensor:
+def critical_sigma_w2_setting(s: TensorPrior, q0: float = 1.0, iterations: int = 200) -> torch.Tensor:
     """sigma_w^2 where chi_1 = 1, for each sigma_b^2 and noise in ``s`` (its sigma_w2 is ignored).
 
     Bisection on log sigma_w^2 over [1e-4, 1e4]; chi_1 is taken as > 1 where the variance map is
@@ -56,7 +56,7 @@ def critical_sigma_w2_setting(s: Setting, q0: float = 1.0, iterations: int = 200
     hi = torch.full_like(lo, 4.0)
 
     def excess(log_sw2: torch.Tensor) -> torch.Tensor:
-        sub = Setting(s.activation, s.kernel, 10.0**log_sw2, s.sigma_b2, s.mu2, s.add_var)
+        sub = TensorPrior(s.activation, s.kernel, 10.0**log_sw2, s.sigma_b2, s.mu2, s.add_var)
         q, bounded = q_star(sub, q0)
         val = chi1(sub, torch.nan_to_num(q, nan=1.0)) - 1.0
         return torch.where(bounded, val, torch.ones_like(val))
@@ -74,7 +74,7 @@ def critical_sigma_w2_setting(s: Setting, q0: float = 1.0, iterations: int = 200
     root = 10.0 ** (0.5 * (lo + hi))
     # The sign change can also be the edge of the bounded region (e.g. gelu, whose variance map loses
     # its stable fixed point before chi_1 reaches 1): keep only genuine roots of chi_1 = 1.
-    at_root = Setting(s.activation, s.kernel, root, s.sigma_b2, s.mu2, s.add_var)
+    at_root = TensorPrior(s.activation, s.kernel, root, s.sigma_b2, s.mu2, s.add_var)
     q, bounded = q_star(at_root, q0)
     genuine = bounded & ((chi1(at_root, torch.nan_to_num(q, nan=1.0)) - 1.0).abs() < 1e-6)
     return torch.where(valid & genuine, root, torch.full_like(root, float("nan")))

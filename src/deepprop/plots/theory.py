@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepprop.figures.style import label, panels, ramp, save
-from deepprop.fixed_points import q_star
-from deepprop.maps import CorrelationMap, Setting
-from deepprop.meanfield import critical_sigma_w2, mean_field, measured_depth_scales, trajectory
+from deepprop.plots.style import label, panels, ramp, save
+from deepprop.theory.fixed_points import q_star
+from deepprop.theory.maps import CorrelationMap, TensorPrior
+from deepprop.theory.meanfield import critical_sigma_w2, mean_field, measured_depth_scales, trajectory
 
 
 def correlation_map_curve(activation: str, sigma_w2: float, sigma_b2: float, c: np.ndarray, **noise) -> np.ndarray:
     """c^{l+1} as a function of c^l at q = q* (fig. 2a, 3a)."""
-    s = Setting.build(activation, np.full(c.shape, sigma_w2), np.full(c.shape, sigma_b2), **noise)
+    s = TensorPrior.build(activation, np.full(c.shape, sigma_w2), np.full(c.shape, sigma_b2), **noise)
     q, _ = q_star(s)
     with torch.no_grad():
         return CorrelationMap(s, q)(torch.as_tensor(c, dtype=torch.float64)).numpy()

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
+from numpy.typing import ArrayLike
 
+from deepprop.activations import Activation, TensorFn
 from deepprop.errors import ParameterError
-from deepprop.meanfield import QUANTITIES, MeanField
+from deepprop.theory.meanfield import PARAMETERS, QUANTITIES, MeanField, mean_field
 
 CSV_COLUMNS = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth", "phase")
 
@@ -47,6 +50,56 @@ DESCRIPTIONS = {
     "max_depth": "depth_multiple * xi_c: predicted maximum trainable depth",
     "phase": "ordered | critical | chaotic | unbounded",
 }
+
+
+def phase_diagram(
+    activation: str | Activation | TensorFn,
+    sigma_w2: ArrayLike,
+    sigma_b2: ArrayLike,
+    *,
+    keep_rate: ArrayLike = 1.0,
+    noise_mult: ArrayLike = 0.0,
+    noise_add: ArrayLike = 0.0,
+    depth_multiple: float = 6.0,
+    critical_tol: float = 1e-3,
+    device: str | torch.device | None = None,
+    show_progress: bool = True,
+):
+    """The outer-product grid of 1-D coordinate arrays as a labelled ``xarray.Dataset``.
+
+    Dimensions are sigma_w2 and sigma_b2, plus keep_rate / noise_mult / noise_add where those are
+    given as arrays of more than one value. Variables are the fields of :class:`MeanField`.
+    """
+    coords = {}
+    for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True):
+        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if v.ndim != 1:
+            raise ParameterError(name, "must be a scalar or a 1-D array of values")
+        if v.size == 0:
+            raise ParameterError(name, "must not be empty")
+        if name in ("sigma_w2", "sigma_b2") or v.size > 1:
+            coords[name] = v
+    dims = list(coords)
+    mesh = np.meshgrid(*coords.values(), indexing="ij")
+    grid = dict(zip(dims, mesh, strict=True))
+    scalars = {
+        name: float(np.asarray(value))
+        for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True)
+        if name not in coords
+    }
+    mf = mean_field(
+        activation,
+        grid["sigma_w2"],
+        grid["sigma_b2"],
+        keep_rate=grid.get("keep_rate", scalars.get("keep_rate", 1.0)),
+        noise_mult=grid.get("noise_mult", scalars.get("noise_mult", 0.0)),
+        noise_add=grid.get("noise_add", scalars.get("noise_add", 0.0)),
+        depth_multiple=depth_multiple,
+        critical_tol=critical_tol,
+        device=device,
+        show_progress=show_progress,
+    )
+    return to_dataset(mf, coords, scalars)
 
 
 def to_frame(ds: xr.Dataset):
@@ -92,7 +145,7 @@ def phase_diagram_resumable(
     block_points: int = 1 << 16,
     **kwargs,
 ) -> xr.Dataset:
-    """:func:`deepprop.meanfield.phase_diagram` over (sigma_w2, sigma_b2), computed in blocks of rows
+    """:func:`phase_diagram` over (sigma_w2, sigma_b2), computed in blocks of rows
     that are saved as they finish, so that a killed run loses at most one block.
 
     Blocks live in ``work_dir/.deepprop-phase-<hash of the inputs>/`` and are written atomically; the
@@ -100,8 +153,6 @@ def phase_diagram_resumable(
     ``kwargs`` (scalar noise, depth_multiple, device, ...) go to ``phase_diagram``.
     """
     from tqdm import tqdm
-
-    from deepprop.meanfield import phase_diagram
 
     if block_points < 1:
         raise ParameterError("block_points", f"must be an integer >= 1 (got {block_points!r})")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from deepprop.cli import common
-from deepprop.cli.advice import add_maximize_depth_option, maximize_depth_result
+from deepprop.cli.init import add_maximize_depth_option, maximize_depth_result
 from deepprop.cli.main import UsageError
 
 
@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_point(args: argparse.Namespace) -> int:
-    from deepprop.meanfield import mean_field
+    from deepprop.theory.meanfield import mean_field
 
     mf = mean_field(
         args.activation, args.sigma_w2, args.sigma_b2, q0=args.q0, depth_multiple=args.depth_multiple,
@@ -103,7 +103,7 @@ def run_point(args: argparse.Namespace) -> int:
 
 
 def run_critical(args: argparse.Namespace) -> int:
-    from deepprop.meanfield import critical_sigma_w2
+    from deepprop.theory.meanfield import critical_sigma_w2
 
     if args.maximize_depth:
         result = maximize_depth_result(args)
@@ -133,7 +133,7 @@ def run_critical(args: argparse.Namespace) -> int:
 
 
 def run_phase(args: argparse.Namespace) -> int:
-    from deepprop.grid import export, phase_diagram_resumable
+    from deepprop.theory.grid import export, phase_diagram_resumable
 
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".csv", ".nc"):
@@ -156,12 +156,12 @@ def run_phase(args: argparse.Namespace) -> int:
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from deepprop.figures.engine import draw_all
+    from deepprop.plots.theory import draw_all
 
     paths = draw_all(Path(args.out), quick=args.quick)
     if args.simulation:
-        from deepprop.figures.advice import noisy_relu_figure
-        from deepprop.figures.simulation import make_all
+        from deepprop.plots.critical_init import noisy_relu_figure
+        from deepprop.plots.simulation import make_all
 
         paths += make_all(args.out, device=args.device)
         paths.append(noisy_relu_figure(args.out))

@@ -44,7 +44,7 @@ def noisy_relu_figure(out_dir: str | Path, *, width: int = 1000, networks: int =
     import matplotlib.pyplot as plt
 
     from deepprop.advice import critical_init
-    from deepprop.figures.style import save
+    from deepprop.plots.style import save
     from deepprop.simulate import simulate_forward
 
     out = Path(out_dir)
@@ -134,9 +134,9 @@ def compare_inits(
     prediction for that setting: chi_1 = sigma_w^2 / (2 rho), the growth of q^l per layer (1 at the critical
     init, 1/rho for He), and the predicted trainable depth 6 xi_c.
     """
-    from deepprop.meanfield import mean_field
     from deepprop.sweep.runner import load_for, plan, run_sweep
     from deepprop.sweep.store import Store
+    from deepprop.theory.meanfield import mean_field
 
     cfg, crit_sw2 = compare_config(**kwargs)  # type: ignore[arg-type]
     out = Path(out_dir)
@@ -186,8 +186,8 @@ def init_trainability_figure(
     flat at the critical init, growing as (1/rho)^l for He with dropout (chi_1 = 1/rho).
     Keyword arguments are those of :func:`compare_config`.
     """
-    from deepprop.figures.style import panels, save
-    from deepprop.meanfield import trajectory
+    from deepprop.plots.style import panels, save
+    from deepprop.theory.meanfield import trajectory
 
     table, cfg = compare_inits(out_dir, progress=progress, **kwargs)
     keep = cfg.keep_rates[0]

@@ -3,7 +3,7 @@
 Every numeric argument broadcasts like a numpy array, so a phase diagram is one vectorised call::
 
     >>> import numpy as np
-    >>> from deepprop.meanfield import mean_field
+    >>> from deepprop.theory.meanfield import mean_field
     >>> mf = mean_field("tanh", np.linspace(1, 4, 301)[:, None], np.linspace(0, 0.3, 101))
     >>> mf.xi_c.shape
     (301, 101)
@@ -22,21 +22,21 @@ import torch
 from numpy.typing import ArrayLike
 
 from deepprop.activations import Activation, TensorFn
-from deepprop.depth_scales import (
+from deepprop.errors import ParameterError
+from deepprop.prior import PRIOR_FIELDS, NetworkPrior, as_prior, check_finite_nonnegative
+from deepprop.theory.depth_scales import (
     classify,
     critical_sigma_w2_setting,
     depth_scale,
     fit_depth_scale,
     gradient_depth_scale,
 )
-from deepprop.errors import ParameterError
-from deepprop.fixed_points import c_star, q_star
-from deepprop.maps import Setting, chi1, iterate, q_map_slope
-from deepprop.noise import check_finite_nonnegative
+from deepprop.theory.fixed_points import c_star, q_star
+from deepprop.theory.maps import TensorPrior, chi1, iterate, q_map_slope
 from deepprop.validation import check_positive, check_positive_int
 
 QUANTITIES = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth")
-PARAMETERS = ("sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")
+PARAMETERS = PRIOR_FIELDS
 
 
 @dataclass
@@ -107,22 +107,15 @@ def explain(point: dict) -> list[str]:
     return notes
 
 
-def _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add, device) -> Setting:
-    return Setting.build(
-        activation,
-        sigma_w2,
-        sigma_b2,
-        keep_rate=keep_rate,
-        noise_mult=noise_mult,
-        noise_add=noise_add,
-        device=device,
-    )
+Network = str | Activation | TensorFn | NetworkPrior
+"""What the public functions take as their first argument: a NetworkPrior, or an activation followed by
+the loose numbers sigma_w2, sigma_b2 (and keep_rate, noise_mult, noise_add keywords)."""
 
 
 def mean_field(
-    activation: str | Activation | TensorFn,
-    sigma_w2: ArrayLike,
-    sigma_b2: ArrayLike,
+    activation: Network,
+    sigma_w2: ArrayLike | None = None,
+    sigma_b2: ArrayLike | None = None,
     *,
     keep_rate: ArrayLike = 1.0,
     noise_mult: ArrayLike = 0.0,
@@ -136,6 +129,9 @@ def mean_field(
 ) -> MeanField:
     """Fixed points, slopes, depth scales and phase for every broadcast combination of the arguments.
 
+    ``mean_field(prior)`` with a :class:`~deepprop.prior.NetworkPrior`, or
+    ``mean_field("tanh", sigma_w2, sigma_b2, keep_rate=...)`` with the loose numbers.
+
     ``q0`` is where the variance iteration starts; it matters only where the fixed point is not unique
     (relu or linear at sigma_w^2 mu2 = 2 resp. 1 without bias: every q is a fixed point and q* = q0).
     Points are solved in chunks of ``chunk_size`` (a progress bar on stderr when there is more than one
@@ -146,7 +142,9 @@ def mean_field(
     q0 = check_positive("q0", q0)
     depth_multiple = check_positive("depth_multiple", depth_multiple)
     critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
-    s = _as_setting(activation, sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add, device)
+    prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
+                     noise_add=noise_add)
+    s = TensorPrior.from_prior(prior, device=device)
     shape = tuple(s.shape)
     flat = s.flatten()
     n = flat.sigma_w2.numel()
@@ -167,16 +165,9 @@ def mean_field(
             columns.setdefault(key, []).append(value)
     out = {key: np.concatenate(parts).reshape(shape) for key, parts in columns.items()}
     qs, bounded, c1 = out["q_star"], out["bounded"], out["chi1"]
-    params = np.broadcast_arrays(
-        *[np.asarray(v, dtype=np.float64) for v in (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add)]
-    )
     return MeanField(
         activation=s.activation.name,
-        sigma_w2=params[0].copy(),
-        sigma_b2=params[1].copy(),
-        keep_rate=params[2].copy(),
-        noise_mult=params[3].copy(),
-        noise_add=params[4].copy(),
+        **prior.broadcast(),
         q_star=qs,
         c_star=out["c_star"],
         chi1=c1,
@@ -191,7 +182,7 @@ def mean_field(
     )
 
 
-def _solve(s: Setting, q0: float) -> dict[str, np.ndarray]:
+def _solve(s: TensorPrior, q0: float) -> dict[str, np.ndarray]:
     """All quantities for a flat batch of settings."""
     with torch.no_grad():
         qs, bounded = q_star(s, q0)
@@ -225,9 +216,9 @@ def _check_c0(c0: ArrayLike) -> np.ndarray:
 
 
 def trajectory(
-    activation: str | Activation | TensorFn,
-    sigma_w2: ArrayLike,
-    sigma_b2: ArrayLike,
+    activation: Network,
+    sigma_w2: ArrayLike | None = None,
+    sigma_b2: ArrayLike | None = None,
     *,
     q0: ArrayLike,
     c0: ArrayLike,
@@ -247,12 +238,12 @@ def trajectory(
     if np.any(q0a <= 0):
         raise ParameterError("q0", f"must be > 0 (got {q0!r})")
     c0a = _check_c0(c0)
-    shape = np.broadcast_shapes(
-        np.shape(sigma_w2), np.shape(sigma_b2), np.shape(keep_rate), np.shape(noise_mult), np.shape(noise_add),
-        q0a.shape, c0a.shape,
-    )
+    prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
+                     noise_add=noise_add)
+    shape = np.broadcast_shapes(prior.shape, q0a.shape, c0a.shape)
     bc = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape)  # noqa: E731
-    s = _as_setting(activation, bc(sigma_w2), bc(sigma_b2), bc(keep_rate), bc(noise_mult), bc(noise_add), device)
+    prior = NetworkPrior.build(prior.activation, **{k: bc(v) for k, v in prior.keywords().items()})
+    s = TensorPrior.from_prior(prior, device=device)
     dev = s.sigma_w2.device
     with torch.no_grad():
         q, c = iterate(
@@ -265,9 +256,9 @@ def trajectory(
 
 
 def measured_depth_scales(
-    activation: str | Activation | TensorFn,
-    sigma_w2: ArrayLike,
-    sigma_b2: ArrayLike,
+    activation: Network,
+    sigma_w2: ArrayLike | None = None,
+    sigma_b2: ArrayLike | None = None,
     *,
     q0: float = 0.8,
     c0: float = 0.6,
@@ -282,14 +273,10 @@ def measured_depth_scales(
     Returns ``xi_q_measured`` and ``xi_c_measured`` (fits of |q^l - q*| and |c^l - c*|) beside the
     asymptotic predictions ``xi_q`` and ``xi_c`` of eq. 7 and 9.
     """
-    mf = mean_field(
-        activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
-        device=device,
-    )
-    q, c = trajectory(
-        activation, sigma_w2, sigma_b2, q0=q0, c0=c0, depth=depth, keep_rate=keep_rate,
-        noise_mult=noise_mult, noise_add=noise_add, device=device,
-    )
+    prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
+                     noise_add=noise_add)
+    mf = mean_field(prior, device=device)
+    q, c = trajectory(prior, q0=q0, c0=c0, depth=depth, device=device)
     q_scale = np.maximum(np.abs(mf.q_star), 1.0)[..., None]
     return {
         "xi_q_measured": fit_depth_scale((q - mf.q_star[..., None]) / q_scale),
@@ -301,7 +288,7 @@ def measured_depth_scales(
 
 def critical_sigma_w2(
     activation: str | Activation | TensorFn,
-    sigma_b2: ArrayLike,
+    sigma_b2: ArrayLike = 0.0,
     *,
     keep_rate: ArrayLike = 1.0,
     noise_mult: ArrayLike = 0.0,
@@ -309,61 +296,10 @@ def critical_sigma_w2(
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """sigma_w^2 at which chi_1 = 1 (the critical line), for each sigma_b^2 and noise; NaN where none."""
-    s = _as_setting(activation, 1.0, sigma_b2, keep_rate, noise_mult, noise_add, device)
+    s = TensorPrior.build(activation, 1.0, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
+                          noise_add=noise_add, device=device)
     with torch.no_grad():
         return critical_sigma_w2_setting(s).cpu().numpy()
-
-
-def phase_diagram(
-    activation: str | Activation | TensorFn,
-    sigma_w2: ArrayLike,
-    sigma_b2: ArrayLike,
-    *,
-    keep_rate: ArrayLike = 1.0,
-    noise_mult: ArrayLike = 0.0,
-    noise_add: ArrayLike = 0.0,
-    depth_multiple: float = 6.0,
-    critical_tol: float = 1e-3,
-    device: str | torch.device | None = None,
-    show_progress: bool = True,
-):
-    """The outer-product grid of 1-D coordinate arrays as a labelled ``xarray.Dataset``.
-
-    Dimensions are sigma_w2 and sigma_b2, plus keep_rate / noise_mult / noise_add where those are
-    given as arrays of more than one value. Variables are the fields of :class:`MeanField`.
-    """
-    from deepprop.grid import to_dataset  # xarray is imported only where grids are labelled
-
-    coords = {}
-    for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True):
-        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
-        if v.ndim != 1:
-            raise ParameterError(name, "must be a scalar or a 1-D array of values")
-        if v.size == 0:
-            raise ParameterError(name, "must not be empty")
-        if name in ("sigma_w2", "sigma_b2") or v.size > 1:
-            coords[name] = v
-    dims = list(coords)
-    mesh = np.meshgrid(*coords.values(), indexing="ij")
-    grid = dict(zip(dims, mesh, strict=True))
-    scalars = {
-        name: float(np.asarray(value))
-        for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True)
-        if name not in coords
-    }
-    mf = mean_field(
-        activation,
-        grid["sigma_w2"],
-        grid["sigma_b2"],
-        keep_rate=grid.get("keep_rate", scalars.get("keep_rate", 1.0)),
-        noise_mult=grid.get("noise_mult", scalars.get("noise_mult", 0.0)),
-        noise_add=grid.get("noise_add", scalars.get("noise_add", 0.0)),
-        depth_multiple=depth_multiple,
-        critical_tol=critical_tol,
-        device=device,
-        show_progress=show_progress,
-    )
-    return to_dataset(mf, coords, scalars)
 
 
 __all__ = [
@@ -371,6 +307,17 @@ __all__ = [
     "critical_sigma_w2",
     "mean_field",
     "measured_depth_scales",
-    "phase_diagram",
     "trajectory",
 ]
+
+
+def __getattr__(name: str):
+    # 0.1 exposed phase_diagram here; it now lives with the other labelled-grid code.
+    if name == "phase_diagram":
+        import importlib
+        import warnings
+
+        warnings.warn("deepprop.meanfield.phase_diagram moved to deepprop.phase_diagram (deepprop.theory.grid)",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("deepprop.theory.grid").phase_diagram
+    raise AttributeError(name)

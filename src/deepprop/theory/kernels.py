@@ -10,7 +10,7 @@ u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2) (the pair of pre-activations of eq. 4 wit
                               and ``slope(c)`` = dK/dc = q E[phi'(u1) phi'(u2)] (Price's theorem).
 
 Closed forms (relu: arc-cosine kernel of degree 1; erf: arcsin kernel; linear) are used where they
-exist; every other activation goes through :mod:`deepprop.gauss`. A variance q = 0 is evaluated as
+exist; every other activation goes through :mod:`deepprop.theory.gauss`. A variance q = 0 is evaluated as
 the limit q -> 0+ (at q = 1e-30), so that a vanishing signal still has a well-defined slope.
 """
 
@@ -21,8 +21,8 @@ from typing import Protocol
 
 import torch
 
-from deepprop import gauss
 from deepprop.activations import Activation
+from deepprop.theory import gauss
 
 Q_FLOOR = 1e-30
 MEHLER_MAX_Q = 16.0

@@ -1,14 +1,14 @@
 r"""The variance and correlation maps (eq. 3, 4; with noise, follow-ups section 1) and their slopes.
 
 With multiplicative noise of second moment mu2 and additive noise of variance s_add^2 on each layer's
-input (see :mod:`deepprop.noise`):
+input (see :mod:`deepprop.prior`):
 
     q^{l+1}    = Q(q^l)  = sigma_w^2 (mu2 V(q^l) + s_add^2) + sigma_b^2                 (eq. 3, 11)
     q_ab^{l+1} =           sigma_w^2 K(q^l, c^l) + sigma_b^2                             (eq. 4, 12)
     c^{l+1}    = q_ab^{l+1} / q^{l+1}
 
 for a pair of inputs with equal variances q^l (noise is independent between the two inputs, so it
-drops out of the cross term). V and K are defined in :mod:`deepprop.kernels`.
+drops out of the cross term). V and K are defined in :mod:`deepprop.theory.kernels`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from deepprop.activations import Activation, TensorFn, get_activation
-from deepprop.kernels import Q_FLOOR, Kernel, kernel_for
-from deepprop.noise import Noise, check_finite_nonnegative
+from deepprop.activations import Activation, TensorFn
+from deepprop.prior import NetworkPrior, as_prior
+from deepprop.theory.kernels import Q_FLOOR, Kernel, kernel_for
 
 
 def default_device(device: str | torch.device | None) -> torch.device:
@@ -34,8 +34,9 @@ def default_device(device: str | torch.device | None) -> torch.device:
 
 
 @dataclass(frozen=True)
-class Setting:
-    """A broadcast batch of network hyperparameters: activation, sigma_w^2, sigma_b^2 and noise.
+class TensorPrior:
+    """A :class:`~deepprop.prior.NetworkPrior` as the maps use it: activation, its kernel, and
+    sigma_w^2, sigma_b^2, mu2, s_add^2 as float64 tensors on one device.
 
     Tensor fields are float64 and share one broadcast shape (``shape``).
     """
@@ -58,65 +59,72 @@ class Setting:
     @classmethod
     def build(
         cls,
-        activation: str | Activation | TensorFn,
-        sigma_w2: ArrayLike,
-        sigma_b2: ArrayLike,
+        activation: str | Activation | TensorFn | NetworkPrior,
+        sigma_w2: ArrayLike | None = None,
+        sigma_b2: ArrayLike | None = None,
         *,
         keep_rate: ArrayLike = 1.0,
         noise_mult: ArrayLike = 0.0,
         noise_add: ArrayLike = 0.0,
         device: str | torch.device | None = None,
         closed_form: bool = True,
-    ) -> Setting:
-        act = get_activation(activation)
-        sw2 = check_finite_nonnegative("sigma_w2", sigma_w2)
-        sb2 = check_finite_nonnegative("sigma_b2", sigma_b2)
-        noise = Noise(keep_rate, noise_mult, noise_add)
-        arrays = np.broadcast_arrays(sw2, sb2, noise.mu2, noise.add_var)
+    ) -> TensorPrior:
+        """From a :class:`~deepprop.prior.NetworkPrior` or the loose numbers that define one."""
+        prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
+                         noise_add=noise_add)
+        return cls.from_prior(prior, device=device, closed_form=closed_form)
+
+    @classmethod
+    def from_prior(
+        cls, prior: NetworkPrior, *, device: str | torch.device | None = None, closed_form: bool = True
+    ) -> TensorPrior:
+        """The prior's numbers as float64 tensors of one broadcast shape on ``device``."""
+        arrays = np.broadcast_arrays(prior.sigma_w2, prior.sigma_b2, prior.mu2, prior.add_var)
         dev = default_device(device)
         t = [torch.tensor(np.array(a, dtype=np.float64), dtype=torch.float64, device=dev) for a in arrays]
+        act = prior.activation
         return cls(act, kernel_for(act, closed_form=closed_form), *t)
 
-    def flatten(self) -> Setting:
+    def flatten(self) -> TensorPrior:
         """The same batch as 1-D tensors."""
         return self._map(lambda t: t.reshape(-1))
 
-    def slice(self, start: int, stop: int) -> Setting:
+    def slice(self, start: int, stop: int) -> TensorPrior:
         """Points ``start:stop`` of a flat batch."""
         return self._map(lambda t: t[start:stop])
 
-    def _map(self, fn) -> Setting:
-        return Setting(
+    def _map(self, fn) -> TensorPrior:
+        return TensorPrior(
             self.activation, self.kernel, fn(self.sigma_w2), fn(self.sigma_b2), fn(self.mu2), fn(self.add_var)
         )
 
-    def select(self, mask: torch.Tensor) -> Setting:
+    def select(self, mask: torch.Tensor) -> TensorPrior:
         """The sub-batch where ``mask`` is True (flattened)."""
         return self._map(lambda t: t[mask])
 
 
-def q_map(s: Setting, q: torch.Tensor) -> torch.Tensor:
+def q_map(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
     """Q(q) = sigma_w^2 (mu2 V(q) + s_add^2) + sigma_b^2 (eq. 3 with noise)."""
     return s.sigma_w2 * (s.mu2 * s.kernel.second_moment(q) + s.add_var) + s.sigma_b2
 
 
-def q_map_slope(s: Setting, q: torch.Tensor) -> torch.Tensor:
+def q_map_slope(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
     """dQ/dq = sigma_w^2 mu2 V'(q): the factor in eq. 6 (chi_1 + sigma_w^2 E[phi'' phi], times mu2)."""
     return s.sigma_w2 * s.mu2 * s.kernel.second_moment_slope(q)
 
 
-def q_map_and_slope(s: Setting, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def q_map_and_slope(s: TensorPrior, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Q(q) and dQ/dq in one pass over the quadrature nodes."""
     v, dv = s.kernel.second_moment_and_slope(q)
     return s.sigma_w2 * (s.mu2 * v + s.add_var) + s.sigma_b2, s.sigma_w2 * s.mu2 * dv
 
 
-def chi1(s: Setting, q: torch.Tensor) -> torch.Tensor:
+def chi1(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
     """chi_1 = sigma_w^2 mu2 E[phi'(sqrt(q) z)^2] (eq. 5 with the noise factor of follow-ups section 1)."""
     return s.sigma_w2 * s.mu2 * s.kernel.derivative_moment(q)
 
 
-def c_map(s: Setting, q: torch.Tensor, c: torch.Tensor, q_next: torch.Tensor | None = None) -> torch.Tensor:
+def c_map(s: TensorPrior, q: torch.Tensor, c: torch.Tensor, q_next: torch.Tensor | None = None) -> torch.Tensor:
     """c^{l+1} = (sigma_w^2 K(q, c) + sigma_b^2) / Q(q), for a pair with variances q and correlation c.
 
     Dividing by Q(q) rather than by q keeps the map finite in the limit q -> 0.
@@ -130,7 +138,7 @@ def c_map(s: Setting, q: torch.Tensor, c: torch.Tensor, q_next: torch.Tensor | N
 class CorrelationMap:
     """The correlation map at a fixed variance q (usually q*): value and slope in c, reusing the kernel."""
 
-    def __init__(self, s: Setting, q: torch.Tensor, *, direct: bool = False, _pair=None, _q_next=None):
+    def __init__(self, s: TensorPrior, q: torch.Tensor, *, direct: bool = False, _pair=None, _q_next=None):
         self.setting = s
         q = torch.clamp(q, min=Q_FLOOR)
         self.q = q
@@ -163,7 +171,7 @@ class CorrelationMap:
         return self.setting.sigma_w2 * self.pair.slope(c) / self.q_next
 
 
-def iterate(s: Setting, q0: torch.Tensor, c0: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+def iterate(s: TensorPrior, q0: torch.Tensor, c0: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Iterate eq. 3 and 4 (with noise) ``depth`` times from pre-activation variance q0 and correlation c0.
 
     Returns q, c of shape ``s.shape + (depth + 1,)`` with q[..., 0] = q0 and c[..., 0] = c0.

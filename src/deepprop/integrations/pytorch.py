@@ -8,7 +8,7 @@
   sigma_b^2 = mean(b^2), averages them over layers, and reports the engine's phase, chi_1, xi_c and
   predicted maximum trainable depth against the model's depth, with a plain verdict.
 
-Activation and dropout are read from the model (see :mod:`deepprop.model_structure`) when it is an
+Activation and dropout are read from the model (see :mod:`deepprop.integrations.model_structure`) when it is an
 ``nn.Sequential`` or a plain stack of Linear / activation / Dropout modules; pass them explicitly
 otherwise. ``nn.Dropout(p)`` drops with probability p: its keep rate is 1 - p. Modules that are not
 understood are named in the result and in a :class:`UnrecognisedModuleWarning`, never silently skipped.
@@ -26,8 +26,8 @@ from torch import nn
 from deepprop.activations import Activation, get_activation
 from deepprop.advice import DEFAULT_DEPTH_MULTIPLE, CriticalInit, critical_init, depth_sentence
 from deepprop.errors import ParameterError
-from deepprop.model_structure import ModelStructure, linear_variances, parse_model
-from deepprop.noise import Noise, check_finite_nonnegative
+from deepprop.integrations.model_structure import ModelStructure, linear_variances, parse_model
+from deepprop.prior import Noise, check_finite_nonnegative
 
 WEIGHT_SCHEMES = ("gaussian", "orthogonal")
 
@@ -37,7 +37,7 @@ class UnrecognisedModuleWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class Setting:
+class ModelReading:
     """Activation and noise of a model, after combining what was read with what was passed."""
 
     activation: Activation
@@ -47,7 +47,7 @@ class Setting:
     notes: tuple[str, ...] = ()
 
 
-def _resolve(structure: ModelStructure, activation, keep_rate, noise_mult, noise_add) -> Setting:
+def _resolve(structure: ModelStructure, activation, keep_rate, noise_mult, noise_add) -> ModelReading:
     """Explicit arguments win over what the model says; conflicts are noted."""
     notes = list(structure.notes)
     if activation is None:
@@ -71,7 +71,7 @@ def _resolve(structure: ModelStructure, activation, keep_rate, noise_mult, noise
             notes.append(f"keep_rate {kr:g} given explicitly; the model's dropout keeps "
                          f"{structure.keep_rate:g}")
     noise = Noise(kr, noise_mult, noise_add)  # validates all three
-    return Setting(act, float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add), tuple(notes))
+    return ModelReading(act, float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add), tuple(notes))
 
 
 def _warn_unrecognised(structure: ModelStructure) -> None:
@@ -262,7 +262,7 @@ def diagnose(
     to train when its depth (number of Linear layers) is at most depth_multiple * xi_c (core paper
     section 5). Unrecognised modules are named in the result and warned about.
     """
-    from deepprop.meanfield import mean_field
+    from deepprop.theory.meanfield import mean_field
 
     structure = parse_model(model)
     _require_linears(structure)

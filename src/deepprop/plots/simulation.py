@@ -16,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deepprop.figures.style import save  # noqa: E402
-from deepprop.meanfield import critical_sigma_w2, mean_field, trajectory  # noqa: E402
+from deepprop.plots.style import save  # noqa: E402
 from deepprop.simulate import jacobian_spectrum, simulate_forward, simulate_gradients  # noqa: E402
+from deepprop.theory.meanfield import critical_sigma_w2, mean_field, trajectory  # noqa: E402
 
 SB2 = 0.05
 SW2_FIT = tuple(np.linspace(0.8, 4.0, 9))

@@ -2,7 +2,7 @@
 
 * ``deepprop advise --activation relu --keep-rate 0.8`` prints :func:`deepprop.advice.critical_init`.
 * ``deepprop diagnose path/to/model.py:ClassName`` imports the file, builds ``ClassName()`` with no
-  arguments and prints :func:`deepprop.torch.diagnose` for it.
+  arguments and prints :func:`deepprop.integrations.pytorch.diagnose` for it.
 * :func:`add_maximize_depth_option` / :func:`maximize_depth_result` give ``deepprop critical`` a
   ``--maximize-depth`` flag: the (sigma_w2, sigma_b2) with the largest xi_c, for when no critical point
   exists (noise) or the user wants the deepest trainable setting.
@@ -102,7 +102,7 @@ def load_model(spec: str):
 def run_diagnose(args: argparse.Namespace) -> int:
     import warnings
 
-    from deepprop.torch import UnrecognisedModuleWarning, diagnose
+    from deepprop.integrations.pytorch import UnrecognisedModuleWarning, diagnose
 
     model = load_model(args.model)
     with warnings.catch_warnings():
@@ -131,7 +131,7 @@ def maximize_depth_result(args: argparse.Namespace) -> dict:
     ``args.sigma_b2`` (when given, sigma_b2 is held fixed and only sigma_w2 is searched).
     """
     from deepprop.advice import SEARCH_SIGMA_B2, SEARCH_SIGMA_W2, maximize_xi_c
-    from deepprop.meanfield import mean_field
+    from deepprop.theory.meanfield import mean_field
 
     sb2 = getattr(args, "sigma_b2", None)
     if isinstance(sb2, list | tuple):

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import torch
 
-from deepprop.kernels import SERIES_MAX_ERROR
-from deepprop.maps import CorrelationMap, Setting, chi1, q_map_and_slope
+from deepprop.theory.kernels import SERIES_MAX_ERROR
+from deepprop.theory.maps import CorrelationMap, TensorPrior, chi1, q_map_and_slope
 
 Q_UNBOUNDED = 1e15
 Q_ZERO = 1e-13
 
 
 def q_star(
-    s: Setting, q0: torch.Tensor | float = 1.0, max_iter: int = 400
+    s: TensorPrior, q0: torch.Tensor | float = 1.0, max_iter: int = 400
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve q* = Q(q*) starting from ``q0``.
 
@@ -84,7 +84,7 @@ def q_star(
     return q.reshape(shape), bounded.reshape(shape)
 
 
-def _q_star_linear_map(s: Setting, q0: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+def _q_star_linear_map(s: TensorPrior, q0: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
     """Homogeneous phi (relu, linear): V(q) = q V(1), so Q(q) = a q + b is linear and
     q* = b / (1 - a) for a < 1; at a = 1 (to 1e-12) without offset every q is fixed and q* = q0;
     otherwise the iteration grows without bound."""
@@ -99,7 +99,7 @@ def _q_star_linear_map(s: Setting, q0: torch.Tensor | float) -> tuple[torch.Tens
     return q, contracting | marginal
 
 
-def _plain_iteration(s: Setting, q: torch.Tensor, max_iter: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+def _plain_iteration(s: TensorPrior, q: torch.Tensor, max_iter: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
     """q <- Q(q) until it settles (relative step 1e-13) or passes 1e15; returns (q, converged)."""
     ok = torch.zeros_like(q, dtype=torch.bool)
     for _ in range(max_iter):
@@ -115,7 +115,7 @@ class _WorkingSet:
     """The points still iterating. Compacted only when a quarter has finished, since gathering every
     iteration costs more than computing a few finished points again."""
 
-    def __init__(self, setting: Setting, n: int, device: torch.device, on_compact=None):
+    def __init__(self, setting: TensorPrior, n: int, device: torch.device, on_compact=None):
         self.setting = setting
         self.index = torch.arange(n, device=device)
         self.running = torch.ones(n, dtype=torch.bool, device=device)
@@ -135,7 +135,7 @@ class _WorkingSet:
 
 
 def c_star(
-    s: Setting, q_fixed: torch.Tensor, chi_1: torch.Tensor | None = None, max_iter: int = 200
+    s: TensorPrior, q_fixed: torch.Tensor, chi_1: torch.Tensor | None = None, max_iter: int = 200
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The stable fixed point c* of the correlation map at q = q_fixed, and the map's slope there (chi_c).
 

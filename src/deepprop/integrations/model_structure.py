@@ -106,7 +106,7 @@ class ModelStructure:
         Keep rate ``1 - p`` of every ``nn.Dropout(p)``, in order.
     unrecognised : list of (name, str)
         Modules deepprop does not understand (name, class name). They are left untouched by
-        :func:`deepprop.torch.init_` and ignored by the mean-field description.
+        :func:`deepprop.integrations.pytorch.init_` and ignored by the mean-field description.
     notes : list of str
         Everything else worth telling the user (mixed activations, dropout on only some layers, ...).
     """
