@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.deepprop-installed
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 
-.PHONY: demo test setup clean
+.PHONY: demo test test-slow setup clean
 
 setup: $(STAMP)
 
@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/deepprop figures --out results/
-	$(VENV)/bin/deepprop critical --activation tanh --sigma-b2 0.05
-	$(VENV)/bin/deepprop point --activation tanh --sigma-w2 2.5 --sigma-b2 0.05
+	$(VENV)/bin/deepprop reproduce --tier quick --out results/
 
+# `make test` excludes tests marked slow (pyproject addopts); `make test-slow` runs only those.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -8,9 +8,10 @@ import textwrap
 
 import pytest
 
+from deepprop.advice import maximize_depth_result
 from deepprop.cli import common
 from deepprop.cli import main as cli_main
-from deepprop.cli.init import add_maximize_depth_option, maximize_depth_result
+from deepprop.cli.init import add_maximize_depth_option
 
 
 def test_advise_relu_keep_rate_json(capsys):
@@ -50,7 +51,7 @@ def test_diagnose_file_class(tmp_path, capsys):
     assert out["unrecognised"] == [["238", "LayerNorm"]]
     assert "depth 120 > 6*xi_c" in out["verdict"] and "init_ would move it to sw2 = 1.76" in out["verdict"]
     assert cli_main.main(["diagnose", f"{f}:Nope"]) == 2
-    assert "--model: " in capsys.readouterr().err
+    assert "deepprop: error: model: " in capsys.readouterr().err
     assert cli_main.main(["diagnose", str(tmp_path / "missing.py") + ":X"]) == 2
 
 
@@ -63,7 +64,8 @@ def test_maximize_depth_option_and_result():
     argv = ["--activation", "tanh", "--keep-rate", "0.9", "--sigma-b2", "0.05", "--maximize-depth"]
     args = p.parse_args(argv)
     assert args.maximize_depth
-    out = maximize_depth_result(args)
+    out = maximize_depth_result(args.activation, sigma_b2=args.sigma_b2, keep_rate=args.keep_rate,
+                                noise_mult=args.noise_mult, noise_add=args.noise_add)
     # the maximiser of xi_c checked against independent quadrature in test_advice
     assert out["feasible"] and not out["on_boundary"]
     assert out["sigma_w2"] == pytest.approx(1.84887, abs=1e-4)

@@ -157,6 +157,42 @@ def test_phase_netcdf_roundtrip(tmp_path, capsys):
     ds.close()
 
 
+def test_netcdf4_roundtrip_every_variable(tmp_path):
+    """The .nc file is NetCDF4 (HDF5 signature), and every variable, coordinate and attribute reads back
+    equal, the phase labels as str (not bytes); the grid has NaN (unbounded q*) and inf (critical xi_c)."""
+    from deepprop.theory.grid import export, phase_diagram
+
+    ds = phase_diagram("relu", [0.5, 2.0, 3.0], [0.0, 0.1], keep_rate=[1.0, 0.8], show_progress=False)
+    assert {"ordered", "critical", "unbounded"} <= set(ds["phase"].values.ravel())
+    assert np.isnan(ds["q_star"].values).any() and np.isinf(ds["xi_c"].values).any()
+    path = export(ds, tmp_path / "grid.nc")
+    assert path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # NetCDF4 = HDF5, not the NetCDF3 "CDF\x01"
+    with xr.open_dataset(path) as back:
+        back.load()
+    assert set(back.data_vars) == set(ds.data_vars)
+    for name in ds.data_vars:
+        assert back[name].dims == ds[name].dims
+        if name == "phase":
+            labels = back[name].values
+            assert all(isinstance(v, str) for v in labels.ravel())
+            np.testing.assert_array_equal(labels.astype(str), ds[name].values.astype(str))
+        else:
+            np.testing.assert_array_equal(back[name].values, ds[name].values)  # bitwise, NaN and inf too
+        assert back[name].attrs.get("description") == ds[name].attrs.get("description")
+    for coord in ds.coords:
+        np.testing.assert_array_equal(back[coord].values, ds[coord].values)
+    assert back.attrs == ds.attrs
+    assert not list(tmp_path.glob(".*part*"))  # the temporary file was renamed, not left behind
+
+
+def test_netcdf_without_io_extra_names_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    code, out, err = run(capsys, "phase", "--sigma-w2", "1:2:2", "--sigma-b2", "0", "--out", str(tmp_path / "g.nc"))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "pip install 'deepprop[io]'" in err
+    assert not (tmp_path / "g.nc").exists()
+
+
 def test_phase_diagram_dataset_labels():
     from deepprop.theory.grid import phase_diagram
 
@@ -187,22 +223,33 @@ def test_critical_maximize_depth_is_a_local_maximum_of_xi_c(capsys):
     assert around[1] >= around[0] and around[1] >= around[2]
 
 
-def test_phase_grid_resumes_from_saved_blocks(tmp_path):
-    from deepprop.theory.grid import block_folder, phase_diagram, phase_diagram_resumable
+def test_phase_grid_resumes_from_saved_blocks(tmp_path, monkeypatch):
+    import deepprop.theory.grid as grid
 
     sw2, sb2 = np.linspace(1, 4, 9), np.linspace(0, 0.3, 4)
-    whole = phase_diagram("tanh", sw2, sb2, keep_rate=0.95)
-    first = phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
+    whole = grid.phase_diagram("tanh", sw2, sb2, keep_rate=0.95)
+    first = grid.phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
     xr.testing.assert_allclose(first[["xi_c", "c_star"]], whole[["xi_c", "c_star"]])
     assert not list(tmp_path.glob(".deepprop-phase-*"))  # cleaned up after success
-    # Plant a marked first block where the resumable run looks for it, as a killed run would have left it.
-    blocks = block_folder(tmp_path, "tanh", sw2, sb2, keep_rate=0.95)
-    blocks.mkdir()
-    saved = {name: whole[name].values[:3] for name in ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_grad",
-                                                        "max_depth", "phase")}
+    # A run interrupted after its first block (rows 0-2) leaves that block saved.
+    real, calls = grid.phase_diagram, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grid, "phase_diagram", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        grid.phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
+    monkeypatch.setattr(grid, "phase_diagram", real)
+    (block,) = grid.block_folder(tmp_path, "tanh", sw2, sb2, keep_rate=0.95).glob("block*.npz")
+    with np.load(block) as data:
+        saved = {name: data[name] for name in data.files}
     saved["xi_c"] = np.full((3, 4), -7.0)  # marker: a recomputed block could not contain it
-    np.savez(blocks / "block000000.npz", **saved)
-    resumed = phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
+    np.savez(block, **saved)
+    resumed = grid.phase_diagram_resumable("tanh", sw2, sb2, work_dir=tmp_path, block_points=12, keep_rate=0.95)
     assert (resumed["xi_c"].values[:3] == -7.0).all()
     np.testing.assert_allclose(resumed["xi_c"].values[3:], whole["xi_c"].values[3:], rtol=1e-12)
     assert resumed.attrs["keep_rate"] == 0.95

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepprop.sweep.analysis import export, fit_laws, plot_heatmap
+from deepprop.plots.sweep import plot_heatmap
+from deepprop.sweep.analysis import export, fit_laws
 from deepprop.sweep.config import from_mapping
 from deepprop.sweep.runner import run_sweep
 from deepprop.sweep.store import Store
@@ -15,7 +16,11 @@ from deepprop.theory.meanfield import critical_sigma_w2, mean_field
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.slow
+TRAINABLE = 0.3
+"""Accuracy counted as trainable in the digits test: fixed, not "halfway between chance and the best cell",
+whose value moved with floating-point differences between CPUs until a cell sat on it (0.4857 vs 0.486)."""
+
+
 def test_digits_shallow_critical_trains_deep_ordered_does_not(tmp_path):
     sw_crit = float(np.ravel(critical_sigma_w2("tanh", 0.05))[0])
     assert 1.7 < sw_crit < 1.8
@@ -25,21 +30,26 @@ def test_digits_shallow_critical_trains_deep_ordered_does_not(tmp_path):
             width=32,
             depths="4,40",
             sigma_w2=[1.0, round(sw_crit, 3)],
-            steps=120,
+            steps=200,
             batch_size=32,
             lr=0.03,
-            seeds="0,1",
+            seeds="0:3:4",
         )
     )
     run_sweep(cfg, tmp_path / "d.db", progress=False)
     df = Store(tmp_path / "d.db").frame()
     acc = df.groupby(["depth", "sigma_w2"])["train_accuracy"].mean()
     xi_c = mean_field("tanh", 1.0, 0.05).xi_c
+    # Margins: 4 seeds per cell. Measured on two seed sets (0-3, 4-7), one x86 CPU: deep ordered 0.13 / 0.10
+    # (single networks 0.10-0.20), deep critical 0.56 / 0.53 (single networks 0.39-0.70, so the 4-seed mean
+    # has sd ~0.05), shallow cells 0.87-0.92. Each bound below is >= 2.5 sd of a 4-seed mean away from what
+    # was measured, and the trainability threshold TRAINABLE sits 0.1 from both bounds.
     assert 40 > 6 * xi_c  # deep ordered cell is beyond the paper's 6 xi_c ...
-    assert acc[(40, 1.0)] < 0.2  # ... and stays at chance (0.1)
+    assert acc[(40, 1.0)] < 0.2  # ... and stays near chance (0.1)
     assert acc[(4, round(sw_crit, 3))] > 0.6  # shallow, near-critical: trains
     assert acc[(40, round(sw_crit, 3))] > 0.4  # deep but critical (xi_c large): still trains
-    fits, cells, _ = fit_laws(df)
+    fits, cells, thr = fit_laws(df, threshold=TRAINABLE)
+    assert thr == TRAINABLE
     assert fits[0].fraction_correct == 1.0  # 6 xi_c classifies all four cells
     out = plot_heatmap(df, tmp_path / "h.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -85,7 +85,8 @@ def test_cli_rejects_before_training(sweep_cli, tmp_path, capsys):
     toml = tmp_path / "bad.toml"
     toml.write_text("width = 8\nlearnin_rate = 0.1\n")
     assert sweep_cli(["sweep", "run", str(toml), "--store", str(store)]) == 2
-    assert "--learnin-rate: unknown config key" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{toml}: key 'learnin_rate': unknown config key" in err and err.count("\n") == 1  # names file and key
     assert not store.exists()  # nothing was trained or stored
 
 

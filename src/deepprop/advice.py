@@ -412,3 +412,33 @@ def _result(mf, sw2: float, sb2: float, exact: bool, regime: str, text: str, com
                         q_star=_scalar(mf.q_star), c_star=1.0 if critical else _scalar(mf.c_star),
                         on_boundary=on_boundary,
                         **common)
+
+
+def maximize_depth_result(
+    activation: str | Activation,
+    *,
+    sigma_b2: float | None = None,
+    keep_rate: float = 1.0,
+    noise_mult: float = 0.0,
+    noise_add: float = 0.0,
+) -> dict:
+    """The deepest trainable setting (:func:`maximize_xi_c`) and the mean-field point there, as a dict.
+
+    With ``sigma_b2`` given only sigma_w^2 is searched; otherwise both over the search box
+    (:data:`SEARCH_SIGMA_W2` x :data:`SEARCH_SIGMA_B2`). Keys: activation, the noise, the search box,
+    ``feasible`` and ``on_boundary``, and where feasible sigma_w2, sigma_b2, q_star, c_star, chi1, xi_c,
+    max_depth (= 6 xi_c) and phase of :func:`deepprop.theory.meanfield.mean_field` at the optimum.
+    """
+    from deepprop.theory.meanfield import mean_field
+
+    kw = dict(keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add)
+    act = get_activation(activation)
+    best = maximize_xi_c(act, sigma_b2=sigma_b2, **kw)
+    out = {"activation": act.name, **kw, "search_sigma_w2": list(SEARCH_SIGMA_W2),
+           "search_sigma_b2": list(SEARCH_SIGMA_B2) if sigma_b2 is None else [sigma_b2, sigma_b2],
+           "feasible": best.feasible, "on_boundary": best.on_boundary}
+    if best.feasible:
+        point = mean_field(act, best.sigma_w2, best.sigma_b2, **kw).to_dict()
+        out.update({k: point[k] for k in ("sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
+                                          "max_depth", "phase")})
+    return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import shutil
@@ -39,7 +40,22 @@ from deepprop.errors import DatasetError, ParameterError
 DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "synthetic")
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 DOWNLOAD_TIMEOUT_S = 30.0
+SYNTHETIC_CLASSES = 4
+"""Classes of the ``synthetic`` set unless ``load_dataset(..., n_classes=...)`` says otherwise."""
 
+
+def canonical_name(name: str) -> str:
+    """``"Fashion_MNIST"`` -> ``"fashion-mnist"``; ParameterError naming the allowed sets otherwise."""
+    key = str(name).strip().lower().replace("_", "-")
+    key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
+    if key not in DATASETS:
+        raise ParameterError("dataset", f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return key
+
+
+def classes_of(name: str) -> int:
+    """Number of classes of data set ``name`` as :func:`load_dataset` loads it by default (chance = 1/n)."""
+    return SYNTHETIC_CLASSES if canonical_name(name) == "synthetic" else 10
 
 
 
@@ -160,15 +176,18 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw): magic 0x0000TTNN (type TT, NN dims), big-endian sizes."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated gzip stream
+        raise DatasetError(f"{path}: cannot read IDX file ({exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DatasetError(f"{path}: not an IDX file (bad magic number)")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     offset = 4 + 4 * ndim
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a forged header cannot overflow
     if len(raw) - offset != expected:
         raise DatasetError(f"{path}: IDX payload has {len(raw) - offset} bytes, header says {expected}")
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape)
@@ -250,12 +269,15 @@ def safe_unpickle(data: bytes) -> object:
     """Unpickle ``data`` (Python 2 pickles included, strings as bytes) with :class:`RestrictedUnpickler`."""
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise DatasetError(f"unsafe or corrupt pickle: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure to parse is a bad file
+        raise DatasetError(f"unsafe or corrupt pickle: {type(exc).__name__}: {exc}") from exc
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    obj = safe_unpickle(path.read_bytes())
+    try:
+        obj = safe_unpickle(path.read_bytes())
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: expected a dict batch, got {type(obj).__name__}")
     obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -306,7 +328,9 @@ def _load_cifar10(data_dir: Path | None, download: bool) -> tuple[np.ndarray, ..
 
 
 def _load_digits() -> tuple[np.ndarray, ...]:
-    from sklearn.datasets import load_digits
+    from deepprop.errors import require
+
+    load_digits = require("sklearn.datasets", "digits", "the digits data set (scikit-learn's 8x8 digits)").load_digits
 
     bunch = load_digits()
     x, y = bunch.data, bunch.target
@@ -354,7 +378,7 @@ def load_dataset(
     seed: int = 0,
     download: bool = True,
     n_features: int = 32,
-    n_classes: int = 4,
+    n_classes: int = SYNTHETIC_CLASSES,
 ) -> Dataset:
     """Load data set ``name`` (one of :data:`DATASETS`), standardised and flattened.
 
@@ -364,10 +388,7 @@ def load_dataset(
     Missing MNIST/CIFAR files are downloaded into ``data_dir`` (or the cache) when ``download`` is true;
     offline, a :class:`DatasetError` says which files are missing and where to put them.
     """
-    key = str(name).strip().lower().replace("_", "-")
-    key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
-    if key not in DATASETS:
-        raise ParameterError("dataset", f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    key = canonical_name(name)
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
     directory = Path(data_dir).expanduser() if data_dir is not None else None

@@ -31,3 +31,21 @@ class DatasetError(DeeppropError, RuntimeError):
 
 class StoreError(DeeppropError, RuntimeError):
     """A results store cannot be used: not a deepprop store, corrupt, or written by another sweep."""
+
+
+class MissingExtraError(DeeppropError, ImportError):
+    """An optional dependency is not installed; ``extra`` names the ``pip install 'deepprop[extra]'`` to run."""
+
+    def __init__(self, extra: str, what: str):
+        self.extra = extra
+        super().__init__(f"{what} needs the optional extra {extra!r}: pip install 'deepprop[{extra}]'")
+
+
+def require(module: str, extra: str, what: str):
+    """Import and return ``module``, or raise :class:`MissingExtraError` naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(extra, what) from exc

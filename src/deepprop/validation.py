@@ -33,6 +33,10 @@ def check_nonnegative(name: str, value: float) -> float:
     return v
 
 
+MAX_RANGE_VALUES = 10_000_000
+"""Largest count of a start:stop:count range (80 MB of float64)."""
+
+
 def parse_values(text: str) -> np.ndarray:
     """Values from ``"start:stop:count"`` (inclusive, like numpy.linspace) or ``"a,b,c"``.
 
@@ -45,6 +49,8 @@ def parse_values(text: str) -> np.ndarray:
         if len(parts) != 3:
             raise ValueError("a range is start:stop:count")
         start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+        if count > MAX_RANGE_VALUES:  # refused before numpy allocates count floats
+            raise ValueError(f"count {count} is more than {MAX_RANGE_VALUES} values")
         with np.errstate(invalid="ignore"):  # infinite ends give non-finite values; callers reject those
             return np.linspace(start, stop, max(count, 0))
     return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)

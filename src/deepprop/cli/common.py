@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from typing import Any
 
 import numpy as np
 
-from deepprop.validation import parse_values
+from deepprop.validation import MAX_RANGE_VALUES, parse_values
 
 
 def finite_float(text: str) -> float:
@@ -23,24 +25,41 @@ def finite_float(text: str) -> float:
     return v
 
 
-def nonnegative_float(text: str) -> float:
+def _library_check(check, text: str):
+    """Run a library validator on the parsed number; its ParameterError text becomes argparse's message,
+    so the command line and the Python API say the same thing."""
+    from deepprop.errors import ParameterError
+
     v = finite_float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text!r}")
+    try:
+        check(v)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from None
     return v
+
+
+def nonnegative_float(text: str) -> float:
+    from deepprop.prior import check_finite_nonnegative
+
+    return _library_check(lambda v: check_finite_nonnegative("value", v), text)
 
 
 def positive_float(text: str) -> float:
-    v = finite_float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
-    return v
+    from deepprop.validation import check_positive
+
+    return _library_check(lambda v: check_positive("value", v), text)
 
 
 def keep_rate(text: str) -> float:
+    from deepprop.prior import check_keep_rate
+
+    return _library_check(check_keep_rate, text)
+
+
+def fraction(text: str) -> float:
     v = finite_float(text)
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1] (probability of KEEPING a unit), got {text!r}")
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
     return v
 
 
@@ -56,6 +75,17 @@ def positive_int(text: str) -> int:
 
 def value_range(text: str) -> np.ndarray:
     """``START:STOP:NUM`` (inclusive, like numpy.linspace), or a single value, or a comma list."""
+    parts = text.split(":")
+    if len(parts) == 3:
+        try:
+            count = int(parts[2])
+        except ValueError:
+            count = None
+        if count is not None and count > MAX_RANGE_VALUES:
+            raise argparse.ArgumentTypeError(
+                f"NUM = {count} values would need {count * 8 / 2**30:.3g} GiB per axis; at most "
+                f"{MAX_RANGE_VALUES} allowed, got {text!r}"
+            )
     try:
         values = parse_values(text)
     except ValueError:
@@ -106,22 +136,33 @@ def noise_kwargs(args: argparse.Namespace) -> dict[str, float]:
     return {"keep_rate": args.keep_rate, "noise_mult": args.noise_mult, "noise_add": args.noise_add}
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
+def print_json(obj: Any, reasons: dict[str, str] | None = None) -> None:
+    """Strict JSON on stdout through :func:`deepprop.jsonout.to_json`: non-finite numbers are null with a
+    ``<key>_reason`` beside them (``reasons`` overrides named top-level reasons)."""
+    from deepprop.jsonout import to_json
+
+    sys.stdout.write(to_json(obj, reasons=reasons) + "\n")
 
 
-def print_json(obj: Any) -> None:
-    """Strict JSON on stdout: non-finite numbers become null."""
-    json.dump(_clean(obj), sys.stdout, indent=2, allow_nan=False)
-    sys.stdout.write("\n")
+def add_json(parser: argparse.ArgumentParser, what: str = "print one strict-JSON object instead of text") -> None:
+    parser.add_argument("--json", action="store_true", help=what + " (non-finite numbers: null + KEY_reason)")
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress messages on stderr")
+
+
+def progress(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: not with --quiet."""
+    return not getattr(args, "quiet", False)
+
+
+def headless_plots() -> None:
+    """Select matplotlib's file-only Agg backend before a command draws (the library never forces one);
+    a missing matplotlib is a one-line error naming the ``plots`` extra."""
+    from deepprop.errors import require
+
+    require("matplotlib", "plots", "drawing figures").use("Agg")
 
 
 def format_value(value: Any) -> str:
@@ -136,3 +177,54 @@ def print_table(rows: list[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {format_value(value)}")
+
+
+def check_device(device: str | None, param: str = "device") -> None:
+    """Refuse ``cuda`` before any work where PyTorch sees no CUDA device (``auto`` and ``cpu`` always work)."""
+    if device is None or not str(device).startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        from deepprop.errors import ParameterError
+
+        raise ParameterError(param, f"{device} requested but no CUDA device is available (allowed here: cpu)")
+
+
+def physical_memory_bytes() -> int:
+    """Physical memory of this machine (8 GiB where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def check_memory(param: str, needed: int, what: str, hint: str = "") -> None:
+    """Refuse, before allocating, a job that needs more than half of the machine's physical memory."""
+    limit = physical_memory_bytes() // 2
+    if needed > limit:
+        from deepprop.errors import ParameterError
+
+        raise ParameterError(param, f"{what} would need ~{needed / 2**30:.3g} GiB of memory, more than "
+                                    f"{limit / 2**30:.3g} GiB (half of this machine's RAM)"
+                                    + (f"; {hint}" if hint else ""))
+
+
+def bar(args: argparse.Namespace, **kwargs: Any):
+    """An overall tqdm progress bar with ETA on stderr, hidden with --quiet."""
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, disable=not progress(args), dynamic_ncols=True, **kwargs)
+
+
+@contextmanager
+def quiet_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """With --quiet, swallow what library code writes to stderr meanwhile (its own progress bars);
+    errors are exceptions and still reach the one-line handler."""
+    if progress(args):
+        yield
+        return
+    with redirect_stderr(io.StringIO()):
+        yield

@@ -3,20 +3,19 @@
 * ``deepprop advise --activation relu --keep-rate 0.8`` prints :func:`deepprop.advice.critical_init`.
 * ``deepprop diagnose path/to/model.py:ClassName`` imports the file, builds ``ClassName()`` with no
   arguments and prints :func:`deepprop.integrations.pytorch.diagnose` for it.
-* :func:`add_maximize_depth_option` / :func:`maximize_depth_result` give ``deepprop critical`` a
-  ``--maximize-depth`` flag: the (sigma_w2, sigma_b2) with the largest xi_c, for when no critical point
-  exists (noise) or the user wants the deepest trainable setting.
+* :func:`add_maximize_depth_option` gives ``deepprop critical`` a ``--maximize-depth`` flag (answered by
+  :func:`deepprop.advice.maximize_depth_result`): the (sigma_w2, sigma_b2) with the largest xi_c, for
+  when no critical point exists (noise) or the user wants the deepest trainable setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import math
 import sys
 from pathlib import Path
 
+from deepprop.cli import common
 from deepprop.errors import ParameterError
 
 
@@ -25,7 +24,7 @@ def _noise_options(p: argparse.ArgumentParser, keep_default: float | None = 1.0)
                    help="probability of KEEPING a unit (nn.Dropout(p) has keep rate 1 - p)")
     p.add_argument("--noise-mult", type=float, default=0.0, help="std s of noise eps ~ N(1, s^2)")
     p.add_argument("--noise-add", type=float, default=0.0, help="std of additive noise eps ~ N(0, s^2)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    common.add_json(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,24 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_diagnose)
 
 
-def _fmt(v: object) -> object:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
-
-
-def _print_json(d: dict) -> None:
-    print(json.dumps({k: (_fmt(v) if not isinstance(v, dict) else {a: _fmt(b) for a, b in v.items()})
-                      for k, v in d.items()}, indent=2))
-
-
 def run_advise(args: argparse.Namespace) -> int:
     from deepprop.advice import critical_init
 
     r = critical_init(args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
                       noise_add=args.noise_add, sigma_b2=args.sigma_b2, depth=args.depth)
     if args.json:
-        _print_json(r.to_dict())
+        critical = r.exact and r.xi_c == float("inf")
+        common.print_json(r, reasons={"xi_c": "critical", "max_depth": "critical"} if critical else None)
         return 0
     print(f"sigma_w2  = {r.sigma_w2:.6g}\nsigma_b2  = {r.sigma_b2:.6g}\nchi_1     = {r.chi1:.6g}\n"
           f"xi_c      = {r.xi_c:.6g}\nmax depth = {r.max_depth:.6g}\nexact     = {r.exact}\n")
@@ -110,7 +99,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
         d = diagnose(model, args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
                      noise_add=args.noise_add)
     if args.json:
-        _print_json(d.to_dict())
+        common.print_json(d)
     else:
         print(d)
     return 0
@@ -122,28 +111,3 @@ def add_maximize_depth_option(parser: argparse.ArgumentParser) -> None:
                         help="return the bounded-signal (sigma_w2, sigma_b2) with the largest xi_c instead "
                              "of the chi_1 = 1 point (the deepest trainable setting; needed when noise "
                              "removes the critical point)")
-
-
-def maximize_depth_result(args: argparse.Namespace) -> dict:
-    """The ``--maximize-depth`` answer as a JSON-ready dict.
-
-    Uses ``args.activation``, ``args.keep_rate``, ``args.noise_mult``, ``args.noise_add`` and
-    ``args.sigma_b2`` (when given, sigma_b2 is held fixed and only sigma_w2 is searched).
-    """
-    from deepprop.advice import SEARCH_SIGMA_B2, SEARCH_SIGMA_W2, maximize_xi_c
-    from deepprop.theory.meanfield import mean_field
-
-    sb2 = getattr(args, "sigma_b2", None)
-    if isinstance(sb2, list | tuple):
-        sb2 = sb2[0] if len(sb2) == 1 else None
-    kw = dict(keep_rate=getattr(args, "keep_rate", 1.0), noise_mult=getattr(args, "noise_mult", 0.0),
-              noise_add=getattr(args, "noise_add", 0.0))
-    best = maximize_xi_c(args.activation, sigma_b2=sb2, **kw)
-    out = {"activation": args.activation, **kw, "search_sigma_w2": list(SEARCH_SIGMA_W2),
-           "search_sigma_b2": list(SEARCH_SIGMA_B2) if sb2 is None else [sb2, sb2],
-           "feasible": best.feasible, "on_boundary": best.on_boundary}
-    if best.feasible:
-        point = mean_field(args.activation, best.sigma_w2, best.sigma_b2, **kw).to_dict()
-        out.update({k: point[k] for k in ("sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
-                                          "max_depth", "phase")})
-    return out

@@ -1,21 +1,26 @@
 """Entry point of the ``deepprop`` command.
 
 Every command module exposes ``register(subparsers)``; adding a command means adding its module name
-to ``COMMAND_MODULES``. Errors in user input end with one line on stderr and exit code 2.
+to ``COMMAND_MODULES``. Every error the user can cause (bad arguments, ParameterError, DatasetError,
+StoreError, a missing optional extra, an unreachable Ray cluster, an unwritable output path) ends in
+:func:`report_error`: one line on stderr naming the option or file, and exit code 2. No command module
+catches errors itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 from collections.abc import Sequence
 
-from deepprop.errors import ParameterError
+from deepprop.errors import DeeppropError, ParameterError
 
-COMMAND_MODULES: tuple[str, ...] = ("theory", "sweep", "init", "simulate")
+COMMAND_MODULES: tuple[str, ...] = ("theory", "sweep", "init", "simulate", "reproduce")
 
 EXIT_USAGE = 2
+MAX_MESSAGE = 400
 
 
 class UsageError(Exception):
@@ -38,7 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(f"deepprop.cli.{name}").register(sub)
+    for leaf in _leaves(parser):
+        if "--quiet" not in leaf._option_string_actions:
+            leaf.add_argument("--quiet", action="store_true", help="no progress bar or progress messages on stderr")
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command parser that runs something (no sub-commands of its own)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for p in dict.fromkeys(subs[0].choices.values()) for leaf in _leaves(p)]
 
 
 def option_name(param: str) -> str:
@@ -46,22 +62,85 @@ def option_name(param: str) -> str:
     return "--" + param.replace("_", "-")
 
 
+def _leaf_parser(parser: argparse.ArgumentParser, args: argparse.Namespace | None) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that ran, found by following the chosen sub-commands."""
+    current = parser
+    while args is not None:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen is None or chosen not in subs[0].choices:
+            break
+        current = subs[0].choices[chosen]
+    return current
+
+
+def display_name(parser: argparse.ArgumentParser, args: argparse.Namespace | None, param: str) -> str:
+    """How the user spelled library parameter ``param`` on this command: ``--keep-rate`` for
+    ``keep_rates`` of a sweep, ``store`` for a positional, ``--sigma-w2`` when nothing matches."""
+    leaf = _leaf_parser(parser, args)
+    for action in leaf._actions:
+        if action.dest in (param, f"cfg_{param}"):
+            if action.option_strings:
+                return max(action.option_strings, key=len)
+            return action.dest
+    return option_name(param)
+
+
+def one_line(text: str) -> str:
+    """Collapse a (possibly multi-line) message into one line of at most MAX_MESSAGE characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+
+
+def _is_ray_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] == "ray"
+
+
+def error_message(exc: BaseException, parser: argparse.ArgumentParser, args: argparse.Namespace | None) -> str | None:
+    """The one-line message for an error the user caused, or None for a genuine bug (re-raised)."""
+    if isinstance(exc, UsageError):
+        return one_line(str(exc))
+    if isinstance(exc, ParameterError):
+        return f"deepprop: error: {display_name(parser, args, exc.param)}: {one_line(exc.detail)}"
+    if isinstance(exc, DeeppropError):
+        return f"deepprop: error: {one_line(str(exc))}"
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"deepprop: error: store: {one_line(str(exc))}"
+    if isinstance(exc, ConnectionError) or _is_ray_error(exc):
+        where = getattr(args, "cfg_ray_address", None)
+        head = f"--ray-address {where}" if where else "ray"
+        return f"deepprop: error: {head}: {type(exc).__name__}: {one_line(str(exc))}"
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        name = exc.filename if exc.filename is not None else ""
+        what = exc.strerror or str(exc)
+        return f"deepprop: error: {name}: {one_line(what)}" if name else f"deepprop: error: {one_line(what)}"
+    if isinstance(exc, MemoryError):
+        return "deepprop: error: out of memory (use a smaller grid, ensemble or chunk)"
+    return None
+
+
+def report_error(exc: BaseException, parser: argparse.ArgumentParser, args: argparse.Namespace | None) -> int:
+    """Print one line for a user error and return exit code 2; re-raise anything else."""
+    message = error_message(exc, parser, args)
+    if message is None:
+        raise exc
+    print(message, file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except ParameterError as exc:
-        print(f"deepprop: error: {option_name(exc.param)}: {exc.detail}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("deepprop: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - every user error becomes one line; bugs are re-raised
+        return report_error(exc, parser, args)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
 
-from deepprop.simulate.networks import DTYPES, WEIGHT_KINDS
+from deepprop.cli import common
+from deepprop.networks import DTYPES, WEIGHT_KINDS
 
 
 def _fmt(v: Any) -> str:
@@ -35,7 +35,8 @@ def _common(p: argparse.ArgumentParser, *, sweep: bool, width: int, depth: int, 
     p.add_argument("--networks", type=int, default=networks, help=f"networks in the ensemble (default {networks})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_json(p, "print the result as JSON")
+    common.add_quiet(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _noise(args: argparse.Namespace) -> dict[str, Any]:
+    common.check_device(args.device)
     return {"keep_rate": args.keep_rate, "noise_mult": args.noise_mult, "noise_add": args.noise_add,
             "weights": args.weights, "networks": args.networks, "seed": args.seed, "device": args.device,
             "dtype": args.dtype}
@@ -82,8 +84,7 @@ def _noise(args: argparse.Namespace) -> dict[str, Any]:
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> int:
     if args.json:
-        json.dump(data, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        common.print_json(data)
     else:
         sys.stdout.write("\n".join(lines) + "\n")
     return 0
@@ -110,12 +111,15 @@ def _gradients(args: argparse.Namespace) -> int:
     res = simulate_gradients(args.activation, args.sigma_w2, args.sigma_b2, width=args.width, depth=args.depth,
                              dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
                              backprop=args.backprop, chunk=args.chunk, fit_skip=args.fit_skip,
-                             checkpoint=args.checkpoint, progress=True, **_noise(args))
-    lines = [f"{'sigma_w2':>9} {'xi_grad_fit':>12} {'xi_grad':>10} {'xi_cov_fit':>11} {'xi_c':>9}  finite"]
+                             checkpoint=args.checkpoint, progress=common.progress(args), **_noise(args))
+    lines = [f"{'sigma_w2':>9} {'xi_grad_fit':>12} {'xi_grad':>10} {'batch_fit':>10} {'typical_fit':>11} "
+             f"{'typical':>9} {'xi_cov_fit':>11} {'xi_cov':>9}  finite"]
     for p in res.points:
         pd = p.to_dict()
         lines.append(f"{_fmt(pd['sigma_w2']):>9} {_fmt(pd['xi_grad_fit']):>12} {_fmt(pd['xi_grad']):>10} "
-                     f"{_fmt(pd['xi_cov_fit']):>11} {_fmt(pd['xi_c']):>9}  {pd['finite']}")
+                     f"{_fmt(pd['xi_grad_fit_batch']):>10} {_fmt(pd['xi_grad_fit_typical']):>11} "
+                     f"{_fmt(pd['xi_grad_typical']):>9} {_fmt(pd['xi_cov_fit']):>11} {_fmt(pd['xi_cov']):>9}  "
+                     f"{pd['finite']}")
     lines.append(f"variance vs mean across networks: var ~ mean^{_fmt(res.var_mean_exponent)}")
     return _emit(args, res.to_dict(), lines)
 
@@ -127,10 +131,12 @@ def _jacobian(args: argparse.Namespace) -> int:
                             input_q=args.input_q, signal_var=args.signal_var, noise_var=args.noise_var,
                             **_noise(args))
     d = res.to_dict()
-    lines = [f"{'sigma_w2':>9} {'<s^2>':>11} {'chi1^L':>11} {'spread':>9} {'I (nats)':>10}"]
+    lines = [f"{'sigma_w2':>9} {'<s^2>':>11} {'chi1^L':>11} {'spread':>9} {'theory':>9} {'I (nats)':>10} "
+             f"{'I_eq/N':>8} {'theory':>8}"]
     for p in d["points"]:
         lines.append(f"{_fmt(p['sigma_w2']):>9} {_fmt(p['mean_sq_singular']):>11} {_fmt(p['chi1_L']):>11} "
-                     f"{_fmt(p['spread']):>9} {_fmt(p['mutual_information']):>10}")
+                     f"{_fmt(p['spread']):>9} {_fmt(p['theory_spread']):>9} {_fmt(p['mutual_information']):>10} "
+                     f"{_fmt(p['mi_equal_gain']):>8} {_fmt(p['mi_equal_gain_theory']):>8}")
     lines.append(f"mutual information peaks at sigma_w2 = {_fmt(d['mi_peak_sigma_w2'])} "
                  f"(critical sigma_w2 = {_fmt(d['critical_sigma_w2'])})")
     return _emit(args, d, lines)

@@ -4,18 +4,23 @@ deepprop sweep run [CONFIG.toml] [--preset NAME [--full]] --store FILE [--execut
     [--device cpu|cuda] [--dataset digits] [--activation tanh] [--sigma-b2 0.05] [--keep-rate R]
     [--width 300] [--depths 10:300:30] [--sigma-w2 1:4:31] [--optimizer sgd] [--lr 1e-3|paper]
     [--steps 200] [--batch-size 128] [--seed S]
-deepprop sweep status STORE
+deepprop sweep status STORE [--json]
 deepprop sweep plot STORE --out heatmap.png
-deepprop sweep fit STORE [--threshold T]
-deepprop sweep export STORE --out FILE.csv|.parquet
+deepprop sweep fit STORE [--threshold T] [--json]
+deepprop sweep export STORE --out FILE.csv|.parquet [--json]
+
+--executor ray --ray-address HOST:PORT runs each chunk as a task on an existing Ray cluster (see README).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from deepprop.cli import common
 from deepprop.errors import ParameterError
 
 # flag -> config key; flags left unset do not override the config file or preset
@@ -67,13 +72,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--preset", help="paper setting: fig5a | fig6 (reduced size unless --full)")
     run.add_argument("--full", action="store_true", help="with --preset: the paper's size (for a GPU)")
     run.add_argument("--store", required=True, help="SQLite file for the results (resumed if it exists)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    common.add_quiet(run)
     for flag, (key, typ, help_) in RUN_FLAGS.items():
-        run.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_)
+        run.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_,
+                         metavar=flag[2:].upper().replace("-", "_"))
     run.set_defaults(func=_run)
 
     st = ssub.add_parser("status", help="done/total of a store's sweep")
     st.add_argument("store")
+    common.add_json(st)
     st.set_defaults(func=_status)
 
     pl = ssub.add_parser("plot", help="heatmap of accuracy over (sigma_w2, depth) with xi_c overlays")
@@ -86,58 +93,129 @@ def register(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("store")
     ft.add_argument(
         "--threshold",
-        type=float,
+        type=common.fraction,
         default=None,
         help="accuracy counted as trainable (default: halfway between chance and the best cell)",
     )
     ft.add_argument("--metric", default="train_accuracy", choices=["train_accuracy", "test_accuracy"])
+    common.add_json(ft)
     ft.set_defaults(func=_fit)
 
     ex = ssub.add_parser("export", help="one row per trained network to CSV or parquet")
     ex.add_argument("store")
     ex.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
+    common.add_json(ex, "print a JSON summary (path, rows) instead of text")
     ex.set_defaults(func=_export)
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """Preset, then TOML file, then flags, each overriding the one before; validated."""
+    """Preset, then TOML file, then flags, each overriding the one before; validated.
+
+    An error inside the TOML file names the file and the key (``config: sweep.toml: key 'widht': ...``)."""
     from deepprop.sweep.config import from_mapping, load_toml, preset_config
 
     if args.full and not args.preset:
         raise ParameterError("full", "needs --preset")
     base = preset_config(args.preset, full=args.full) if args.preset else None
     if args.config:
-        base = load_toml(args.config, base)
+        try:
+            base = load_toml(args.config, base)
+        except ParameterError as exc:
+            if exc.param == "config":
+                raise
+            raise ParameterError("config", f"{args.config}: key {exc.param!r}: {exc.detail}") from exc
     overrides = {key: getattr(args, f"cfg_{key}") for _, (key, _, _) in RUN_FLAGS.items()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return from_mapping(overrides, base)
 
 
-def _data_error(func):
-    def wrapped(args: argparse.Namespace) -> int:
-        from deepprop.data import DatasetError
-
-        try:
-            return func(args)
-        except DatasetError as exc:
-            print(f"deepprop: error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapped
+JOB_BYTES = 4096
+"""Memory one planned network takes before training (its identity dict, key and spec; measured ~2 kB)."""
 
 
-@_data_error
+def preflight(cfg: Any, store_path: str) -> Any:
+    """Everything that can fail before training, checked before the store or the progress bar is touched:
+    the sweep's size, the device, the store (a deepprop store of the same sweep settings), the dataset,
+    and Ray (installed, cluster reachable). Returns the loaded dataset."""
+    from deepprop.sweep.runner import load_for
+    from deepprop.sweep.schema import SHARED_IDENTITY
+    from deepprop.sweep.store import Store
+
+    common.check_memory("depths", cfg.n_networks * JOB_BYTES, f"a sweep of {cfg.n_networks} networks",
+                        "use smaller --depths / --sigma-w2 / --seed grids")
+    common.check_device(cfg.device)
+    if Path(store_path).exists():  # refused before any write if not a deepprop store; may be one being created
+        with Store(store_path) as store:
+            store.check_config(cfg.to_dict(), SHARED_IDENTITY)
+    else:
+        from deepprop.paths import check_output_path
+
+        check_output_path(store_path, param="store")
+    ds = load_for(cfg)
+    if cfg.executor == "ray":
+        connect_ray(cfg.ray_address)
+    return ds
+
+
+RAY_CONNECT_TIMEOUT_S = 3.0
+"""How long the driver waits for a TCP answer from --ray-address before refusing (Ray itself retries for
+minutes and prints multi-line logs)."""
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` / ``ray://host:port`` address nothing answers at (one TCP connect)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ParameterError("ray_address", f"must be HOST:PORT, ray://HOST:PORT or auto (got {address!r})")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ParameterError("ray_address", f"no Ray cluster answers at {address} ({exc.strerror or exc}); start "
+                                            "one with `ray start --head` or leave out --ray-address") from exc
+
+
+def connect_ray(address: str | None) -> None:
+    """Connect this driver to the Ray cluster at ``address`` before any work: None starts a local instance,
+    ``auto`` joins the cluster started on this machine, ``HOST:PORT`` a remote head node."""
+    from deepprop.errors import require
+
+    ray = require("ray", "ray", "--executor ray")
+    if ray.is_initialized():
+        return
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)
+        if (Path.home() / ".ray" / "auth_token").is_file():
+            # Ray enables token authentication on `ray start` when this file exists, but a driver given an
+            # explicit address only sends the token with RAY_AUTH_MODE=token; an explicit setting wins.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as exc:
+        raise ParameterError("ray_address", f"no Ray cluster reachable at {address!r} ({exc})") from exc
+
+
 def _run(args: argparse.Namespace) -> int:
     from deepprop.sweep.runner import run_sweep
 
     cfg = build_config(args)
-    print(
-        f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
-        f"{len(cfg.keep_rates)} keep rates x {len(cfg.seeds)} seeds) on {cfg.dataset}, {cfg.device}, "
-        f"executor {cfg.executor}; store {args.store}",
-        file=sys.stderr,
-    )
-    summary = run_sweep(cfg, args.store, progress=not args.quiet)
+    ds = preflight(cfg, args.store)
+    if common.progress(args):
+        print(
+            f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
+            f"{len(cfg.keep_rates)} keep rates x {len(cfg.seeds)} seeds) on {cfg.dataset}, {cfg.device}, "
+            f"executor {cfg.executor}; store {args.store}",
+            file=sys.stderr,
+        )
+    try:
+        summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds)
+    finally:
+        if cfg.executor == "ray":
+            import ray
+
+            ray.shutdown()
     print(summary.text())
     return 0
 
@@ -146,6 +224,9 @@ def _status(args: argparse.Namespace) -> int:
     from deepprop.sweep.runner import status
 
     s = status(args.store)
+    if args.json:
+        common.print_json({"store": args.store, **s})
+        return 0
     print(f"{s['done']}/{s['total']} done ({s['diverged']} diverged, {s['rows']} rows in store)")
     return 0
 
@@ -161,16 +242,22 @@ def _frame(path: str):
 
 
 def _n_classes(path: str) -> int:
+    from deepprop.data import classes_of
     from deepprop.sweep.runner import store_config
 
     cfg = store_config(path) or {}
-    return 4 if cfg.get("dataset") == "synthetic" else 10
+    return classes_of(cfg.get("dataset", "digits"))
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from deepprop.paths import check_output_path
+
+    out = check_output_path(args.out, suffixes=(".png", ".pdf", ".svg"))
+    df = _frame(args.store)
+    common.headless_plots()
     from deepprop.sweep.analysis import plot_heatmap
 
-    out = plot_heatmap(_frame(args.store), args.out, metric=args.metric, n_classes=_n_classes(args.store))
+    out = plot_heatmap(df, out, metric=args.metric, n_classes=_n_classes(args.store))
     print(f"wrote {out}")
     return 0
 
@@ -181,16 +268,27 @@ def _fit(args: argparse.Namespace) -> int:
     fits, cells, thr = fit_laws(
         _frame(args.store), threshold=args.threshold, n_classes=_n_classes(args.store), metric=args.metric
     )
-    print(f"trainable: mean {args.metric} >= {thr:.3f}; {int(cells['trainable'].sum())}/{len(cells)} cells")
+    n_trainable = int(cells["trainable"].sum())
+    if args.json:
+        common.print_json({"store": args.store, "metric": args.metric, "threshold": thr,
+                           "trainable_cells": n_trainable, "cells": len(cells),
+                           "fits": fits})
+        return 0
+    print(f"trainable: mean {args.metric} >= {thr:.3f}; {n_trainable}/{len(cells)} cells")
     for f in fits:
         print(f.line())
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    from deepprop.paths import check_output_path
     from deepprop.sweep.analysis import export
 
+    check_output_path(args.out, suffixes=(".csv", ".parquet", ".pq"))
     df = _frame(args.store)
     out = export(df, args.out)
+    if args.json:
+        common.print_json({"store": args.store, "out": str(out), "rows": len(df)})
+        return 0
     print(f"wrote {len(df)} rows to {out}")
     return 0

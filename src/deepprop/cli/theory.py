@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 
 from deepprop.cli import common
-from deepprop.cli.init import add_maximize_depth_option, maximize_depth_result
+from deepprop.cli.init import add_maximize_depth_option
 from deepprop.cli.main import UsageError
+
+CRITICAL_DIVERGENT = ("xi_c", "xi_grad", "max_depth")
+"""Quantities that diverge on the critical line: at a point classified critical, their finite values are
+numerical stand-ins for infinity and the JSON says so (``<key>_reason: "critical"``)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--q0", type=common.positive_float, default=1.0,
                    help="start q0 > 0 of the variance iteration (default 1; matters only where every q is a "
                    "fixed point)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    common.add_json(p, "print one JSON object instead of a table")
     p.set_defaults(func=run_point)
 
     c = sub.add_parser(
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "when given and searched otherwise)")
     common.add_noise(c)
     add_maximize_depth_option(c)
-    c.add_argument("--json", action="store_true", help="print {\"sigma_w2\": ...} as JSON")
+    common.add_json(c, "print {\"sigma_w2\": ...} as JSON")
     c.set_defaults(func=run_critical)
 
     g = sub.add_parser(
@@ -65,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--block-points", type=common.positive_int, default=1 << 16,
                    help="points per saved block (default 65536): a killed run loses at most one block, and "
                    "the same command again resumes from the saved ones")
+    common.add_quiet(g)
     g.set_defaults(func=run_phase)
 
     f = sub.add_parser(
@@ -79,7 +84,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also draw the finite-network figures (figs. 1b/c-4a/b analogues with theory lines, "
                    "Jacobian spectrum and mutual information, noisy ReLU at its critical init): minutes on a CPU")
     f.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the simulations run")
+    common.add_quiet(f)
     f.set_defaults(func=run_figures)
+
+
+def point_json(mf) -> tuple[dict, dict[str, str]]:
+    """A single-point MeanField as (JSON dict, reasons): infinite / undefined quantities are null with
+    ``<key>_reason`` ("infinite", "undefined"); on the critical line the divergent depth scales carry
+    reason "critical" and ``critical_within_tolerance`` is true (|chi1 - 1| <= critical_tol)."""
+    result = mf.to_dict()
+    for name in (*CRITICAL_DIVERGENT, "q_star", "c_star", "chi1", "chi_c", "xi_q"):
+        result[name] = float(getattr(mf, name).reshape(-1)[0])  # raw value: the serializer gives the reason
+    critical = result["phase"] == "critical"
+    result["critical_within_tolerance"] = critical
+    result["critical_tol"] = mf.critical_tol
+    return result, ({name: "critical" for name in CRITICAL_DIVERGENT} if critical else {})
 
 
 def run_point(args: argparse.Namespace) -> int:
@@ -91,7 +110,8 @@ def run_point(args: argparse.Namespace) -> int:
     )
     result = mf.to_dict()
     if args.json:
-        common.print_json(result)
+        data, reasons = point_json(mf)
+        common.print_json(data, reasons=reasons)
         return 0
     rows = [(k, result[k]) for k in ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")]
     rows += [(k, result[k]) for k in ("phase", "q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad")]
@@ -106,7 +126,9 @@ def run_critical(args: argparse.Namespace) -> int:
     from deepprop.theory.meanfield import critical_sigma_w2
 
     if args.maximize_depth:
-        result = maximize_depth_result(args)
+        from deepprop.advice import maximize_depth_result
+
+        result = maximize_depth_result(args.activation, sigma_b2=args.sigma_b2, **common.noise_kwargs(args))
         if args.json:
             common.print_json(result)
         elif not result["feasible"]:
@@ -122,6 +144,7 @@ def run_critical(args: argparse.Namespace) -> int:
               "sigma_w2": sw2 if math.isfinite(sw2) else None}
     if not math.isfinite(sw2):
         result["note"] = "no sigma_w2 in [1e-4, 1e4] gives chi1 = 1 for this setting"
+        result["sigma_w2_reason"] = "no_critical_point"
     if args.json:
         common.print_json(result)
     elif result["sigma_w2"] is None:
@@ -132,39 +155,59 @@ def run_critical(args: argparse.Namespace) -> int:
     return 0
 
 
+GRID_BYTES_PER_POINT = 400
+"""Memory one grid point takes while a phase diagram is assembled and written (the Dataset, the tidy frame
+and their copies). Measured: peak RSS of `phase_diagram_resumable` + CSV export grows by ~340 bytes per
+point between 1e5 and 4e5 points (tanh, 500 sigma_b2 values); rounded up."""
+
+
 def run_phase(args: argparse.Namespace) -> int:
-    from deepprop.theory.grid import export, phase_diagram_resumable
+    from deepprop.theory.grid import check_export_path, export, phase_diagram_resumable
 
-    suffix = Path(args.out).suffix.lower()
-    if suffix not in (".csv", ".nc"):
-        from deepprop.errors import ParameterError
-
-        raise ParameterError("out", f"must end in .csv or .nc (got {args.out!r})")
+    out = check_export_path(args.out)
+    common.check_device(args.device)
     n = args.sigma_w2.size * args.sigma_b2.size
-    print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
+    common.check_memory("sigma_w2", n * GRID_BYTES_PER_POINT, f"a {args.sigma_w2.size} x {args.sigma_b2.size} grid",
+                        "split --sigma-w2 into several runs")
+    if common.progress(args):
+        print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()
-    ds = phase_diagram_resumable(
-        args.activation, args.sigma_w2, args.sigma_b2, work_dir=Path(args.out).parent,
-        block_points=args.block_points, depth_multiple=args.depth_multiple, device=args.device,
-        **common.noise_kwargs(args),
-    )
-    path = export(ds, args.out)
+    with common.quiet_stderr(args):
+        ds = phase_diagram_resumable(
+            args.activation, args.sigma_w2, args.sigma_b2, work_dir=out.parent,
+            block_points=args.block_points, depth_multiple=args.depth_multiple, device=args.device,
+            **common.noise_kwargs(args),
+        )
+    path = export(ds, out)
     counts = {p: int((ds["phase"].values == p).sum()) for p in ("ordered", "critical", "chaotic", "unbounded")}
-    print(f"wrote {path} ({n} points in {time.perf_counter() - t0:.1f} s; "
-          + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", file=sys.stderr)
+    if common.progress(args):
+        print(f"wrote {path} ({n} points in {time.perf_counter() - t0:.1f} s; "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", file=sys.stderr)
     return 0
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from deepprop.plots.theory import draw_all
+    from deepprop.paths import check_output_dir
 
-    paths = draw_all(Path(args.out), quick=args.quick)
+    common.headless_plots()
+    common.check_device(args.device)
+    out = check_output_dir(args.out)
+    from deepprop.plots.theory import figure1, figure2, figure3
+
+    steps = [(f.__name__, lambda f=f: [f(out, args.quick)]) for f in (figure1, figure2, figure3)]
     if args.simulation:
         from deepprop.plots.critical_init import noisy_relu_figure
-        from deepprop.plots.simulation import make_all
+        from deepprop.plots.simulation import FIGURES
 
-        paths += make_all(args.out, device=args.device)
-        paths.append(noisy_relu_figure(args.out))
+        steps += [(f.__name__, lambda f=f: [f(out, device=args.device)]) for f in FIGURES]
+        steps.append(("noisy_relu_figure", lambda: [noisy_relu_figure(out)]))
+    paths: list[Path] = []
+    with common.bar(args, total=len(steps), desc="figures", unit="figure") as bar:
+        for name, draw in steps:
+            bar.set_postfix_str(name, refresh=True)
+            with common.quiet_stderr(args):
+                paths += draw()
+            bar.update(1)
     for path in paths:
         print(path)
     return 0

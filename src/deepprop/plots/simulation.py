@@ -154,9 +154,12 @@ def figure_jacobian(out: Path, width: int = 200, depth: int = 16, sweep=SW2_JAC,
     return _save(fig, out / "sim_jacobian.png")
 
 
+FIGURES = (figure_forward, figure_depth_scales, figure_dropout, figure_gradients, figure_jacobian)
+"""Every finite-width figure, each called as ``f(out_dir, device=...)`` (the CLI shows one bar over them)."""
+
+
 def make_all(out: str | Path = "results", device: str = "cpu") -> list[Path]:
     """All finite-width figures at their default (CPU-sized) settings."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return [f(out, device=device) for f in (figure_forward, figure_depth_scales, figure_dropout,
-                                            figure_gradients, figure_jacobian)]
+    return [f(out, device=device) for f in FIGURES]

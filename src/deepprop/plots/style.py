@@ -1,14 +1,14 @@
-"""Shared figure helpers: headless backend, colour ramps, saving."""
+"""Shared figure helpers: colour ramps, panels, saving.
+
+No backend is forced here: a library user keeps whatever matplotlib backend they chose (the command line
+selects the file-only Agg backend itself before drawing)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def ramp(n: int, cmap: str = "rainbow_r") -> list:
@@ -25,7 +25,8 @@ def label(ax, letter: str) -> None:
     ax.text(-0.14, 1.04, f"({letter})", transform=ax.transAxes, fontsize=12, fontweight="bold")
 
 
-def save(fig, path: Path) -> Path:
+def save(fig, path: str | Path) -> Path:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)

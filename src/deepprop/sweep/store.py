@@ -16,47 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from deepprop.errors import ParameterError
-
-IDENTITY_COLUMNS = {
-    "dataset": "TEXT",
-    "n_train": "INTEGER",
-    "n_test": "INTEGER",
-    "activation": "TEXT",
-    "sigma_b2": "REAL",
-    "noise_mult": "REAL",
-    "noise_add": "REAL",
-    "weights": "TEXT",
-    "width": "INTEGER",
-    "optimizer": "TEXT",
-    "steps": "INTEGER",
-    "batch_size": "INTEGER",
-    "dtype": "TEXT",
-    "precision": "TEXT",
-    "eval_train": "INTEGER",
-    "eval_test": "INTEGER",
-    "depth": "INTEGER",
-    "sigma_w2": "REAL",
-    "keep_rate": "REAL",
-    "seed": "INTEGER",
-    "lr": "REAL",
-}
-RESULT_COLUMNS = {
-    "train_accuracy": "REAL",
-    "test_accuracy": "REAL",
-    "final_loss": "REAL",
-    "diverged": "INTEGER",
-    "diverged_step": "INTEGER",
-    "device": "TEXT",
-    "wall_s": "REAL",
-    "finished_at": "REAL",
-}
-COLUMNS = ["run_key", *IDENTITY_COLUMNS, *RESULT_COLUMNS]
+from deepprop.errors import ParameterError, StoreError
+from deepprop.sweep.schema import COLUMNS, SQL_TYPES
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
-    run_key TEXT PRIMARY KEY,
-    {", ".join(f"{k} {t}" for k, t in {**IDENTITY_COLUMNS, **RESULT_COLUMNS}.items())}
+    {", ".join(f"{k} {SQL_TYPES[k]}" for k in COLUMNS)}
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
@@ -69,12 +34,49 @@ class Store:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise ParameterError("store", f"no such store: {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), timeout=60.0)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
-        self.conn.commit()
+        if self.path.exists():
+            _check_sqlite_file(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the CLI refuses a missing folder before this
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=60.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open: {exc}") from exc
+        try:
+            fresh = not self._tables()  # a file with other tables is refused here; one with none is empty
+            if fresh and not create:
+                raise StoreError(f"{self.path}: empty file, not a deepprop results store")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if fresh:  # one transaction: a concurrent opener sees both tables or neither
+                self.conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
+            self.count()  # reads the table: a truncated or corrupt file fails here, before any write
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{self.path}: not a readable deepprop results store ({exc})") from exc
+        except StoreError:
+            self.conn.close()
+            raise
+
+    def _tables(self) -> set[str]:
+        rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        names = {r[0] for r in rows}
+        if names and not {"runs", "meta"} <= names:
+            raise StoreError(f"{self.path}: SQLite tables {sorted(names)} are not deepprop's (runs, meta): not a "
+                             "deepprop results store; refusing to modify it")
+        return names
+
+    def check_config(self, config: Mapping[str, Any], fields: Iterable[str]) -> None:
+        """Raise StoreError if the sweep last run on this store differs from ``config`` in ``fields``
+        (settings shared by every network, e.g. dataset, activation, width): results of different sweeps
+        are not mixed by accident. Grid axes may differ (a sweep is extended by running it with more cells)."""
+        stored = self.get_meta("config")
+        if not stored:
+            return
+        diff = [f"{k}: store {stored.get(k)!r}, now {config.get(k)!r}" for k in fields
+                if stored.get(k) != config.get(k)]
+        if diff:
+            raise StoreError(f"{self.path} holds another sweep ({'; '.join(diff)}); use a new --store file")
 
     def close(self) -> None:
         self.conn.close()
@@ -137,3 +139,18 @@ def _sql_value(v: Any) -> Any:
     if isinstance(v, float) and v != v:  # NaN -> NULL
         return None
     return v
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """An existing store path must be a file, empty or starting with the SQLite header (checked before connecting)."""
+    if path.is_dir():
+        raise ParameterError("store", f"{path} is a directory; give a file name")
+    with open(path, "rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(f"{path}: not an SQLite file (not a deepprop results store)")
+    if head and path.stat().st_size < 512:
+        raise StoreError(f"{path}: truncated SQLite file ({path.stat().st_size} bytes), not a usable store")

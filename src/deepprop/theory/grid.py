@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from deepprop.activations import Activation, TensorFn
+from deepprop.checkpoint import Checkpoint
 from deepprop.errors import ParameterError
 from deepprop.theory.meanfield import PARAMETERS, QUANTITIES, MeanField, mean_field
 
@@ -108,25 +107,43 @@ def to_frame(ds: xr.Dataset):
     return frame
 
 
-def export(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a grid to ``.csv`` (tidy) or ``.nc`` (NetCDF4 via h5netcdf, else NetCDF3 via scipy)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        to_frame(ds).to_csv(path, index=False, float_format="%.10g")
-    elif suffix in (".nc", ".netcdf", ".nc4"):
-        try:
-            import h5netcdf  # noqa: F401
+EXPORT_SUFFIXES = (".csv", ".nc")
+"""File types :func:`export` writes: tidy CSV, or NetCDF4 (HDF5, through h5netcdf and h5py)."""
 
-            ds.to_netcdf(path, engine="h5netcdf")
-        except ImportError:
-            out = ds.copy()
-            out["phase"] = out["phase"].astype("S9")
-            out.to_netcdf(path, engine="scipy")
-    else:
-        raise ParameterError("out", f"must end in .csv or .nc (got {path.name!r})")
-    return path
+
+def check_export_path(path: str | Path) -> Path:
+    """``path`` if :func:`export` can write it (suffix .csv/.nc, folder exists and is writable; for .nc
+    the ``io`` extra installed), else a ParameterError / MissingExtraError before any computing."""
+    from deepprop.paths import check_output_path
+
+    out = check_output_path(path, param="out", suffixes=EXPORT_SUFFIXES)
+    if out.suffix.lower() == ".nc":
+        _netcdf4_engine()
+    return out
+
+
+def _netcdf4_engine() -> str:
+    from deepprop.errors import require
+
+    require("h5netcdf", "io", "writing NetCDF4 (.nc)")
+    require("h5py", "io", "writing NetCDF4 (.nc)")
+    return "h5netcdf"
+
+
+def export(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a grid to ``.csv`` (tidy, one row per point) or ``.nc`` (NetCDF4/HDF5 via h5netcdf; the
+    ``phase`` labels are variable-length strings). The file appears only when complete (written beside it
+    and renamed); a bad suffix, a missing or unwritable folder or a missing ``io`` extra raise first."""
+    from deepprop.paths import write_atomically
+
+    path = check_export_path(path)
+    if path.suffix.lower() == ".csv":
+        frame = to_frame(ds)
+        return write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"))
+    engine = _netcdf4_engine()
+    out = ds.copy()
+    out["phase"] = out["phase"].astype(object)  # variable-length str in HDF5, read back as str
+    return write_atomically(path, lambda tmp: out.to_netcdf(tmp, engine=engine, format="NETCDF4"))
 
 
 def block_folder(work_dir: str | Path, activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray, **kwargs) -> Path:
@@ -143,14 +160,17 @@ def phase_diagram_resumable(
     *,
     work_dir: str | Path,
     block_points: int = 1 << 16,
+    show_progress: bool = True,
     **kwargs,
 ) -> xr.Dataset:
-    """:func:`phase_diagram` over (sigma_w2, sigma_b2), computed in blocks of rows
-    that are saved as they finish, so that a killed run loses at most one block.
+    """:func:`phase_diagram` over (sigma_w2, sigma_b2), computed in blocks of rows that are saved as they
+    finish (:class:`deepprop.checkpoint.Checkpoint`), so that a killed run loses at most one block.
 
-    Blocks live in ``work_dir/.deepprop-phase-<hash of the inputs>/`` and are written atomically; the
-    same call again loads the finished ones and computes the rest; the folder is removed at the end.
-    ``kwargs`` (scalar noise, depth_multiple, device, ...) go to ``phase_diagram``.
+    This is also how to compute a grid too large to hold in memory at once: the blocks are computed one
+    after the other and only the final labelled Dataset holds every point. Blocks live in
+    ``work_dir/.deepprop-phase-<hash of the inputs>/``; the same call again loads the finished ones and
+    computes the rest; the folder is removed at the end. ``kwargs`` (scalar noise, depth_multiple,
+    device, ...) go to ``phase_diagram``.
     """
     from tqdm import tqdm
 
@@ -159,25 +179,24 @@ def phase_diagram_resumable(
     sigma_w2 = np.asarray(sigma_w2, dtype=np.float64)
     sigma_b2 = np.asarray(sigma_b2, dtype=np.float64)
     folder = block_folder(work_dir, activation, sigma_w2, sigma_b2, **kwargs)
-    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpoint(folder, {"activation": activation, **{k: repr(v) for k, v in sorted(kwargs.items())},
+                               "folder": folder.name})
     rows = max(1, block_points // max(sigma_b2.size, 1))
     starts = range(0, sigma_w2.size, rows)
     names = list(QUANTITIES) + ["phase"]
     parts, attrs = [], None
     for i, start in enumerate(tqdm(starts, desc=f"phase grid ({activation})", unit="block", file=sys.stderr,
-                                   disable=len(starts) == 1)):
+                                   disable=len(starts) == 1 or not show_progress)):
         block = sigma_w2[start : start + rows]
-        path = folder / f"block{i:06d}.npz"
-        if path.exists():
-            with np.load(path) as saved:
-                data = {name: (("sigma_w2", "sigma_b2"), saved[name]) for name in names}
+        key = f"block{i:06d}"
+        if key in ckpt:
+            saved = ckpt[key]
+            data = {name: (("sigma_w2", "sigma_b2"), saved[name]) for name in names}
             parts.append(xr.Dataset(data, coords={"sigma_w2": block, "sigma_b2": sigma_b2}))
             continue
         ds = phase_diagram(activation, block, sigma_b2, show_progress=False, **kwargs)
         attrs = dict(ds.attrs)
-        tmp = folder / f"block{i:06d}.tmp.npz"
-        np.savez(tmp, **{name: ds[name].values for name in names})
-        os.replace(tmp, path)  # atomic: a block file is complete or absent
+        ckpt.save(key, {name: ds[name].values for name in names})
         parts.append(ds)
     out = xr.concat(parts, dim="sigma_w2")
     if attrs is None:  # every block came from disk: recompute the (cheap) attributes on one point
@@ -185,5 +204,5 @@ def phase_diagram_resumable(
     out.attrs.update(attrs)
     for name, text in DESCRIPTIONS.items():
         out[name].attrs["description"] = text
-    shutil.rmtree(folder, ignore_errors=True)
+    ckpt.remove()
     return out

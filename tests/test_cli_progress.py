@@ -1,0 +1,37 @@
+"""Progress: long commands draw an overall bar on stderr; --quiet (accepted by every command) silences it."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepprop.cli.main import _leaves, build_parser, main
+
+PHASE = ["phase", "--sigma-w2", "1:4:8", "--sigma-b2", "0:0.3:4", "--block-points", "8"]
+SWEEP = ["--dataset", "synthetic", "--n-train", "64", "--n-test", "16", "--width", "4", "--depths", "2,3",
+         "--sigma-w2", "1,2", "--steps", "3", "--batch-size", "8"]
+
+
+def test_every_command_accepts_quiet():
+    leaves = _leaves(build_parser())
+    assert len(leaves) >= 14
+    assert all("--quiet" in leaf._option_string_actions for leaf in leaves), [leaf.prog for leaf in leaves]
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_phase_blocks_bar_and_quiet(tmp_path, capsys, quiet):
+    argv = [*PHASE, "--out", str(tmp_path / "g.csv"), *(["--quiet"] if quiet else [])]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    if quiet:
+        assert err == ""
+    else:
+        assert "phase grid" in err and "4/4" in err and "wrote" in err  # 8 x 4 points in blocks of 2 rows
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_sweep_bar_and_quiet(tmp_path, capsys, quiet):
+    argv = ["sweep", "run", "--store", str(tmp_path / "s.db"), *SWEEP, *(["--quiet"] if quiet else [])]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "4/4 done" in captured.out
+    assert (captured.err == "") if quiet else ("sweep" in captured.err and "4/4" in captured.err)
