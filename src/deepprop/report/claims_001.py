@@ -1,0 +1,363 @@
+"""Claims of Schoenholz, Gilmer, Ganguli, Sohl-Dickstein, "Deep Information Propagation", ICLR 2017 (001).
+
+Theory and simulation rows (figs. 1-4, eq. 17); the trainability rows (figs. 5-8) are in
+:mod:`deepprop.report.claims_001_train`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from deepprop.report.context import Context
+from deepprop.report.measures import exponential_r2, median_rel_dev
+from deepprop.report.registry import Measurement, claim
+from deepprop.report.verdict import Tolerance
+
+PAPER = "Schoenholz et al. 2017"
+SB2 = 0.05
+
+
+@claim(
+    "001-fig1",
+    source=f"{PAPER}, fig. 1 and sec. 2 (critical line; residuals of eq. 3-4)",
+    statement="For tanh at sigma_b^2 = 0.05 the order-to-chaos line chi_1 = 1 sits at sigma_w^2 = 1.76, and "
+              "q^l and c^l approach their fixed points exponentially over many orders of magnitude.",
+    paper_says="Fig. 1a: phase diagram with the critical line; 1b/1c: |q* - q^l| and |c* - c^l| on a log scale "
+               "fall as straight lines for sigma_w^2 from 0.01 to 1.7 (sigma_b^2 = 0.05).",
+    paper={"critical_sigma_w2": 1.76, "r2_q_min": 1.0, "r2_c_min": 1.0},
+    tolerance={
+        "critical_sigma_w2": Tolerance("abs", 0.005, "the paper quotes 1.76: rounding to 2 decimals"),
+        "r2_q_min": Tolerance("at_least", 0.01,
+                              "'clear exponential behavior': R^2 >= 0.99 of a line in log|r| (asymptotic half)"),
+        "r2_c_min": Tolerance("at_least", 0.01, "'clear exponential behavior': R^2 >= 0.99 of a line in log|r|"),
+    },
+    sizes={"smoke": {"n_sw2": 5, "depth": 60}, "quick": {"n_sw2": 17, "depth": 200},
+           "paper": {"n_sw2": 41, "depth": 400}},
+)
+def fig1(ctx: Context) -> Measurement:
+    from deepprop.plots.report import Panel, Series, panels_figure
+    from deepprop.plots.style import ramp
+    from deepprop.theory.meanfield import critical_sigma_w2, mean_field, trajectory
+
+    crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
+    sws = np.linspace(0.01, 1.7, ctx.sizes["n_sw2"])
+    depth = ctx.sizes["depth"]
+    q, c = trajectory("tanh", sws, SB2, q0=0.8, c0=0.6, depth=depth)
+    mf = mean_field("tanh", sws, SB2, show_progress=False)
+    rq = np.abs(q - mf.q_star[:, None])
+    rc = np.abs(c - mf.c_star[:, None])
+    fits_q = [exponential_r2(r) for r in rq]
+    fits_c = [exponential_r2(r) for r in rc]
+    r2q = np.array([f[0] for f in fits_q])
+    r2c = np.array([f[0] for f in fits_c])
+    layers = np.arange(depth + 1)
+    table = {"layer": np.tile(layers, len(sws)), "sigma_w2": np.repeat(sws, depth + 1),
+             "q_residual": rq.reshape(-1), "c_residual": rc.reshape(-1)}
+    data = [ctx.save_csv(table), ctx.save_csv({"sigma_w2": sws, "r2_q": r2q, "r2_c": r2c,
+                                               "decades_q": [f[1] for f in fits_q],
+                                               "decades_c": [f[1] for f in fits_c]}, "fits")]
+    cols = ramp(len(sws))
+    path, rel = ctx.figure_path()
+    panels_figure(path, [
+        Panel([Series(layers, rq[i], f"{sws[i]:.2f}" if i % 4 == 0 else None, color=cols[i])
+               for i in range(len(sws))], "(b) |q* - q^l|, sigma_b^2 = 0.05", "layer l", "residual", logy=True,
+              ylim=(1e-13, 10)),
+        Panel([Series(layers, rc[i], color=cols[i]) for i in range(len(sws))], "(c) |c* - c^l|", "layer l",
+              "residual", logy=True, ylim=(1e-13, 10)),
+        Panel([Series(sws, r2q, "q", "o-"), Series(sws, r2c, "c", "s-")],
+              f"R^2 of exponential fits; critical sigma_w^2 = {crit:.4f}", "sigma_w^2", "R^2",
+              hlines=((0.99, "0.99"),)),
+    ])
+    return Measurement(
+        ours={"critical_sigma_w2": crit, "r2_q_min": float(np.nanmin(r2q)), "r2_c_min": float(np.nanmin(r2c)),
+              "curves_fitted": int(np.isfinite(r2q).sum() + np.isfinite(r2c).sum())},
+        figure=[rel], data=data)
+
+
+def _slope_at_fixed_point(activation: str, sw2: float, sb2: float, c_star: float, h: float = 1e-4,
+                          **noise: float) -> float:
+    """Finite-difference slope of the correlation map at c* (one-sided below c* = 1, central otherwise)."""
+    from deepprop.plots.theory import correlation_map_curve
+
+    if c_star > 1 - 2 * h:
+        pts = np.array([1.0, 1.0 - h, 1.0 - 2 * h])
+        f = correlation_map_curve(activation, sw2, sb2, pts, **noise)
+        return float((3 * f[0] - 4 * f[1] + f[2]) / (2 * h))
+    pts = np.array([c_star - h, c_star + h])
+    f = correlation_map_curve(activation, sw2, sb2, pts, **noise)
+    return float((f[1] - f[0]) / (2 * h))
+
+
+def _map_panel(rows: list[tuple[float, float, float, dict, str, str]], title: str):
+    """Correlation map curves with the linearisation e^{-1/xi_c} drawn as a short line through c*."""
+    from deepprop.plots.report import Panel, Series
+    from deepprop.plots.theory import correlation_map_curve
+
+    c = np.linspace(0, 1, 101)
+    series = [Series(c, c, None, "k:")]
+    for sw2, c_star, chi_c, noise, colour, label in rows:
+        series.append(Series(c, correlation_map_curve("tanh", sw2, SB2, c, **noise), label, "-", color=colour))
+        seg = np.linspace(max(c_star - 0.2, 0), min(c_star + 0.2, 1), 5)
+        series.append(Series(seg, c_star + chi_c * (seg - c_star), None, "--", color="green"))
+    return Panel(series, title, "c^l", "c^{l+1}")
+
+
+@claim(
+    "001-fig2",
+    source=f"{PAPER}, fig. 2 and eq. 7, 9",
+    statement="The depth scales measured by fitting the exponential approach of q^l and c^l agree with the "
+              "asymptotic predictions xi_q (eq. 7) and xi_c (eq. 9), and the slope of the correlation map at "
+              "its fixed point is e^{-1/xi_c} (fig. 2a insets).",
+    paper_says="Fig. 2b/2c: dashed theory and solid measured xi_q, xi_c against sigma_w^2 for sigma_b^2 from "
+               "0.01 to 0.3, 'in general the agreement is quite good'; xi_c diverges at the transition. "
+               "Fig. 2a: c-maps (ordered, critical, chaotic) with green linearisations at c*.",
+    paper={"xi_q_median_rel_dev": 0.0, "xi_c_median_rel_dev": 0.0, "inset_slope_max_abs_dev": 0.0},
+    tolerance={
+        "xi_q_median_rel_dev": Tolerance("abs", 0.1, "'agreement is quite good' read as a median within 10%"),
+        "xi_c_median_rel_dev": Tolerance("abs", 0.1, "'agreement is quite good' read as a median within 10%"),
+        "inset_slope_max_abs_dev": Tolerance("abs", 1e-4, "finite-difference error (h = 1e-4) of the map's slope"),
+    },
+    sizes={"smoke": {"n_sw2": 8, "depth": 150}, "quick": {"n_sw2": 29, "depth": 300},
+           "paper": {"n_sw2": 113, "depth": 300}},
+)
+def fig2(ctx: Context) -> Measurement:
+    from deepprop.plots.report import Panel, Series, panels_figure
+    from deepprop.plots.style import ramp
+    from deepprop.theory.meanfield import critical_sigma_w2, mean_field, measured_depth_scales
+
+    sw2 = np.linspace(0.2, 3.0, ctx.sizes["n_sw2"])
+    sb2s = [0.01, 0.05, 0.1, 0.2, 0.3]
+    rows, xq, xc = [], [], []
+    for sb2 in sb2s:
+        m = measured_depth_scales("tanh", sw2, sb2, q0=0.8, c0=0.6, depth=ctx.sizes["depth"])
+        rows.append(m)
+        for i, s in enumerate(sw2):
+            xq.append((sb2, s, m["xi_q"][i], m["xi_q_measured"][i]))
+            xc.append((sb2, s, m["xi_c"][i], m["xi_c_measured"][i]))
+    aq, ac = np.array(xq), np.array(xc)
+    dq, nq = median_rel_dev(aq[:, 3], aq[:, 2])
+    dc, nc = median_rel_dev(ac[:, 3], ac[:, 2])
+    crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
+    insets, map_rows = [], []
+    for s, colour, name in ((1.2, "red", "ordered"), (crit, "purple", "critical"), (3.5, "blue", "chaotic")):
+        mf = mean_field("tanh", s, SB2, show_progress=False)
+        c_star, xi = float(mf.c_star), float(mf.xi_c)
+        chi_c = float(np.exp(-1.0 / xi)) if np.isfinite(xi) else 1.0
+        fd = _slope_at_fixed_point("tanh", s, SB2, c_star)
+        insets.append((name, s, c_star, chi_c, fd))
+        map_rows.append((s, c_star, chi_c, {}, colour, f"{name} (sw2={s:.2f})"))
+    data = [ctx.save_csv({"sigma_b2": aq[:, 0], "sigma_w2": aq[:, 1], "xi_q_theory": aq[:, 2],
+                          "xi_q_measured": aq[:, 3], "xi_c_theory": ac[:, 2], "xi_c_measured": ac[:, 3]}),
+            ctx.save_csv({"regime": [r[0] for r in insets], "sigma_w2": [r[1] for r in insets],
+                          "c_star": [r[2] for r in insets], "exp_minus_1_over_xi_c": [r[3] for r in insets],
+                          "finite_difference_slope": [r[4] for r in insets]}, "insets")]
+    cols = ramp(len(sb2s), "viridis")
+    path, rel = ctx.figure_path()
+    panels_figure(path, [
+        _map_panel(map_rows, "(a) correlation map, green: e^{-1/xi_c} at c*"),
+        Panel([s for j, m in enumerate(rows) for s in (
+            Series(sw2, m["xi_q"], None, "--", color=cols[j]),
+            Series(sw2, m["xi_q_measured"], f"sb2={sb2s[j]:g}", "-", color=cols[j]))],
+            "(b) xi_q: dashed theory, solid measured", "sigma_w^2", "xi_q"),
+        Panel([s for j, m in enumerate(rows) for s in (
+            Series(sw2, m["xi_c"], None, "--", color=cols[j]),
+            Series(sw2, m["xi_c_measured"], None, "-", color=cols[j]))],
+            "(c) xi_c: dashed theory, solid measured", "sigma_w^2", "xi_c", logy=True),
+    ])
+    return Measurement(
+        ours={"xi_q_median_rel_dev": dq, "xi_c_median_rel_dev": dc,
+              "inset_slope_max_abs_dev": float(max(abs(r[3] - r[4]) for r in insets)),
+              "points_q": nq, "points_c": nc},
+        figure=[rel], data=data)
+
+
+@claim(
+    "001-fig3",
+    source=f"{PAPER}, fig. 3 and sec. 3.1 (dropout)",
+    statement="With dropout (keep rate rho < 1) xi_c no longer diverges anywhere in sigma_w^2, and c* < 1 "
+              "decreases monotonically as the dropout rate grows; the map's slope at c* is e^{-1/xi_c}.",
+    paper_says="Fig. 3a: c-maps at the critical sigma_w^2 for three rho, with linearisations; 3b: c* against "
+               "sigma_w^2 for rho from 1 (black) to 0.8 (blue), no sharp transition for rho < 1; 3c: xi_c "
+               "with no divergence for rho < 1.",
+    paper={"peak_growth_rho_lt_1": 0.0, "peak_growth_rho_1": 1.0, "c_star_increase_with_dropout": 0.0,
+           "one_minus_c_star_min": 1e-6, "inset_slope_max_abs_dev": 0.0},
+    tolerance={
+        "peak_growth_rho_lt_1": Tolerance(
+            "at_most", 0.02, "no divergence: the peak of xi_c moves < 2% when the sigma_w^2 grid is 10x finer"),
+        "peak_growth_rho_1": Tolerance(
+            "at_least", 0.0, "contrast: without dropout the peak keeps growing (>= 2x) on the finer grid"),
+        "c_star_increase_with_dropout": Tolerance("at_most", 1e-9, "'c* monotonically decreases' (solver precision)"),
+        "one_minus_c_star_min": Tolerance("at_least", 0.0,
+                                          "c* < 1 for every rho < 1: 1 - c* >= 1e-6 (beyond solver precision)"),
+        "inset_slope_max_abs_dev": Tolerance("abs", 1e-4, "finite-difference error (h = 1e-4) of the map's slope"),
+    },
+    sizes={"smoke": {"n_sw2": 61}, "quick": {"n_sw2": 301}, "paper": {"n_sw2": 1201}},
+)
+def fig3(ctx: Context) -> Measurement:
+    from deepprop.plots.report import Panel, Series, panels_figure
+    from deepprop.plots.style import ramp
+    from deepprop.theory.meanfield import critical_sigma_w2, mean_field
+
+    rhos = np.array([1.0, 0.99, 0.98, 0.95, 0.9, 0.85, 0.8])
+    n = ctx.sizes["n_sw2"]
+    coarse = np.linspace(1.0, 4.0, n)
+    fine = np.linspace(1.0, 4.0, 10 * (n - 1) + 1)
+    mf_c = mean_field("tanh", coarse[:, None], SB2, keep_rate=rhos[None, :], show_progress=False)
+    mf_f = mean_field("tanh", fine[:, None], SB2, keep_rate=rhos[None, :], show_progress=False)
+    peak_c = np.nanmax(np.where(np.isfinite(mf_c.xi_c), mf_c.xi_c, 1e300), axis=0)
+    peak_f = np.nanmax(np.where(np.isfinite(mf_f.xi_c), mf_f.xi_c, 1e300), axis=0)
+    growth = peak_f / peak_c - 1.0
+    cs = mf_f.c_star  # (sw2, rho), rho decreasing along axis 1
+    increase = float(np.nanmax(cs[:, 2:] - cs[:, 1:-1]))
+    one_minus = float(np.nanmin(1.0 - cs[:, 1:]))
+    crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
+    insets, map_rows = [], []
+    for rho, colour in ((1.0, "black"), (0.95, "purple"), (0.8, "blue")):
+        mf = mean_field("tanh", crit, SB2, keep_rate=rho, show_progress=False)
+        c_star, xi = float(mf.c_star), float(mf.xi_c)
+        chi_c = float(np.exp(-1.0 / xi)) if np.isfinite(xi) and xi > 0 else 1.0
+        fd = _slope_at_fixed_point("tanh", crit, SB2, c_star, keep_rate=rho)
+        insets.append((rho, c_star, chi_c, fd))
+        map_rows.append((crit, c_star, chi_c, {"keep_rate": rho}, colour, f"rho={rho:g}"))
+    data = [ctx.save_csv({"sigma_w2": np.repeat(fine, len(rhos)), "keep_rate": np.tile(rhos, len(fine)),
+                          "c_star": cs.reshape(-1), "xi_c": mf_f.xi_c.reshape(-1)}),
+            ctx.save_csv({"keep_rate": rhos, "xi_c_peak_coarse": peak_c, "xi_c_peak_fine": peak_f}, "peaks")]
+    cols = ["black"] + ramp(len(rhos) - 1, "cool")
+    path, rel = ctx.figure_path()
+    panels_figure(path, [
+        _map_panel(map_rows, f"(a) c-map at sw2 = {crit:.3f}"),
+        Panel([Series(fine, cs[:, j], f"{r:g}", color=cols[j]) for j, r in enumerate(rhos)],
+              "(b) c* against sigma_w^2 (legend: rho)", "sigma_w^2", "c*"),
+        Panel([Series(fine, np.where(np.isfinite(mf_f.xi_c[:, j]), mf_f.xi_c[:, j], np.nan), None, color=cols[j])
+               for j in range(len(rhos))], "(c) xi_c: no divergence for rho < 1", "sigma_w^2", "xi_c", logy=True),
+    ])
+    return Measurement(
+        ours={"peak_growth_rho_lt_1": float(np.max(growth[1:])), "peak_growth_rho_1": float(growth[0]),
+              "xi_c_peak_rho_0.99": float(peak_f[1]), "c_star_increase_with_dropout": increase,
+              "one_minus_c_star_min": one_minus,
+              "inset_slope_max_abs_dev": float(max(abs(r[2] - r[3]) for r in insets))},
+        figure=[rel], data=data)
+
+
+def _gradient_rows(res) -> pd.DataFrame:
+    """Every layer of every sigma_w2 of a gradient run, with all statistics the library reports."""
+    frames = []
+    for p in res.points:
+        d = p.to_dict()
+        f = pd.DataFrame(d["layers"])
+        f.insert(0, "sigma_w2", p.sigma_w2)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _column(res, name: str) -> list[np.ndarray]:
+    """Per sigma_w2, the per-layer column ``name`` of the run (NaN where absent)."""
+    out = []
+    for p in res.points:
+        rows = p.to_dict()["layers"]
+        out.append(np.array([np.nan if r.get(name) is None else r[name] for r in rows], dtype=float))
+    return out
+
+
+def _gradient_run(ctx: Context, sweep: np.ndarray, backprop: str, keep_rate: float = 1.0,
+                  activation: str = "tanh", networks: int | None = None):
+    from deepprop.simulate.gradients import simulate_gradients
+
+    s = ctx.sizes
+    dataset, note = ctx.mnist_like()
+    res = simulate_gradients(activation, list(map(float, sweep)), SB2, width=s["width"], depth=s["depth"],
+                             dataset=dataset, data_dir=ctx.data_dir, batch_size=s["batch"], backprop=backprop,
+                             keep_rate=keep_rate, networks=networks or s["networks"], seed=0,
+                             device=ctx.device, dtype="float64", progress=ctx.progress)
+    return res, note
+
+
+GRAD_SIZES = {"smoke": {"width": 32, "depth": 24, "n_sw2": 5, "networks": 2, "batch": 16},
+              "quick": {"width": 200, "depth": 120, "n_sw2": 13, "networks": 2, "batch": 48},
+              "paper": {"width": 300, "depth": 240, "n_sw2": 25, "networks": 4, "batch": 128}}
+
+
+@claim(
+    "001-fig4",
+    source=f"{PAPER}, fig. 4 and eq. 16",
+    statement="In random tanh networks on real data, ||dE/dW^l||^2 grows or decays exponentially with depth at "
+              "the rate of eq. 16, |xi_grad| = 1/|log chi_1|, away from the critical point.",
+    paper_says="Fig. 4a: layer-by-layer gradient norms of a 240-layer, width-300 network on MNIST for sigma_w^2 "
+               "1 to 4, straight lines on a log scale; 4b: measured |xi_grad| (red dots) on the theory curve, "
+               "deviating near the critical point (finite size).",
+    paper={"median_rel_dev": 0.0},
+    tolerance={"median_rel_dev": Tolerance(
+        "abs", 0.2, "fig. 4b 'good quantitative agreement' read as a median within 20% for |xi_grad| <= L/2")},
+    sizes=GRAD_SIZES,
+)
+def fig4(ctx: Context) -> Measurement:
+    from deepprop.plots.report import Panel, Series, panels_figure
+    from deepprop.plots.style import ramp
+    from deepprop.theory.meanfield import mean_field
+
+    s = ctx.sizes
+    sweep = np.linspace(1.0, 4.0, s["n_sw2"])
+    res, note = _gradient_run(ctx, sweep, "shared")
+    fit = np.array([abs(p.xi_grad_fit) if p.finite else np.nan for p in res.points])
+    theory = np.abs(np.array([float(p.theory["xi_grad"]) if p.theory else np.nan for p in res.points]))
+    away = np.isfinite(theory) & (theory <= s["depth"] / 2)
+    dev, n = median_rel_dev(fit[away], theory[away])
+    fine = np.linspace(1.0, 4.0, 301)
+    th_fine = np.abs(mean_field("tanh", fine, SB2, show_progress=False).xi_grad)
+    data = [ctx.save_csv(_gradient_rows(res)),
+            ctx.save_csv({"sigma_w2": sweep, "abs_xi_grad_fit": fit, "abs_xi_grad_theory": theory,
+                          "in_comparison": away}, "fits")]
+    cols = ramp(len(sweep), "coolwarm")
+    path, rel = ctx.figure_path()
+    panels_figure(path, [
+        Panel([Series(p.layers, p.grad_sq_norm, f"{p.sigma_w2:.2f}" if i % 3 == 0 else None, color=cols[i])
+               for i, p in enumerate(res.points)], f"(a) ||dE/dW^l||^2, width {s['width']}, depth {s['depth']}",
+              "layer l", "squared gradient norm", logy=True),
+        Panel([Series(fine, th_fine, "theory |xi_grad|", "--", color="k"),
+               Series(sweep, fit, "measured", "o", color="red")],
+              "(b) gradient depth scale", "sigma_w^2", "|xi_grad|", logy=True),
+    ])
+    return Measurement(ours={"median_rel_dev": dev, "points_compared": n}, figure=[rel], data=data,
+                       note=note + f"; width {s['width']}, depth {s['depth']}, {s['networks']} networks, "
+                       f"batch {s['batch']}")
+
+
+@claim(
+    "001-eq17",
+    source=f"{PAPER}, eq. 17 and appendix 7.9",
+    statement="The covariance of two inputs' gradients decays from the output towards the input over the "
+              "correlation depth scale xi_c (with backward weights independent of the forward ones).",
+    paper_says="Eq. 17: q~_ab^l = q~_ab^L e^{-(L-l)/xi_c}, xi_c as in the forward pass (no figure).",
+    paper={"median_rel_dev": 0.0},
+    tolerance={"median_rel_dev": Tolerance(
+        "abs", 0.25, "zeroth order in the eq. 17 expansion; finite width and 25% for the fit of a noisy covariance")},
+    sizes=GRAD_SIZES,
+)
+def eq17(ctx: Context) -> Measurement:
+    from deepprop.plots.report import Panel, Series, panels_figure
+    from deepprop.plots.style import ramp
+    from deepprop.theory.meanfield import mean_field
+
+    s = ctx.sizes
+    sweep = np.linspace(2.0, 4.0, max(3, s["n_sw2"] // 2))  # chaotic: xi_c differs from xi_grad there
+    res, note = _gradient_run(ctx, sweep, "independent")
+    fit = np.array([p.xi_cov_fit for p in res.points])
+    theory = np.array([float(p.theory["xi_c"]) if p.theory else np.nan for p in res.points])
+    dev, n = median_rel_dev(fit, theory)
+    fine = np.linspace(2.0, 4.0, 201)
+    data = [ctx.save_csv(_gradient_rows(res)),
+            ctx.save_csv({"sigma_w2": sweep, "xi_cov_fit": fit, "xi_c_theory": theory}, "fits")]
+    cols = ramp(len(sweep), "coolwarm")
+    path, rel = ctx.figure_path()
+    panels_figure(path, [
+        Panel([Series(p.layers, np.abs(cov), f"{p.sigma_w2:.2f}", color=cols[i])
+               for i, (p, cov) in enumerate(zip(res.points, _column(res, "grad_cov"), strict=True))],
+              "(a) |gradient covariance| of input pairs by layer",
+              "layer l", "covariance", logy=True),
+        Panel([Series(fine, mean_field("tanh", fine, SB2, show_progress=False).xi_c, "theory xi_c", "--", color="k"),
+               Series(sweep, fit, "fitted covariance depth scale", "o", color="red")],
+              "(b) covariance depth scale vs xi_c", "sigma_w^2", "depth scale"),
+    ])
+    return Measurement(ours={"median_rel_dev": dev, "points_compared": n}, figure=[rel], data=data,
+                       note=note + "; independent backward weights (the paper's assumption)")

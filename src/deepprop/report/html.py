@@ -1,0 +1,143 @@
+"""index.html: one self-contained static page (images embedded as base64 data URIs; no network).
+
+The claims table comes first, under a one-line summary; then one section per claim with our figure beside a
+sentence describing the paper's.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED
+
+COLOURS = {REPRODUCED: "#1a7f37", DIFFERS: "#b35900", NOT_RUN: "#6e7781"}
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#1f2328}
+h1{font-size:1.5em;margin-bottom:.2em} .summary{font-size:1.15em;font-weight:600;margin:.4em 0 .8em}
+.note{background:#fff8c5;border:1px solid #d4a72c;padding:.5em .8em;border-radius:6px;margin:.6em 0}
+table{border-collapse:collapse;width:100%;font-size:.82em} th,td{border:1px solid #d0d7de;padding:4px 6px;
+vertical-align:top;text-align:left} th{background:#f6f8fa;position:sticky;top:0}
+.verdict{font-weight:700} .verdict small{white-space:normal;display:block;min-width:12em}
+code{font-size:.85em;word-break:break-all}
+.claim{border-top:2px solid #d0d7de;margin-top:1.5em;padding-top:.6em}
+.pair{display:flex;gap:1.2em;align-items:flex-start;flex-wrap:wrap}
+.pair .text{flex:1 1 320px;min-width:280px}
+.pair .figs{flex:2 1 600px} .pair img{max-width:100%;border:1px solid #d0d7de;margin-bottom:.5em}
+.kv{font-size:.85em} .kv td{border:none;padding:1px 6px} .tip{border-bottom:1px dotted #888;cursor:help}
+td:nth-child(3){min-width:16em} small{font-weight:400;color:#57606a}
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return "<br>".join(f"{_esc(k)}: {_value(x)}" for k, x in v.items() if not str(k).endswith("_reason"))
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v)
+    return _esc(v) if v is not None else "&ndash;"
+
+
+def _checked(record: dict[str, Any], field: str) -> str:
+    """Only the checked quantities of ``field`` (ours / paper), one per line."""
+    src = record.get(field) or {}
+    names = list((record.get("tolerance") or {}).keys())
+    if not isinstance(src, dict):
+        return _value(src)
+    return "<br>".join(f"{_esc(n)}: {_value(src.get(n))}" for n in names) or _value(src)
+
+
+def _tolerance(record: dict[str, Any], sources: bool = True) -> str:
+    """Each checked quantity's tolerance; where it comes from in italics, or as a tooltip in the table."""
+    tol = record.get("tolerance") or {}
+    if sources:
+        return "<br>".join(f"{_esc(n)}: {_esc(t.get('text'))} <i>({_esc(t.get('source'))})</i>"
+                           for n, t in tol.items())
+    return "<br>".join(f'<span title="{_esc(t.get("source"))}" class="tip">{_esc(t.get("text"))}</span>'
+                       for t in tol.values())
+
+
+def _figures(record: dict[str, Any]) -> list[str]:
+    f = record.get("figure")
+    if not f:
+        return []
+    return [f] if isinstance(f, str) else list(f)
+
+
+def _img(out: Path, rel: str) -> str:
+    path = out / rel
+    try:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError:
+        return f'<p>figure {_esc(rel)} is missing</p>'
+    return f'<a href="{_esc(rel)}"><img alt="{_esc(rel)}" src="data:image/png;base64,{data}"></a>'
+
+
+def render(out: Path, doc: dict[str, Any]) -> str:
+    """The page as a string."""
+    records = doc["claims"]
+    rows = []
+    for r in records:
+        v = r["verdict"]
+        figs = " ".join(f'<a href="#{_esc(r["id"])}">fig</a>' for _ in _figures(r)[:1])
+        rows.append(
+            f'<tr class="claim-row" data-id="{_esc(r["id"])}" data-verdict="{_esc(v)}">'
+            f'<td><a href="#{_esc(r["id"])}">{_esc(r["id"])}</a></td><td>{_esc(r["source"])}</td>'
+            f'<td>{_esc(r["statement"])}</td><td>{_checked(r, "paper")}</td><td>{_checked(r, "ours")}</td>'
+            f'<td>{_tolerance(r, sources=False)}</td>'
+            f'<td class="verdict" style="color:{COLOURS.get(v, "#000")}" title="{_esc(r["why"])}">{_esc(v)}'
+            f'{"<br><small>" + _esc(r["why"]) + "</small>" if v == NOT_RUN else ""}</td>'
+            f'<td><details><summary>command</summary><code>{_esc(r["command"])}</code></details></td>'
+            f'<td>{(r.get("seconds") or 0):.1f}</td><td>{figs}</td></tr>')
+    sections = []
+    for r in records:
+        figs = "".join(_img(out, f) for f in _figures(r)) or "<p><i>no figure: the row's numbers are the result "\
+                                                             "(raw numbers in the data files)</i></p>"
+        data = ", ".join(f'<a href="{_esc(d)}">{_esc(d)}</a>' for d in r.get("data") or []) or "&ndash;"
+        sections.append(
+            f'<section class="claim" id="{_esc(r["id"])}"><h2>{_esc(r["id"])} &mdash; '
+            f'<span style="color:{COLOURS.get(r["verdict"], "#000")}">{_esc(r["verdict"])}</span></h2>'
+            f'<div class="pair"><div class="text"><p><b>Claim.</b> {_esc(r["statement"])}</p>'
+            f'<p><b>The paper ({_esc(r["source"])}).</b> {_esc(r.get("paper_says"))}</p>'
+            f'<p><b>Setting.</b> {_esc(r.get("note")) or "&ndash;"}</p><p><b>Verdict.</b> {_esc(r["why"])}</p>'
+            f'<table class="kv"><tr><td><b>ours</b></td><td>{_value(r.get("ours"))}</td></tr>'
+            f'<tr><td><b>target</b></td><td>{_value(r.get("paper"))}</td></tr></table>'
+            f'<p><b>Tolerance.</b><br>{_tolerance(r)}</p>'
+            f'<p><b>Raw numbers:</b> {data}</p><p><b>Recompute:</b> <code>{_esc(r["command"])}</code></p></div>'
+            f'<div class="figs">{figs}</div></div></section>')
+    meta = (f'tier {_esc(doc["tier"])}, device {_esc(doc["device"])}, deepprop {_esc(doc["deepprop_version"])}, '
+            f'torch {_esc(doc["torch_version"])}, {_esc(doc["cpu_count"])} CPUs, '
+            f'{doc["seconds_total"]:.0f} s of claim time')
+    payload = json.dumps({"rows": len(records)})
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>deepprop reproduction report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
+<body data-claims='{payload}'><h1>deepprop: which claims of the papers it reproduces</h1>
+<div class="summary" id="summary">{_esc(doc["summary"])}</div>
+<div class="note">{_esc(doc["tier_note"])}</div><p class="kv">{meta}</p>
+<table id="claims"><thead><tr><th>id</th><th>paper and place</th><th>claim</th><th>paper / target</th><th>ours</th>
+<th>tolerance (hover: where it comes from)</th><th>verdict (hover: why)</th><th>recompute</th><th>s</th><th></th>
+</tr></thead><tbody>
+{"".join(rows)}
+</tbody></table>
+{"".join(sections)}
+</body></html>
+"""
+
+
+def write_index(out: Path, doc: dict[str, Any]) -> Path:
+    """Write OUT/index.html atomically and return its path."""
+    path = out / "index.html"
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(render(out, doc), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,235 @@
+"""Run the selected claims, one after the other, saving each as it finishes; then write claims.json and
+index.html. Every input is checked before anything is written to OUT."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepprop.errors import DatasetError, ParameterError
+from deepprop.jsonout import to_json
+from deepprop.report.checkpoint import claims_checkpoint, load_result
+from deepprop.report.context import Context, dataset_available
+from deepprop.report.registry import Claim, check_tier, select
+from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED, verdict
+
+TIER_NOTES = {
+    "smoke": "smoke tier: every claim at toy size to exercise every experiment path; sizes are far below the "
+             "papers' and the verdicts are reported but NOT meaningful (tolerances are the same, the experiments "
+             "are too small to meet them reliably).",
+    "quick": "quick tier: theory and simulation rows at meaningful sizes; trainability grids reduced for a CPU "
+             "(width 32, few cells, digits standing in for MNIST, raised learning rates).",
+    "paper": "paper tier: the papers' sizes and budgets (width 300, depths to 300, their step counts, datasets "
+             "by name where present).",
+}
+
+
+@dataclass
+class ReportResult:
+    records: list[dict[str, Any]]
+    summary: str
+    index: Path
+    claims_json: Path
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """OUT as a Path, or ParameterError('out') unless it is (or can be created as) a writable directory.
+
+    Nothing is created here."""
+    p = Path(out).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise ParameterError("out", f"{p} exists and is not a directory")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ParameterError("out", f"cannot create {p}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ParameterError("out", f"directory {probe} is not writable")
+    return p
+
+
+def check_device(device: str) -> str:
+    """'cpu' or 'cuda[:N]'; ParameterError('device') for anything else or cuda without a CUDA device."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", "cuda requested but no CUDA device is available (use --device cpu)")
+    return str(dev)
+
+
+def check_data_dir(data_dir: str | None) -> str | None:
+    """A --data-dir must exist and hold MNIST, Fashion-MNIST or CIFAR-10 (else ParameterError('data_dir'))."""
+    if data_dir is None:
+        return None
+    d = Path(data_dir).expanduser()
+    if not d.is_dir():
+        raise ParameterError("data_dir", f"not a directory: {d}")
+    if not any(dataset_available(n, str(d)) for n in ("mnist", "fashion-mnist", "cifar10")):
+        raise ParameterError("data_dir", f"no MNIST, Fashion-MNIST or CIFAR-10 files in {d}")
+    return str(d)
+
+
+def command_for(claim_id: str, tier: str, out: Path, device: str, data_dir: str | None) -> str:
+    """The command that recomputes just this row."""
+    parts = ["deepprop", "reproduce", "--tier", tier, "--only", claim_id, "--out", str(out), "--force"]
+    if device != "cpu":
+        parts += ["--device", device]
+    if data_dir:
+        parts += ["--data-dir", data_dir]
+    return shlex.join(parts)
+
+
+def measure(c: Claim, ctx: Context) -> dict[str, Any]:
+    """Run one claim and turn its measurement into a row (the verdict computed from the numbers)."""
+    t0 = time.perf_counter()
+    try:
+        m = c.run(ctx)
+    except (DatasetError, ParameterError) as exc:  # a missing data set, a size the library refuses
+        from deepprop.report.registry import Measurement
+
+        m = Measurement(not_run=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one failing experiment must not hide the others; reported
+        from deepprop.report.registry import Measurement
+
+        tb = traceback.extract_tb(exc.__traceback__)[-1]
+        m = Measurement(not_run=f"failed: {type(exc).__name__}: {exc} ({Path(tb.filename).name}:{tb.lineno})")
+    seconds = time.perf_counter() - t0
+    paper = {**dict(c.paper), **m.reference}
+    if m.not_run is not None:
+        v, why = NOT_RUN, m.not_run
+    else:
+        res = verdict(m.ours, paper, c.tolerance)
+        v, why = res.verdict, res.why
+    figure: Any = m.figure[0] if len(m.figure) == 1 else list(m.figure)
+    return {
+        "id": c.id, "source": c.source, "statement": c.statement, "paper": paper, "ours": m.ours,
+        "tolerance": {k: t.to_dict() for k, t in c.tolerance.items()}, "verdict": v, "why": why,
+        "command": command_for(c.id, ctx.tier, ctx.out, ctx.device, ctx.data_dir), "seconds": round(seconds, 3),
+        "figure": figure, "paper_says": c.paper_says, "data": list(m.data), "note": m.note, "tier": ctx.tier,
+        "finished_at": time.time(),
+    }
+
+
+def summary_line(records: list[dict[str, Any]]) -> str:
+    n = len(records)
+    count = {v: sum(r["verdict"] == v for r in records) for v in (REPRODUCED, DIFFERS, NOT_RUN)}
+    return (f"{count[REPRODUCED]} of {n} claims reproduced, {count[DIFFERS]} differ, "
+            f"{count[NOT_RUN]} not run")
+
+
+def run_report(
+    only: str | None = None,
+    tier: str = "quick",
+    out: str | os.PathLike = "results",
+    *,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> ReportResult:
+    """Run the claims ``only`` names (all by default) at ``tier`` into ``out``; see the package docstring."""
+    tier = check_tier(tier)
+    claims = select(only)
+    device = check_device(device)
+    data_dir = check_data_dir(data_dir)
+    out_path = check_out(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    from tqdm import tqdm
+
+    ckpt = claims_checkpoint(out_path, tier)
+    bar = tqdm(claims, desc="claims", unit="claim", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    for c in bar:
+        bar.set_postfix_str(c.id, refresh=True)
+        if not force and c.id in ckpt:
+            continue
+        ctx = Context(tier, out_path, device=device, data_dir=data_dir, progress=not quiet, claim_id=c.id,
+                      sizes=c.sizes[tier])
+        record = measure(c, ctx)
+        ckpt.save(c.id, json.loads(to_json(record)))  # strict JSON: non-finite numbers as null
+        if log is not None:
+            bar.write(f"{c.id}: {record['verdict']} ({record['seconds']:.1f} s)", file=sys.stderr)
+    bar.close()
+    return write_outputs(out_path, tier, device, data_dir, started)
+
+
+def collect(out: Path, tier: str) -> list[dict[str, Any]]:
+    """Saved rows of every registered claim finished at ``tier`` in OUT, in report order."""
+    from deepprop.report.registry import all_claims
+
+    ckpt = claims_checkpoint(out, tier)
+    return [r for r in (load_result(ckpt, c.id) for c in all_claims()) if r is not None]
+
+
+def write_outputs(out: Path, tier: str, device: str, data_dir: str | None, started: float) -> ReportResult:
+    """claims.json and index.html from the saved rows (both written atomically)."""
+    import torch
+
+    from deepprop._version import __version__
+    from deepprop.report.html import write_index
+
+    records = collect(out, tier)
+    line = summary_line(records)
+    meta = {
+        "summary": line,
+        "counts": {v: sum(r["verdict"] == v for r in records) for v in (REPRODUCED, DIFFERS, NOT_RUN)},
+        "tier": tier, "tier_note": TIER_NOTES[tier], "device": device, "data_dir": data_dir,
+        "deepprop_version": __version__, "torch_version": torch.__version__,
+        "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "started": started, "finished": time.time(),
+        "seconds_total": round(sum(r.get("seconds") or 0.0 for r in records), 3),
+    }
+    doc = {"claims": records, **meta}
+    claims_json = out / "claims.json"
+    _atomic_text(claims_json, to_json(doc))
+    index = write_index(out, doc)
+    return ReportResult(records, line, index, claims_json)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    return "-" if v is None else str(v)
+
+
+def headline(record: dict[str, Any]) -> str:
+    """'name: ours vs paper' for the first checked quantity of a row."""
+    tol = record.get("tolerance") or {}
+    if not tol:
+        return ""
+    name = next(iter(tol))
+    return f"{name}: {_num((record.get('ours') or {}).get(name))} vs {_num((record.get('paper') or {}).get(name))}"
+
+
+def table_text(result: ReportResult) -> str:
+    """The terminal table: id, verdict, ours vs paper; then the summary."""
+    w = max([len(r["id"]) for r in result.records] + [5])
+    lines = [f"{'claim':<{w}}  {'verdict':<10}  ours vs paper"]
+    for r in result.records:
+        lines.append(f"{r['id']:<{w}}  {r['verdict']:<10}  {headline(r) if r['verdict'] != NOT_RUN else r['why']}")
+    lines.append(result.summary)
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""deepprop reproduce: verdicts, claims.json schema, resume, bad input, and a fast subset end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deepprop.cli.main import main
+from deepprop.jsonout import loads_strict
+from deepprop.report import Tolerance, all_claims, run_report, select, verdict
+from deepprop.report.checkpoint import claims_checkpoint
+from deepprop.report.registry import REGISTRY, TIERS
+from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED
+
+KEYS = {"id", "source", "statement", "paper", "ours", "tolerance", "verdict", "why", "command", "seconds", "figure"}
+FAST = "004-closed-forms,004-critical-init,own-engine-accuracy,001-fig1"
+REQUIRED_IDS = ["001-fig1", "001-fig2", "001-fig3", "001-fig4", "001-eq17", "001-fig5", "001-fig6", "001-fig7",
+                "001-fig8", "004-critical-init", "004-closed-forms", "004-finite-width", "004-vs-he",
+                "004-overflow-depth", "002-shared-vs-independent", "002-same-depth-scale", "002-universality",
+                "002-trainable-law", "003-jacobian-spectrum", "003-mutual-information", "own-finite-width",
+                "own-engine-accuracy"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+# ---- verdicts: computed from numbers, never written ------------------------------------------------------
+
+
+def test_registry_has_every_contract_id_with_sizes_for_every_tier():
+    claims = all_claims()
+    groups = {c.group for c in claims}
+    assert set(REQUIRED_IDS) <= groups
+    for c in claims:
+        assert set(TIERS) <= set(c.sizes)
+        assert c.tolerance and all(t.source for t in c.tolerance.values())
+        assert set(c.paper) <= set(c.tolerance) | set(c.paper)
+
+
+def test_verdict_of_a_real_claim_flips_when_a_measurement_leaves_its_tolerance():
+    c = REGISTRY["004-closed-forms"] if REGISTRY else select("004-closed-forms")[0]
+    at_target = dict(c.paper)
+    assert verdict(at_target, c.paper, c.tolerance).verdict == REPRODUCED
+    for name, tol in c.tolerance.items():
+        inside = dict(at_target, **{name: c.paper[name] + 0.9 * tol.value})
+        outside = dict(at_target, **{name: c.paper[name] + 1.1 * tol.value})
+        assert verdict(inside, c.paper, c.tolerance).verdict == REPRODUCED
+        res = verdict(outside, c.paper, c.tolerance)
+        assert res.verdict == DIFFERS and name in res.why
+
+
+@pytest.mark.parametrize("kind,ours,err,expected", [
+    ("abs", 1.05, None, True), ("abs", 1.2, None, False), ("rel", 1.09, None, True), ("rel", 0.89, None, False),
+    ("at_least", 0.95, None, True), ("at_least", 0.85, None, False), ("at_most", 1.09, None, True),
+    ("at_most", 1.2, None, False), ("sigma", 1.3, 0.1, True), ("sigma", 1.5, 0.1, False), ("sigma", 1.0, None, False),
+])
+def test_tolerance_kinds(kind, ours, err, expected):
+    value = {"abs": 0.1, "rel": 0.1, "at_least": 0.1, "at_most": 0.1, "sigma": 4.0}[kind]
+    tol = {"x": Tolerance(kind, value, "test")}
+    measured = {"x": ours} if err is None else {"x": ours, "x_err": err}
+    assert (verdict(measured, {"x": 1.0}, tol).verdict == REPRODUCED) is expected
+
+
+def test_missing_or_nonfinite_measurement_differs():
+    tol = {"x": Tolerance("abs", 1.0, "test")}
+    for ours in ({}, {"x": math.nan}, {"x": math.inf}, {"x": None}):
+        assert verdict(ours, {"x": 0.0}, tol).verdict == DIFFERS
+
+
+# ---- end to end on a fast subset ------------------------------------------------------------------------
+
+
+def _load(out: Path) -> dict:
+    return loads_strict((out / "claims.json").read_text())
+
+
+def test_claims_json_schema_and_files(tmp_path):
+    out = tmp_path / "rep"
+    res = run_report(FAST, "smoke", out, quiet=True)
+    doc = _load(out)
+    assert len(doc["claims"]) == len(select(FAST)) == len(res.records)
+    for key in ("summary", "tier", "device", "counts", "deepprop_version", "seconds_total"):
+        assert key in doc
+    for row in doc["claims"]:
+        assert KEYS <= set(row)
+        assert row["verdict"] in (REPRODUCED, DIFFERS, NOT_RUN)
+        assert isinstance(row["ours"], dict) and row["ours"]
+        assert all(v is None or isinstance(v, (int, float)) for v in row["ours"].values())
+        assert isinstance(row["seconds"], (int, float)) and row["seconds"] >= 0
+        assert row["command"].startswith("deepprop reproduce --tier smoke --only " + row["id"])
+        figs = [row["figure"]] if isinstance(row["figure"], str) else row["figure"]
+        for f in figs:
+            assert not os.path.isabs(f) and (out / f).is_file()
+        for d in row.get("data", []):
+            assert (out / d).is_file()
+    # the critical line is a number in `ours` and it matches the paper's 1.76
+    fig1 = next(r for r in doc["claims"] if r["id"] == "001-fig1")
+    assert abs(fig1["ours"]["critical_sigma_w2"] - 1.76) < 0.005
+    n = len(doc["claims"])
+    assert doc["summary"].startswith(f"{doc['counts']['reproduced']} of {n} claims reproduced")
+    html = (out / "index.html").read_text()
+    assert html.count('class="claim-row"') == n and "http://" not in html and "https://" not in html
+    assert doc["summary"] in html
+
+
+def test_resume_skips_finished_claims_and_force_recomputes(tmp_path):
+    out = tmp_path / "rep"
+    ids = "004-closed-forms,004-critical-init"
+    run_report(ids, "smoke", out, quiet=True)
+    first = {r["id"]: r["finished_at"] for r in _load(out)["claims"]}
+    run_report(ids, "smoke", out, quiet=True)
+    again = {r["id"]: r["finished_at"] for r in _load(out)["claims"]}
+    assert again == first
+    claims_checkpoint(out, "smoke").discard("004-critical-init")  # as if killed during this claim
+    run_report(ids, "smoke", out, quiet=True)
+    third = {r["id"]: r["finished_at"] for r in _load(out)["claims"]}
+    assert third["004-closed-forms"] == first["004-closed-forms"]
+    assert third["004-critical-init"] > first["004-critical-init"]
+    run_report(ids, "smoke", out, quiet=True, force=True)
+    forced = {r["id"]: r["finished_at"] for r in _load(out)["claims"]}
+    assert all(forced[k] > third[k] for k in forced)
+
+
+def test_sigkill_loses_at_most_the_claim_in_progress(tmp_path):
+    # A real run killed while its second claim computes: the first claim survives and is not recomputed.
+    out = tmp_path / "rep"
+    ids = "004-closed-forms,001-fig2"
+    proc = subprocess.Popen([sys.executable, "-m", "deepprop", "reproduce", "--tier", "smoke", "--only", ids,
+                             "--out", str(out), "--quiet"], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    ckpt_dir = out / "claims" / "smoke"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith("004-closed-forms") for p in ckpt_dir.glob("*")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckpt = claims_checkpoint(out, "smoke")
+    assert "004-closed-forms" in ckpt
+    saved = ckpt["004-closed-forms"]["finished_at"]
+    run_report(ids, "smoke", out, quiet=True)
+    rows = {r["id"]: r for r in _load(out)["claims"]}
+    assert rows["004-closed-forms"]["finished_at"] == saved and "001-fig2" in rows
+
+
+def test_cli_prints_the_table_and_the_index_path(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--tier", "smoke", "--only", "004-closed-forms", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out.strip().splitlines()
+    assert text[-1] == f"report: {out / 'index.html'}"
+    assert any(line.startswith("004-closed-forms") and "reproduced" in line for line in text)
+    assert "claims reproduced" in text[-2]
+
+
+# ---- bad input: one line naming the flag, exit 2, nothing written ----------------------------------------
+
+
+def _bad(argv, flag, capsys, out: Path):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0], err
+    assert not out.exists()
+
+
+def test_bad_input(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "never"
+    base = ["reproduce", "--out", str(out), "--quiet"]
+    _bad(base + ["--only", "001-nope"], "--only", capsys, out)
+    _bad(base + ["--tier", "huge"], "--tier", capsys, out)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    _bad(["reproduce", "--out", str(blocker / "sub"), "--only", "004-closed-forms"], "--out", capsys,
+         blocker / "sub")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _bad(base + ["--data-dir", str(empty)], "--data-dir", capsys, out)
+    _bad(base + ["--data-dir", str(tmp_path / "missing")], "--data-dir", capsys, out)
+    if not torch.cuda.is_available():
+        _bad(base + ["--device", "cuda"], "--device", capsys, out)
+
+
+def test_cifar_row_is_not_run_with_the_reason_when_absent(tmp_path):
+    from deepprop.report.context import dataset_available
+
+    if dataset_available("cifar10", None):
+        pytest.skip("CIFAR-10 is installed here")
+    res = run_report("001-fig5/cifar10", "smoke", tmp_path / "rep", quiet=True)
+    (row,) = res.records
+    assert row["verdict"] == NOT_RUN and "CIFAR-10 not found" in row["why"]
+
+
+@pytest.mark.slow
+def test_smoke_tier_end_to_end(tmp_path):
+    """Every claim at toy size: every experiment path runs, none fails (verdicts at this tier are not judged)."""
+    out = tmp_path / "rep"
+    res = run_report(None, "smoke", out, quiet=True)
+    doc = _load(out)
+    assert len(doc["claims"]) == len(all_claims()) == len(res.records)
+    failed = [r["id"] for r in doc["claims"] if r["verdict"] == NOT_RUN and "CIFAR" not in r["why"]]
+    assert not failed, [r["why"] for r in doc["claims"] if r["id"] in failed]
+    json.dumps(doc, allow_nan=False)
