@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from deepprop.errors import ParameterError
+from deepprop.networks import Ensemble
 from deepprop.simulate.gradients import (
     backward_errors,
     forward_pass,
@@ -13,7 +14,6 @@ from deepprop.simulate.gradients import (
     shared_errors,
     simulate_gradients,
 )
-from deepprop.simulate.networks import Ensemble
 from deepprop.theory.meanfield import mean_field
 
 
@@ -67,16 +67,18 @@ def test_autograd_errors_match_weight_gradients():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backprop", ["independent", "shared"])
-def test_gradient_depth_scale_within_15_percent_of_theory(backprop):
+def test_gradient_depth_scale_within_8_percent_of_theory(backprop):
     sweep = [1.0, 1.25, 2.5, 4.0]  # in [1, 1.5] and [2.2, 4]: away from criticality (sw2 ~ 1.76)
-    # the fitted slope of a log-norm random walk needs ~8 networks of width 300 (at sw2 = 1.5, xi_grad = 15.8,
-    # 8 networks still scatter by ~15 % between seeds: see README)
+    # xi_grad_fit is the per-example fit (eq. 16's quantity). Measured over seeds 0-2, both modes, these
+    # four sw2: worst deviation 4.2 % (independent, seed 1, sw2 = 2.5), jackknife errors 0.5-4.3 % of xi;
+    # 8 % is twice the worst observed deviation and ~2 sigma of the widest error (was 15 % for the
+    # batch-summed norm, whose cross terms follow eq. 17 instead).
     res = simulate_gradients("tanh", sweep, 0.05, width=300, depth=80, networks=8, batch_size=32,
                              backprop=backprop, seed=0)
     theory = -1.0 / np.log(mean_field("tanh", np.array(sweep), 0.05).chi1)
     for p, xi in zip(res.points, theory, strict=True):
         assert p.finite
-        assert p.xi_grad_fit == pytest.approx(xi, rel=0.15), (p.sigma_w2, p.xi_grad_fit, xi)
+        assert p.xi_grad_fit == pytest.approx(xi, rel=0.08), (p.sigma_w2, p.xi_grad_fit, xi)
     # vanishing (ordered) vs exploding (chaotic): the sign is the phase
     assert res.points[0].xi_grad_fit > 0 and res.points[-1].xi_grad_fit < 0
     # follow-ups sec. 2: variance across networks grows as a power of the mean (about mean^2)
@@ -86,11 +88,12 @@ def test_gradient_depth_scale_within_15_percent_of_theory(backprop):
 @pytest.mark.slow
 def test_gradient_depth_scale_at_the_edge_of_the_ordered_range():
     # sw2 = 1.5 closes the issue's [1, 1.5] range; xi_grad = 15.8 there, so the log-norm slope is small and
-    # needs width 600 and 16 networks: over seeds 0-4 the fit stayed within 0.89-1.05 of theory.
+    # needs width 600 and 16 networks: the per-example fit measured +0.3, +2.7, +3.5 % at seeds 0-2 with
+    # jackknife errors 2.8-3.5 %; 10 % is ~3 sigma (the issue's bar).
     res = simulate_gradients("tanh", [1.5], 0.05, width=600, depth=80, networks=16, batch_size=32,
                              backprop="shared", seed=0)
     theory = float(-1.0 / np.log(mean_field("tanh", 1.5, 0.05).chi1))
-    assert res.points[0].xi_grad_fit == pytest.approx(theory, rel=0.15)
+    assert res.points[0].xi_grad_fit == pytest.approx(theory, rel=0.10)
 
 
 def test_checkpoint_resumes_and_seed_reproduces(tmp_path):

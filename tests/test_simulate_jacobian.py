@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepprop.networks import Ensemble
 from deepprop.simulate.jacobian import jacobian_spectrum, network_jacobian, replay
-from deepprop.simulate.networks import Ensemble
 from deepprop.theory.meanfield import critical_sigma_w2, mean_field
 
 

@@ -7,10 +7,10 @@
   (follow-ups section 3).
 """
 
+from deepprop.networks import Ensemble
 from deepprop.simulate.forward import ForwardResult, simulate_forward
 from deepprop.simulate.gradients import GradientResult, simulate_gradients
 from deepprop.simulate.jacobian import JacobianResult, jacobian_spectrum
-from deepprop.simulate.networks import Ensemble
 
 __all__ = [
     "Ensemble", "ForwardResult", "GradientResult", "JacobianResult",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepprop.simulate.networks import Ensemble
+from deepprop.networks import Ensemble
 from deepprop.theory import meanfield
+from deepprop.theory.backprop import gradient_theory
 
 
 def _noise_kwargs(ens: Ensemble) -> dict[str, float]:
@@ -35,3 +36,19 @@ def critical_sigma_w2(ens: Ensemble) -> float:
     """The sigma_w2 with chi1 = 1 at the ensemble's sigma_b2 and noise (NaN where none)."""
     sw2 = meanfield.critical_sigma_w2(ens.activation, ens.sigma_b2, **_noise_kwargs(ens))
     return float(np.asarray(sw2).reshape(-1)[0])
+
+
+def gradient_point(ens: Ensemble) -> dict[str, np.ndarray]:
+    """Per sigma_w2 of the ensemble: the engine's point fields plus the backprop theory (xi_cov of eq. 17,
+    kappa and the finite-width typical scale xi_grad_typical) and a reason where xi_cov is undefined."""
+    th = point(ens)
+    sw = np.asarray(ens.sigma_w2, dtype=np.float64)
+    bp = gradient_theory(ens.activation, sw, ens.sigma_b2, width=ens.width, weights=ens.weights,
+                         **_noise_kwargs(ens))
+    out = {k: np.asarray(v).reshape(len(sw)) for k, v in th.items()}
+    for k in ("xi_cov", "chi_c", "kappa", "xi_grad_typical"):
+        out[k] = np.asarray(bp[k]).reshape(len(sw))
+    out["xi_cov_reason"] = np.array([None if np.isfinite(c) else
+                                     "no finite fixed point q* (phase unbounded): chi_c is undefined"
+                                     for c in out["chi_c"]], dtype=object)
+    return out

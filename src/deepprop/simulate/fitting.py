@@ -89,3 +89,39 @@ def fit_growth(layers: ArrayLike, values: ArrayLike, mask: ArrayLike | None = No
     if fit.slope == 0:
         return math.inf, math.inf, fit.n_points
     return 1.0 / fit.slope, fit.slope_err / fit.slope**2, fit.n_points
+
+
+def fit_exponential_approach(layers: ArrayLike, values: ArrayLike, sigma: ArrayLike | None = None,
+                             xi_guess: float = 5.0) -> tuple[float, float, str | None]:
+    """Fit values^l = y_inf + A exp(-l / xi) with the asymptote y_inf FREE (weighted least squares).
+
+    Unlike :func:`fit_relaxation` against a theoretical fixed point, this is blind to an O(1/N) shift of
+    the finite network's own fixed point, which otherwise leaves a plateau in |y^l - y*| that the
+    log-linear fit reads as a longer depth scale. Returns (xi, y_inf, reason); reason is None on success.
+    """
+    from scipy.optimize import curve_fit
+
+    x = np.asarray(layers, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(y)
+    if ok.sum() < 5:
+        return math.nan, math.nan, f"only {int(ok.sum())} finite layers (need 5 for a 3-parameter fit)"
+    s = None
+    if sigma is not None:  # exact layers (the prepared input has zero error) must not pin the fit
+        s = np.asarray(sigma, dtype=np.float64)[ok]
+        pos = s[np.isfinite(s) & (s > 0)]
+        s = np.maximum(np.nan_to_num(s, nan=0.0), np.median(pos) if pos.size else 1.0)
+    x, y = x[ok], y[ok]
+    tail = y[-max(3, y.size // 4):].mean()
+    p0 = (tail, y[0] - tail, 1.0 / max(xi_guess, 0.1))
+
+    def model(xx: np.ndarray, y_inf: float, amp: float, rate: float) -> np.ndarray:
+        return y_inf + amp * np.exp(-rate * (xx - x[0]))
+
+    try:
+        (y_inf, _, rate), _ = curve_fit(model, x, y, p0=p0, sigma=s, maxfev=5000)
+    except (RuntimeError, ValueError) as exc:
+        return math.nan, math.nan, f"the 3-parameter fit did not converge ({exc})"
+    if not (math.isfinite(rate) and rate > 0):
+        return math.nan, float(y_inf), f"fitted rate {rate:.3g} is not a decay (no relaxation resolved)"
+    return 1.0 / rate, float(y_inf), None

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from deepprop.errors import ParameterError
+from deepprop.networks import Ensemble
 from deepprop.simulate import _theory
 from deepprop.simulate._report import plain, stats_over_networks
-from deepprop.simulate.fitting import fit_relaxation
-from deepprop.simulate.networks import Ensemble
+from deepprop.simulate.fitting import fit_exponential_approach, fit_relaxation
 from deepprop.validation import check_positive, check_positive_int
 
 
@@ -53,6 +53,22 @@ def pair_statistics(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return qi.mean(dim=1), c
 
 
+def propagate_pairs(ens: Ensemble, gen: torch.Generator, z: torch.Tensor, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run layer-0 pre-activations z (batch, N, 2P) through ``depth`` fresh layers; per network q^l
+    (batch, depth + 1), averaged over all inputs, and per pair c^l (batch, P, depth + 1)."""
+    q_net = np.empty((ens.batch, depth + 1))
+    c_net = np.empty((ens.batch, z.shape[-1] // 2, depth + 1))
+    for l in range(depth + 1):
+        if l > 0:
+            w, b = ens.draw_weights(gen), ens.draw_bias(gen)
+            y, _ = ens.layer_input(z, gen)
+            z = torch.baddbmm(b, w, y)
+        q_l, c_l = pair_statistics(z)
+        q_net[:, l] = q_l.cpu().numpy()
+        c_net[:, :, l] = c_l.cpu().numpy()
+    return q_net, c_net
+
+
 @dataclass
 class ForwardResult:
     """Layer-by-layer q^l, c^l of a finite ensemble, with the theory and fitted depth scales."""
@@ -68,6 +84,7 @@ class ForwardResult:
     xi_c_fit: float
     theory: dict[str, Any] | None
     params: dict[str, Any] = field(default_factory=dict)
+    fits: dict[str, Any] = field(default_factory=dict)  # reasons, free-asymptote fit and its jackknife error
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI's JSON: layers [{layer, q, q_err, q_theory, c, c_err, c_theory}], fits and theory."""
@@ -85,6 +102,7 @@ class ForwardResult:
             "layers": rows,
             "xi_q_fit": self.xi_q_fit,
             "xi_c_fit": self.xi_c_fit,
+            **self.fits,
             "xi_q": th.get("xi_q"),
             "xi_c": th.get("xi_c"),
             "q_star": th.get("q_star"),
@@ -134,18 +152,9 @@ def simulate_forward(
         raise ParameterError("width", f"must be >= 2 to hold a pair of distinct inputs (got {width!r})")
 
     gen = ens.generator(seed)
-    q_net = np.empty((ens.batch, depth + 1))
-    c_net = np.empty((ens.batch, depth + 1))
     with torch.no_grad():
-        z = initial_pairs(ens, gen, pairs, q0, float(c0))
-        for l in range(depth + 1):
-            if l > 0:
-                w, b = ens.draw_weights(gen), ens.draw_bias(gen)
-                y, _ = ens.layer_input(z, gen)
-                z = torch.baddbmm(b, w, y)
-            q_l, c_l = pair_statistics(z)
-            q_net[:, l] = q_l.cpu().numpy()
-            c_net[:, l] = c_l.mean(dim=1).cpu().numpy()
+        q_net, c_pairs = propagate_pairs(ens, gen, initial_pairs(ens, gen, pairs, q0, float(c0)), depth)
+    c_net = c_pairs.mean(axis=1)
 
     q, q_err = stats_over_networks(q_net)
     c, c_err = stats_over_networks(c_net)
@@ -159,8 +168,13 @@ def simulate_forward(
     c_star = theory["c_star"] if theory is not None and np.isfinite(theory["c_star"]) else c[tail].mean()
     err_q = np.nan_to_num(q_err, nan=0.0)
     err_c = np.nan_to_num(c_err, nan=0.0)
-    xi_q_fit, _ = fit_relaxation(layers, q - q_star, 3 * err_q + abs(q_star) / ens.width, start=0)
-    xi_c_fit, _ = fit_relaxation(layers, c - c_star, 3 * err_c + 1.0 / ens.width, start=0)
+    xi_q_fit, nq = fit_relaxation(layers, q - q_star, 3 * err_q + abs(q_star) / ens.width, start=0)
+    xi_c_fit, nc = fit_relaxation(layers, c - c_star, 3 * err_c + 1.0 / ens.width, start=0)
+    fits = {"xi_q_fit_reason": _relaxation_reason(xi_q_fit, nq), "xi_c_fit_reason": _relaxation_reason(xi_c_fit, nc)}
+    guess = theory["xi_c"] if theory is not None and np.isfinite(theory["xi_c"]) else 5.0
+    fits.update(free_asymptote_fit(layers, c_net, guess))
+    if traj is not None:  # the same 3-parameter fit on the infinite-width trajectory: the window/transient part
+        fits["xi_c_fit_free_theory"] = fit_exponential_approach(layers, traj[1][0], None, guess)[0]
 
     params = {
         "activation": ens.activation.name, "sigma_w2": float(sigma_w2), "sigma_b2": ens.sigma_b2,
@@ -172,5 +186,35 @@ def simulate_forward(
     return ForwardResult(
         layers=layers, q=q, q_err=q_err, c=c, c_err=c_err,
         q_theory=None if traj is None else traj[0][0], c_theory=None if traj is None else traj[1][0],
-        xi_q_fit=xi_q_fit, xi_c_fit=xi_c_fit, theory=theory, params=params,
+        xi_q_fit=xi_q_fit, xi_c_fit=xi_c_fit, theory=theory, params=params, fits=fits,
     )
+
+
+def _relaxation_reason(xi: float, n_points: int) -> str | None:
+    if n_points < 3:
+        return f"only {n_points} layers stand above the noise floor (need 3)"
+    if math.isfinite(xi) and xi < 0:
+        return "the residual grows over the fit window (negative scale): no relaxation resolved above the noise floor"
+    if not math.isfinite(xi):
+        return "the residual does not decay over the fit window"
+    return None
+
+
+def free_asymptote_fit(layers: np.ndarray, c_net: np.ndarray, xi_guess: float) -> dict[str, Any]:
+    """xi_c from c^l = c_inf + A exp(-l / xi) with c_inf free (the finite network's own fixed point), on the
+    network mean weighted by its standard error; error by the jackknife over networks (leave one out)."""
+    c, c_err = stats_over_networks(c_net)
+    sig = None if not np.all(np.isfinite(c_err)) else c_err
+    xi, c_inf, reason = fit_exponential_approach(layers, c, sig, xi_guess)
+    err = math.nan
+    k = c_net.shape[0]
+    if reason is None and k >= 3:
+        jack = []
+        for i in range(k):
+            rest = np.delete(c_net, i, axis=0)
+            m, e = stats_over_networks(rest)
+            jack.append(fit_exponential_approach(layers, m, e if np.all(np.isfinite(e)) else None, xi)[0])
+        jack = np.array(jack)
+        if np.all(np.isfinite(jack)):
+            err = math.sqrt((k - 1) / k * float(((jack - jack.mean()) ** 2).sum()))
+    return {"xi_c_fit_free": xi, "xi_c_fit_free_err": err, "c_star_fit": c_inf, "xi_c_fit_free_reason": reason}

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from deepprop.checkpoint import Checkpoint
 from deepprop.errors import ParameterError
+from deepprop.networks import Ensemble
 from deepprop.simulate import _theory
-from deepprop.simulate._checkpoint import Checkpoint
 from deepprop.simulate._inputs import load_inputs
 from deepprop.simulate._report import plain, stats_over_networks
-from deepprop.simulate.fitting import fit_growth, fit_log_linear, leading_run
-from deepprop.simulate.networks import Ensemble
+from deepprop.simulate.fitting import fit_log_linear, leading_run
 from deepprop.validation import check_positive_int
 
 BACKPROP_MODES = ("shared", "independent")
@@ -128,9 +128,19 @@ def shared_errors(fp: ForwardPass, labels: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.autograd.grad(loss, fp.zs))
 
 
-def layer_gradient_stats(y: torch.Tensor, delta: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per network: ||dE/dW||^2, and mean over pairs a != b of the per-example gradient covariance
-    (grad E_a).(grad E_b) = B^2 (delta_a.delta_b)(y_a.y_b) and of its correlation."""
+def layer_gradient_stats(y: torch.Tensor, delta: torch.Tensor,
+                         labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per network, from the Gram products P_ab = (y_a.y_b)(delta_a.delta_b) of one layer:
+
+    * ``grad_sq_norm`` = ||dE/dW||^2 = sum_ab P_ab, the batch-summed gradient (fig. 4's quantity);
+    * ``per_example_sq_norm`` = mean_a ||grad E_a||^2 = B^2 mean_a P_aa (eq. 16's quantity: one input);
+    * ``log_per_example`` = mean_a log ||grad E_a||^2 (its geometric mean: the typical gradient);
+    * ``grad_cov`` / ``grad_corr`` = mean over pairs a != b of (grad E_a).(grad E_b) = B^2 P_ab and of
+      its correlation P_ab / sqrt(P_aa P_bb);
+    * ``grad_cov_same`` = the same covariance over pairs with equal labels only (NaN without labels or
+      such pairs). Their output errors point the same way, so every pair enters eq. 17 with the same
+      sign; over all pairs the output errors of a balanced batch sum to about zero and so does the mean.
+    """
     b = y.shape[-1]
     p = (torch.bmm(y.transpose(1, 2), y) * torch.bmm(delta.transpose(1, 2), delta)).double()
     total = p.sum(dim=(1, 2))
@@ -140,55 +150,149 @@ def layer_gradient_stats(y: torch.Tensor, delta: torch.Tensor) -> dict[str, torc
     norm = torch.sqrt(diag.unsqueeze(1) * diag.unsqueeze(2))
     corr = torch.where(norm > 0, p / norm, torch.zeros_like(p))
     corr = (corr.sum(dim=(1, 2)) - torch.diagonal(corr, dim1=1, dim2=2).sum(dim=1)) / npairs
-    return {"grad_sq_norm": total, "grad_cov": cov, "grad_corr": corr}
+    per_ex = diag * b * b
+    out = {"grad_sq_norm": total, "grad_cov": cov, "grad_corr": corr,
+           "per_example_sq_norm": per_ex.mean(dim=1), "log_per_example": torch.log(per_ex).mean(dim=1)}
+    same = torch.zeros((b, b), dtype=torch.bool, device=p.device)
+    if labels is not None:
+        lab = labels.reshape(-1)
+        same = (lab.view(-1, 1) == lab.view(1, -1)) & ~torch.eye(b, dtype=torch.bool, device=p.device)
+    n_same = int(same.sum())
+    out["grad_cov_same"] = (p[:, same].sum(dim=1) * b * b / n_same) if n_same else torch.full_like(total, math.nan)
+    return out
+
+
+STATS = ("grad_sq_norm", "per_example_sq_norm", "log_per_example", "grad_cov", "grad_cov_same", "grad_corr")
+
+
+@dataclass
+class DepthFit:
+    """A fitted signed depth scale with its jackknife error over networks, or the reason it failed."""
+
+    value: float
+    err: float
+    n_points: int
+    reason: str | None = None
+
+    def to_dict(self, name: str) -> dict[str, Any]:
+        return {name: self.value, f"{name}_err": self.err, f"{name}_points": self.n_points,
+                f"{name}_reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], name: str) -> DepthFit:
+        v, e = d.get(name), d.get(f"{name}_err")
+        return cls(math.nan if v is None else float(v), math.nan if e is None else float(e),
+                   int(d.get(f"{name}_points") or 0), d.get(f"{name}_reason"))
+
+
+def _fit_curve(layers: np.ndarray, curve: np.ndarray, mask: np.ndarray) -> float:
+    fit = fit_log_linear(layers, curve, mask)
+    if not fit.ok:
+        return math.nan
+    return math.inf if fit.slope == 0 else 1.0 / fit.slope
+
+
+def fit_depth_profile(layers: np.ndarray, per_net: np.ndarray, mask: np.ndarray, *, log: bool = False) -> DepthFit:
+    """Signed depth scale s of the network-mean profile, m^l ~ exp(l / s), over ``mask``.
+
+    ``per_net`` is (networks, layers); with ``log`` it holds logarithms and the profile is exp(mean log)
+    (the geometric mean). The error is the jackknife over networks (leave one network out, refit),
+    which unlike the regression's standard error sees the correlation between layers of one network.
+    """
+    n_net = per_net.shape[0]
+    agg = (lambda a: np.exp(a.mean(axis=0))) if log else (lambda a: a.mean(axis=0))
+    curve = agg(per_net)
+    good = mask & np.isfinite(curve) & (curve > 0)
+    n = int(good.sum())
+    if n < 3:
+        return DepthFit(math.nan, math.nan, n, f"only {n} layers in the fit window hold a positive value (need 3)")
+    xi = _fit_curve(layers, curve, good)
+    err = math.nan
+    if n_net >= 3:
+        jack = np.array([_fit_curve(layers, agg(np.delete(per_net, k, axis=0)), good) for k in range(n_net)])
+        inv = 1.0 / jack  # jackknife the slope (smooth through 0), then propagate to the scale
+        if np.all(np.isfinite(inv)):
+            se = math.sqrt((n_net - 1) / n_net * float(((inv - inv.mean()) ** 2).sum()))
+            err = se * xi * xi if math.isfinite(xi) else math.inf
+    return DepthFit(xi, abs(err), n)
 
 
 @dataclass
 class GradientPoint:
-    """One sigma_w2: per-layer statistics over the networks, fits and theory."""
+    """One sigma_w2: per-layer statistics (means and standard errors over networks), fits and theory.
+
+    Three estimators of eq. 16 (see :func:`layer_gradient_stats`): ``xi_grad_fit`` from the per-example
+    gradient ||grad E_a||^2 (mean over examples and networks: what eq. 16 predicts at any width),
+    ``xi_grad_fit_batch`` from the batch-summed ||dE/dW||^2 of fig. 4 (its cross terms a != b follow
+    eq. 17 instead) and ``xi_grad_fit_typical`` from the geometric mean (the finite-width Lyapunov scale).
+    ``xi_cov_fit`` is eq. 17's depth scale, fitted to the same-label pair covariance.
+    """
 
     sigma_w2: float
     layers: np.ndarray
-    grad_sq_norm: np.ndarray  # mean over networks
-    grad_sq_norm_err: np.ndarray
+    stats: dict[str, np.ndarray]  # name -> (mean, err) stacked: shape (2, layers)
     grad_sq_norm_var: np.ndarray
-    grad_cov: np.ndarray
-    grad_cov_err: np.ndarray
-    grad_corr: np.ndarray
     finite: bool
-    xi_grad_fit: float
-    xi_grad_fit_err: float
-    xi_cov_fit: float
+    fits: dict[str, DepthFit]
     theory: dict[str, Any] | None
 
+    @property
+    def grad_sq_norm(self) -> np.ndarray:
+        return self.stats["grad_sq_norm"][0]
+
+    @property
+    def xi_grad_fit(self) -> float:
+        return self.fits["xi_grad_fit"].value
+
+    @property
+    def xi_cov_fit(self) -> float:
+        return self.fits["xi_cov_fit"].value
+
     def to_dict(self) -> dict[str, Any]:
-        rows = [
-            {"layer": int(l), "grad_sq_norm": self.grad_sq_norm[i], "grad_sq_norm_err": self.grad_sq_norm_err[i],
-             "grad_sq_norm_var": self.grad_sq_norm_var[i], "grad_cov": self.grad_cov[i],
-             "grad_cov_err": self.grad_cov_err[i], "grad_corr": self.grad_corr[i]}
-            for i, l in enumerate(self.layers)
-        ]
+        rows = []
+        for i, l in enumerate(self.layers):
+            row: dict[str, Any] = {"layer": int(l), "grad_sq_norm_var": self.grad_sq_norm_var[i]}
+            for k in STATS:
+                row[k], row[f"{k}_err"] = self.stats[k][0][i], self.stats[k][1][i]
+            rows.append(row)
         th = self.theory or {}
-        return plain({
-            "sigma_w2": self.sigma_w2, "layers": rows, "finite": self.finite,
-            "xi_grad_fit": self.xi_grad_fit, "xi_grad_fit_err": self.xi_grad_fit_err,
-            "xi_grad": th.get("xi_grad"), "chi1": th.get("chi1"),
-            "xi_cov_fit": self.xi_cov_fit, "xi_c": th.get("xi_c"), "phase": th.get("phase"),
-        })
+        out: dict[str, Any] = {"sigma_w2": self.sigma_w2, "layers": rows, "finite": self.finite}
+        for name, fit in self.fits.items():
+            out.update(fit.to_dict(name))
+        for k in ("xi_grad", "xi_grad_typical", "kappa", "chi1", "xi_cov", "chi_c", "xi_c", "phase"):
+            out[k] = th.get(k)
+        out["xi_cov_reason"] = th.get("xi_cov_reason")
+        return plain(out)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GradientPoint:
         def col(key: str) -> np.ndarray:
-            return np.array([np.nan if r[key] is None else r[key] for r in d["layers"]], dtype=np.float64)
+            return np.array([np.nan if r.get(key) is None else r[key] for r in d["layers"]], dtype=np.float64)
 
-        def num(v: Any) -> float:
-            return math.nan if v is None else float(v)
+        stats = {k: np.stack([col(k), col(f"{k}_err")]) for k in STATS}
+        fits = {k: DepthFit.from_dict(d, k) for k in FIT_NAMES}
+        th = {k: d.get(k) for k in ("xi_grad", "xi_grad_typical", "kappa", "chi1", "xi_cov", "chi_c", "xi_c",
+                                    "phase", "xi_cov_reason")}
+        return cls(float(d["sigma_w2"]), col("layer").astype(int), stats, col("grad_sq_norm_var"),
+                   bool(d["finite"]), fits, None if th["chi1"] is None and th["phase"] is None else th)
 
-        th = {k: d.get(k) for k in ("xi_grad", "chi1", "xi_c", "phase")}
-        return cls(float(d["sigma_w2"]), col("layer").astype(int), col("grad_sq_norm"), col("grad_sq_norm_err"),
-                   col("grad_sq_norm_var"), col("grad_cov"), col("grad_cov_err"), col("grad_corr"),
-                   bool(d["finite"]), num(d["xi_grad_fit"]), num(d["xi_grad_fit_err"]), num(d["xi_cov_fit"]),
-                   None if th["chi1"] is None and th["phase"] is None else th)
+
+FIT_NAMES = ("xi_grad_fit", "xi_grad_fit_batch", "xi_grad_fit_typical", "xi_cov_fit")
+
+
+@dataclass
+class PowerLaw:
+    """var = prefactor * mean^exponent, with a bootstrap confidence interval on the exponent."""
+
+    exponent: float
+    prefactor: float
+    ci_low: float
+    ci_high: float
+    n_points: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exponent": self.exponent, "prefactor": self.prefactor, "ci95": [self.ci_low, self.ci_high],
+                "points": self.n_points}
 
 
 @dataclass
@@ -199,11 +303,12 @@ class GradientResult:
     var_mean_exponent: float
     var_mean_prefactor: float
     params: dict[str, Any] = field(default_factory=dict)
+    var_mean: dict[str, PowerLaw] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Single sigma_w2: the point's dict; a sweep: {"sweep": [...]}; both with the extra fields."""
         extra = {"var_mean_exponent": self.var_mean_exponent, "var_mean_prefactor": self.var_mean_prefactor,
-                 "params": self.params}
+                 "var_mean": {k: v.to_dict() for k, v in self.var_mean.items()}, "params": self.params}
         if len(self.points) == 1:
             return plain({**self.points[0].to_dict(), **extra})
         return plain({"sweep": [p.to_dict() for p in self.points], **extra})
@@ -212,35 +317,73 @@ class GradientResult:
 def _fit_point(sw2: float, per_net: dict[str, np.ndarray], depth: int, fit_skip: int,
                theory: dict[str, Any] | None) -> GradientPoint:
     layers = np.arange(1, depth + 1)
-    g, g_err = stats_over_networks(per_net["grad_sq_norm"])
-    g_var = per_net["grad_sq_norm"].var(axis=0, ddof=1) if per_net["grad_sq_norm"].shape[0] > 1 else \
-        np.full(depth, np.nan)
-    cov, cov_err = stats_over_networks(per_net["grad_cov"])
-    corr, _ = stats_over_networks(per_net["grad_corr"])
-    finite = bool(np.all(np.isfinite(per_net["grad_sq_norm"])) and np.all(per_net["grad_sq_norm"] > 0))
+    stats = {k: np.stack(stats_over_networks(per_net[k])) for k in STATS}
+    g_all = per_net["grad_sq_norm"]
+    g_var = g_all.var(axis=0, ddof=1) if g_all.shape[0] > 1 else np.full(depth, np.nan)
+    finite = bool(np.all(np.isfinite(g_all)) and np.all(g_all > 0))
     bulk = (layers > fit_skip) & (layers <= depth - fit_skip)
-    ok = np.isfinite(g) & (g > 0)
-    xi, xi_err, _ = fit_growth(layers, g, bulk & ok)
-    # The covariance decays from the output towards the input while its sampling noise grows with the
-    # gradients themselves: fit the run of layers, from the top down, where it keeps its sign and
-    # stands 3 standard errors clear of zero.
-    sign = np.sign(cov[-2]) if depth >= 2 else 1.0
-    signif = (sign * cov > 0) & (sign * cov > 3 * np.nan_to_num(cov_err, nan=0.0))
-    top_down = leading_run(signif[::-1], start=1)[::-1]
-    cov_fit = fit_log_linear(layers, cov, top_down)
-    xi_cov = 1.0 / cov_fit.slope if cov_fit.ok and cov_fit.slope != 0 else math.nan
-    return GradientPoint(sw2, layers, g, g_err, g_var, cov, cov_err, corr, finite, xi, xi_err, xi_cov, theory)
+    fits = {
+        "xi_grad_fit": fit_depth_profile(layers, per_net["per_example_sq_norm"], bulk),
+        "xi_grad_fit_batch": fit_depth_profile(layers, g_all, bulk),
+        "xi_grad_fit_typical": fit_depth_profile(layers, per_net["log_per_example"], bulk, log=True),
+        "xi_cov_fit": _fit_covariance(layers, per_net["grad_cov_same"], (layers > fit_skip) & (layers <= depth - 1)),
+    }
+    return GradientPoint(sw2, layers, stats, g_var, finite, fits, theory)
 
 
-def variance_mean_law(points: Sequence[GradientPoint]) -> tuple[float, float]:
-    """Fit var = A * mean^p of ||dE/dW^l||^2 across networks over all layers and sigma_w2: (p, A)."""
-    m = np.concatenate([p.grad_sq_norm for p in points])
-    v = np.concatenate([p.grad_sq_norm_var for p in points])
-    ok = np.isfinite(m) & np.isfinite(v) & (m > 0) & (v > 0)
-    if ok.sum() < 3:
-        return math.nan, math.nan
-    fit = fit_log_linear(np.log(m[ok]), v[ok])
-    return fit.slope, math.exp(fit.intercept) if fit.ok else math.nan
+def _fit_covariance(layers: np.ndarray, cov_net: np.ndarray, window: np.ndarray) -> DepthFit:
+    """Eq. 17's depth scale from the same-label covariance, over the layers of ``window`` where the network
+    mean stays positive and 3 standard errors clear of zero, from the top layer down (below that run, the
+    sampling noise of (delta_a.delta_b), growing like sqrt(q~_aa q~_bb / N), has taken over). The window
+    reaches up to layer L - 1: in the chaotic phase the covariance sinks into that noise within
+    1 / (1/xi_cov + 1/|xi_grad|) layers of the top, too few to give away to a readout margin."""
+    if not np.any(np.isfinite(cov_net)):
+        return DepthFit(math.nan, math.nan, 0, "the batch holds no two examples with the same label")
+    cov, cov_err = stats_over_networks(cov_net)
+    signif = (cov > 3 * np.nan_to_num(cov_err, nan=0.0)) & window
+    top = np.flatnonzero(window)[-1] if window.any() else len(layers) - 1
+    run = leading_run(signif[::-1], start=len(layers) - 1 - top)[::-1]
+    fit = fit_depth_profile(layers, cov_net, run)
+    if fit.reason is not None:
+        fit.reason = (f"the same-label gradient covariance is within 3 standard errors of zero (or negative) "
+                      f"below the top {int(run.sum())} layers of the fit window")
+    return fit
+
+
+def variance_mean_law(points: Sequence[GradientPoint], per_net: Sequence[np.ndarray] | None = None,
+                      key: str = "grad_sq_norm", boot: int = 200, seed: int = 0) -> PowerLaw:
+    """Fit var = A * mean^p across networks over all layers and sigma_w2, with a 95 % basic bootstrap
+    interval on p (networks resampled with replacement within each sigma_w2, the whole fit repeated).
+
+    ``per_net`` holds each point's (networks, layers) values of ``key``; without it only the point fit
+    (from the stored mean and variance of grad_sq_norm) is made.
+    """
+    def fit(ms: list[np.ndarray], vs: list[np.ndarray]) -> tuple[float, float, int]:
+        m, v = np.concatenate(ms), np.concatenate(vs)
+        ok = np.isfinite(m) & np.isfinite(v) & (m > 0) & (v > 0)
+        if ok.sum() < 3:
+            return math.nan, math.nan, int(ok.sum())
+        f = fit_log_linear(np.log(m[ok]), v[ok])
+        return f.slope, math.exp(f.intercept) if f.ok else math.nan, int(ok.sum())
+
+    if per_net is None:
+        p, a, n = fit([pt.grad_sq_norm for pt in points], [pt.grad_sq_norm_var for pt in points])
+        return PowerLaw(p, a, math.nan, math.nan, n)
+    p, a, n = fit([x.mean(axis=0) for x in per_net], [x.var(axis=0, ddof=1) for x in per_net])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(boot):
+        idx = [rng.integers(0, x.shape[0], x.shape[0]) for x in per_net]
+        sub = [x[i] for x, i in zip(per_net, idx, strict=True)]
+        draws.append(fit([x.mean(axis=0) for x in sub], [x.var(axis=0, ddof=1) for x in sub])[0])
+    d = np.array(draws)
+    d = d[np.isfinite(d)]
+    # basic (reverse-percentile) interval 2p - q(0.975) .. 2p - q(0.025): the variance of a skewed
+    # distribution from few networks is biased low, more so in a resample, and the plain percentile
+    # interval inherits that shift (Monte Carlo check in tests/test_fidelity_backprop.py)
+    lo, hi = ((2 * p - np.quantile(d, 0.975), 2 * p - np.quantile(d, 0.025)) if d.size >= 10
+              else (math.nan, math.nan))
+    return PowerLaw(p, a, float(lo), float(hi), n)
 
 
 def simulate_gradients(
@@ -300,8 +443,9 @@ def simulate_gradients(
         "chunk": chunk, "fit_skip": fit_skip, "dtype": str(ens_all.dtype).removeprefix("torch."),
     }
     ckpt = Checkpoint(checkpoint, params)
-    theory = _theory.point(ens_all)
+    theory = _theory.gradient_point(ens_all)
     points: dict[float, GradientPoint] = {}
+    per_network: dict[float, dict[str, np.ndarray]] = {}
     chunks = [sweep[i:i + chunk] for i in range(0, len(sweep), chunk)]
     for part in tqdm(chunks, desc="gradients", unit="chunk", disable=not progress):
         key = repr([float(s) for s in part])
@@ -309,15 +453,24 @@ def simulate_gradients(
             per_net = _run_chunk(ens_all, part, x0, labels, depth, data.n_classes, backprop, seed)
             done = []
             for j, s in enumerate(part):
-                th = {k: v.reshape(-1)[sweep.index(s)] for k, v in theory.items()}
-                done.append(_fit_point(float(s), {k: v[j] for k, v in per_net.items()}, depth, fit_skip,
-                                       th).to_dict())
+                th = {k: v[sweep.index(s)] for k, v in theory.items()}
+                mine = {k: v[j] for k, v in per_net.items()}
+                d = _fit_point(float(s), mine, depth, fit_skip, th).to_dict()
+                d["per_network"] = plain({k: mine[k] for k in LAW_KEYS})
+                done.append(d)
             ckpt.save(key, done)
         for d in ckpt[key]:
             points[float(d["sigma_w2"])] = GradientPoint.from_dict(d)
+            per_network[float(d["sigma_w2"])] = {k: np.array(d["per_network"][k], dtype=np.float64)
+                                                 for k in LAW_KEYS}
     ordered = [points[float(s)] for s in sweep]
-    p, a = variance_mean_law(ordered)
-    return GradientResult(ordered, p, a, params)
+    laws = {k: variance_mean_law(ordered, [per_network[float(s)][k] for s in sweep], key=k, seed=seed)
+            for k in LAW_KEYS} if networks >= 3 else {}
+    main = laws.get("grad_sq_norm") or variance_mean_law(ordered)
+    return GradientResult(ordered, main.exponent, main.prefactor, params, laws)
+
+
+LAW_KEYS = ("grad_sq_norm", "per_example_sq_norm")
 
 
 def _run_chunk(ens_all: Ensemble, part: Sequence[float], x0: torch.Tensor, labels: torch.Tensor, depth: int,
@@ -335,10 +488,10 @@ def _run_chunk(ens_all: Ensemble, part: Sequence[float], x0: torch.Tensor, label
         with torch.no_grad():
             fp = forward_pass(ens, x, depth, n_classes, gen)
             deltas = independent_errors(ens, fp, labels, ens.generator(seed + 7919))
-    out: dict[str, list[np.ndarray]] = {"grad_sq_norm": [], "grad_cov": [], "grad_corr": []}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in STATS}
     with torch.no_grad():
         for l in range(depth):
-            st = layer_gradient_stats(fp.inputs[l].detach(), deltas[l].detach())
+            st = layer_gradient_stats(fp.inputs[l].detach(), deltas[l].detach(), labels)
             for k, v in st.items():
                 out[k].append(v.cpu().numpy())
     shape = (len(part), ens.networks, depth)

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from deepprop.errors import ParameterError
+from deepprop.networks import Ensemble
 from deepprop.simulate import _theory
 from deepprop.simulate._report import plain, stats_over_networks
-from deepprop.simulate.networks import Ensemble
+from deepprop.theory import spectrum as spectral
 from deepprop.validation import check_positive, check_positive_int
 
 QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
@@ -87,6 +88,31 @@ def mutual_information(singular_values: torch.Tensor, signal_var: float, noise_v
     return 0.5 * torch.log1p(signal_var * singular_values**2 / noise_var).sum(dim=-1)
 
 
+def equal_gain_information(sv2: np.ndarray, snr: float) -> np.ndarray:
+    """I/N = mean_i log(1 + snr l_i / mean(l)) / 2 per row of squared singular values l (nats per unit):
+    the channel of J normalised to mean squared singular value 1, which sees only the spectrum's shape."""
+    lam = sv2 / sv2.mean(axis=-1, keepdims=True)
+    return 0.5 * np.log1p(snr * lam).mean(axis=-1)
+
+
+def spectrum_theory(ens: Ensemble, sigma_w2: float, depth: int, q: float, snr: float,
+                    with_information: bool = True) -> dict[str, Any]:
+    """Free-probability predictions at one point (deepprop.theory.spectrum): theory_spread (var/mean^2 of
+    the squared singular values), mi_equal_gain_theory and mi_isometry = log(1 + snr) / 2; a reason
+    instead where the theory has no answer."""
+    keep, mult, add = ens.noise.scalar()
+    kw = {"weights": ens.weights, "keep_rate": keep, "noise_mult": mult, "noise_add": add, "q": q}
+    out: dict[str, Any] = {"mi_isometry": 0.5 * math.log1p(snr), "reason": None}
+    try:
+        out["theory_spread"] = spectral.jacobian_moments(ens.activation, sigma_w2, ens.sigma_b2, depth, **kw).spread
+        if with_information:
+            out["mi_equal_gain_theory"] = spectral.equal_gain_information(
+                ens.activation, sigma_w2, ens.sigma_b2, depth, snr=snr, **kw)
+    except ParameterError as exc:
+        out["reason"] = str(exc)
+    return out
+
+
 @dataclass
 class JacobianPoint:
     """Spectrum summary at one sigma_w2 (means and standard errors over networks)."""
@@ -102,6 +128,9 @@ class JacobianPoint:
     mutual_information: float
     mutual_information_err: float
     singular_values: np.ndarray | None = None  # (networks, N), for figures
+    theory: dict[str, Any] = field(default_factory=dict)  # theory_spread, mi_equal_gain_theory, reasons
+    mi_equal_gain: float = math.nan  # I/N of J / sqrt(mean sigma^2) per network (nats per unit)
+    mi_equal_gain_err: float = math.nan
 
     @property
     def chi1_L(self) -> float:
@@ -117,6 +146,11 @@ class JacobianPoint:
             "ratio_to_theory": ratio, "spread": self.spread, "log_sv_std": self.log_sv_std,
             "singular_value_quantiles": self.quantiles, "mutual_information": self.mutual_information,
             "mutual_information_err": self.mutual_information_err,
+            "mi_equal_gain": self.mi_equal_gain, "mi_equal_gain_err": self.mi_equal_gain_err,
+            "mi_isometry": self.theory.get("mi_isometry"),
+            "theory_spread": self.theory.get("theory_spread"), "theory_spread_reason": self.theory.get("reason"),
+            "mi_equal_gain_theory": self.theory.get("mi_equal_gain_theory"),
+            "mi_equal_gain_theory_reason": self.theory.get("reason"),
         })
 
 
@@ -133,8 +167,17 @@ class JacobianResult:
             return math.nan
         return self.points[int(np.nanargmax(mi))].sigma_w2
 
+    @property
+    def mi_equal_gain_peak_sigma_w2(self) -> float:
+        """The sigma_w2 with the largest equal-gain information (the most isometric spectrum shape)."""
+        mi = np.array([p.mi_equal_gain for p in self.points])
+        if not np.any(np.isfinite(mi)):
+            return math.nan
+        return self.points[int(np.nanargmax(mi))].sigma_w2
+
     def to_dict(self) -> dict[str, Any]:
         return plain({"points": [p.to_dict() for p in self.points], "mi_peak_sigma_w2": self.mi_peak_sigma_w2,
+                      "mi_equal_gain_peak_sigma_w2": self.mi_equal_gain_peak_sigma_w2,
                       "critical_sigma_w2": self.critical_sigma_w2, "params": self.params})
 
 
@@ -214,15 +257,19 @@ def jacobian_spectrum(
             log_std = float(np.mean([np.log(row[row > 0]).std() for row in svn[i]]))  # exact zeros skipped
             qs = {f"q{int(round(100 * q)):02d}": float(np.quantile(svn[i], q)) for q in QUANTILES}
             mi_m, mi_e = stats_over_networks(mi[i])
+            eg_m, eg_e = stats_over_networks(equal_gain_information(sv2, signal_var / noise_var))
             sv_keep = svn[i]
         else:
-            spread = log_std = math.nan
+            spread = log_std = eg_m = eg_e = math.nan
             qs = {}
             mi_m = mi_e = math.nan
             sv_keep = None
         pt = JacobianPoint(float(sw), float(q_in[i]), float(chi1[i]), float(m), float(m_err), spread, log_std,
                            qs, float(mi_m), float(mi_e), sv_keep)
         pt._depth = depth
+        pt.mi_equal_gain, pt.mi_equal_gain_err = float(eg_m), float(eg_e)
+        pt.theory = spectrum_theory(ens, float(sw), depth, float(q_in[i]), signal_var / noise_var,
+                                    with_information=spectrum)
         points.append(pt)
     params = {"activation": ens.activation.name, "sigma_b2": ens.sigma_b2, "width": n, "depth": depth,
               "weights": weights, "keep_rate": ens.noise.keep_rate, "noise_mult": ens.noise.noise_mult,
