@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from deepprop.errors import ParameterError
-from deepprop.plots.critical_init import compare_config, compare_inits
+from deepprop.sweep.compare import compare_config, compare_inits
 from deepprop.theory.meanfield import trajectory
 
 
@@ -23,7 +23,7 @@ def test_comparison_networks_follow_mean_field_signal_growth():
     (1/rho)^L larger for He, as the engine's trajectory says."""
     from deepprop.activations import get_activation
     from deepprop.data import load_dataset
-    from deepprop.sweep.ensemble import _Noise, forward, init_params
+    from deepprop.sweep.ensemble import _HashedNoise, forward, init_params
     from deepprop.sweep.runner import plan, settings_for
 
     rho, depth, nets = 0.8, 10, 12
@@ -37,7 +37,7 @@ def test_comparison_networks_follow_mean_field_signal_growth():
     for sw2 in cfg.sigma_w2:
         specs = [j.spec for j in plan(cfg) if j.spec.sigma_w2 == sw2]
         w, b = init_params(specs, settings, x.shape[1], ds.n_classes)
-        noise = _Noise(specs, torch.device("cpu"), torch.float64)
+        noise = _HashedNoise(specs, torch.device("cpu"), torch.float64)
         with torch.no_grad():
             out = forward(x.expand(len(specs), -1, -1).contiguous(), w, b, get_activation("relu"), noise)
         per_net = (out**2).mean(dim=(1, 2)).numpy()  # (nets,)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from deepprop.errors import ParameterError
+from deepprop.networks import Ensemble
 from deepprop.simulate.fitting import fit_growth, fit_relaxation
 from deepprop.simulate.forward import initial_pairs, pair_statistics
-from deepprop.simulate.networks import Ensemble
 
 
 def test_gaussian_weights_have_variance_sw2_over_fan_in():

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from deepprop.data import load_dataset
+from deepprop.networks.random import hash_uniform
 from deepprop.sweep.ensemble import (
     NetSpec,
     TrainSettings,
     batch_indices,
-    hash_uniform,
     init_params,
     train_ensemble,
 )
@@ -108,7 +108,7 @@ def test_initial_weight_statistics_and_orthogonality():
 def test_dropout_forward_variance_matches_mean_field_linear():
     """Linear net with inverted dropout: q^{l+1} = sw2 * q^l / keep + sb2 (closed form, follow-ups sec. 1)."""
     from deepprop.activations import get_activation
-    from deepprop.sweep.ensemble import _Noise, forward
+    from deepprop.sweep.ensemble import _HashedNoise, forward
 
     keep, sw2, sb2, depth, width = 0.8, 0.9, 0.1, 4, 512
     specs = [NetSpec(sw2, sb2, 0.0, 0, 1000 + i, i, keep_rate=keep) for i in range(8)]
@@ -116,7 +116,7 @@ def test_dropout_forward_variance_matches_mean_field_linear():
     w, b = init_params(specs, settings, width, width)
     x = torch.randn(64, width, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     q0 = float((x**2).mean())
-    noise = _Noise(specs, torch.device("cpu"), torch.float64)
+    noise = _HashedNoise(specs, torch.device("cpu"), torch.float64)
     # readout is (width -> width) here: it is layer L+1 and sees dropout like the hidden layers
     out = forward(x.expand(len(specs), -1, -1).contiguous(), w, b, get_activation("linear"), noise, step=3)
     q = sw2 * q0 + sb2

@@ -17,12 +17,11 @@ random network is) -> ``theory`` (Gaussian expectations -> maps -> fixed points 
 """
 
 from deepprop import _aliases
+from deepprop._version import __version__
 from deepprop.activations import ACTIVATIONS, Activation, get_activation
 from deepprop.errors import DatasetError, DeeppropError, ParameterError, StoreError
 from deepprop.prior import NetworkPrior, Noise
 from deepprop.theory.meanfield import MeanField, critical_sigma_w2, mean_field, measured_depth_scales, trajectory
-
-__version__ = "0.2.0"
 
 _LAZY = {  # heavier rooms (xarray, the advice search) load on first use
     "phase_diagram": "deepprop.theory.grid",

@@ -19,6 +19,7 @@ MOVED: dict[str, str] = {
     "deepprop.noise": "deepprop.prior",
     "deepprop.torch": "deepprop.integrations.pytorch",
     "deepprop.model_structure": "deepprop.integrations.model_structure",
+    "deepprop.simulate.networks": "deepprop.networks.ensemble",
     "deepprop.figures": "deepprop.plots",
     "deepprop.figures.engine": "deepprop.plots.theory",
     "deepprop.figures.advice": "deepprop.plots.critical_init",

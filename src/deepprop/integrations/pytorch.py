@@ -27,6 +27,7 @@ from deepprop.activations import Activation, get_activation
 from deepprop.advice import DEFAULT_DEPTH_MULTIPLE, CriticalInit, critical_init, depth_sentence
 from deepprop.errors import ParameterError
 from deepprop.integrations.model_structure import ModelStructure, linear_variances, parse_model
+from deepprop.networks.weights import unit_weights
 from deepprop.prior import Noise, check_finite_nonnegative
 
 WEIGHT_SCHEMES = ("gaussian", "orthogonal")
@@ -120,14 +121,12 @@ class InitReport:
 
 def _init_weight(weight: torch.Tensor, sigma_w2: float, scheme: str,
                  generator: torch.Generator | None) -> None:
+    # The same Gaussian / Haar-orthogonal matrices as deepprop's simulations (deepprop.networks.weights):
+    # entry variance sigma_w2 / fan_in for both schemes.
     fan_out, fan_in = weight.shape
-    if scheme == "gaussian":
-        nn.init.normal_(weight, 0.0, math.sqrt(sigma_w2 / fan_in), generator=generator)
-    else:
-        # Q has orthonormal rows (fan_out <= fan_in) or columns: entry variance 1/max(fan_in, fan_out).
-        # Scaling by sqrt(sigma_w2 max/fan_in) gives entry variance sigma_w2/fan_in, like the Gaussian.
-        gain = math.sqrt(sigma_w2 * max(fan_in, fan_out) / fan_in)
-        nn.init.orthogonal_(weight, gain=gain, generator=generator)
+    device = generator.device if generator is not None else weight.device
+    g = torch.randn((fan_out, fan_in), generator=generator, dtype=torch.float64, device=device).to(weight.device)
+    weight.copy_(unit_weights(g, fan_in, scheme) * math.sqrt(sigma_w2))
 
 
 @torch.no_grad()

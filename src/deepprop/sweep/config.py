@@ -24,6 +24,7 @@ import numpy as np
 
 from deepprop.data import DATASETS
 from deepprop.errors import ParameterError
+from deepprop.sweep.schema import SHARED_IDENTITY
 from deepprop.validation import parse_values
 
 if sys.version_info >= (3, 11):
@@ -89,25 +90,6 @@ class SweepConfig:
         return validate(dataclasses.replace(self, **changes))
 
 
-# run-identity fields: what determines a trained network's result (not where or how it ran)
-IDENTITY_FIELDS = (
-    "dataset",
-    "n_train",
-    "n_test",
-    "activation",
-    "sigma_b2",
-    "noise_mult",
-    "noise_add",
-    "weights",
-    "width",
-    "optimizer",
-    "steps",
-    "batch_size",
-    "dtype",
-    "precision",
-    "eval_train",
-    "eval_test",
-)
 # keys accepted in a TOML file / as overrides (grid axes may also be given by their singular name)
 CONFIG_KEYS = {f.name for f in dataclasses.fields(SweepConfig)} - {"extra"}
 ALIASES = {
@@ -126,7 +108,7 @@ def run_identity(
     cfg: SweepConfig, depth: int, sigma_w2: float, keep_rate: float, seed: int
 ) -> dict[str, Any]:
     """The fields that define one network's training run (its store key and its random streams)."""
-    ident: dict[str, Any] = {k: getattr(cfg, k) for k in IDENTITY_FIELDS}
+    ident: dict[str, Any] = {k: getattr(cfg, k) for k in SHARED_IDENTITY}
     ident.update(
         depth=int(depth),
         sigma_w2=_canon(sigma_w2),

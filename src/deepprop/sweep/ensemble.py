@@ -21,12 +21,12 @@ that step and masked out of every later update; the others go on unaffected.
 Randomness is per network, never per batch of networks, so a network trains identically whatever
 ensemble it is part of: initial weights come from a generator seeded with its ``init_seed``, mini-batch
 order from its data ``seed`` (:func:`batch_indices`), and noise from a counter-based hash of
-(noise_key, step, layer, example, unit) (:func:`hash_uniform`).
+(noise_key, step, layer, example, unit) (:func:`deepprop.networks.random.hash_uniform`). Weights and noise
+come from the one random-network engine, :mod:`deepprop.networks`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from deepprop.activations import Activation, get_activation
 from deepprop.errors import ParameterError
-
-MASK32 = 0xFFFFFFFF
+from deepprop.networks.noise import LayerNoise
+from deepprop.networks.random import MASK32, hash_normal, hash_uniform
+from deepprop.networks.weights import unit_weights
 
 
 @dataclass(frozen=True)
@@ -104,57 +105,12 @@ def batch_indices(seed: int, n: int, steps: int, batch_size: int) -> np.ndarray:
     return np.concatenate(chunks)[:need].reshape(steps, batch_size)
 
 
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """Integer avalanche hash of 32-bit values held in int64 (low 32 bits kept after each product)."""
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & MASK32
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & MASK32
-    return x ^ (x >> 16)
-
-
-def hash_uniform(
-    keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]
-) -> torch.Tensor:
-    """Uniform [0, 1) numbers of shape (K,) + shape from a counter-based hash; float32.
-
-    Entry (k, i, j) depends only on (keys[k], step, layer, stream, i, j): a network's noise does not depend on
-    which other networks share its ensemble.
-    """
-    device = keys.device
-    counter = ((step * 1_000_003 + layer * 7919 + stream * 104_729) & MASK32) & MASK32
-    base = _mix32(
-        (keys.to(torch.int64) & MASK32) ^ _mix32(torch.tensor(counter, dtype=torch.int64, device=device))
-    )
-    idx = torch.arange(shape[0] * shape[1], dtype=torch.int64, device=device).view(1, *shape)
-    h = _mix32((base.view(-1, 1, 1) + idx * 0x9E3779B9) & MASK32)
-    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
-
-
-def hash_normal(
-    keys: torch.Tensor, step: int, layer: int, stream: int, shape: tuple[int, int]
-) -> torch.Tensor:
-    """Standard normal numbers by Box-Muller from two :func:`hash_uniform` streams."""
-    u1 = hash_uniform(keys, step, layer, 2 * stream, shape)
-    u2 = hash_uniform(keys, step, layer, 2 * stream + 1, shape)
-    return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
-
-
 # --- parameters -----------------------------------------------------------------------------------------
 
 
 def layer_sizes(depth: int, width: int, n_in: int, n_out: int) -> list[tuple[int, int]]:
     """(fan_in, fan_out) of the L hidden layers and the readout."""
     return [(n_in, width)] + [(width, width)] * (depth - 1) + [(width, n_out)]
-
-
-def _orthogonal(gauss: torch.Tensor) -> torch.Tensor:
-    """Haar-distributed (semi-)orthogonal matrices from Gaussian ones, batched over the leading dim."""
-    transpose = gauss.shape[-2] < gauss.shape[-1]
-    a = gauss.transpose(-1, -2) if transpose else gauss
-    q, r = torch.linalg.qr(a)
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    return q.transpose(-1, -2) if transpose else q
 
 
 def init_params(
@@ -179,11 +135,7 @@ def init_params(
         b = torch.stack([torch.randn(1, fan_out, generator=g, device=device, dtype=dtype) for g in gens])
         sw2 = torch.tensor([s.sigma_w2 for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
         sb2 = torch.tensor([s.sigma_b2 for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
-        if settings.weights == "orthogonal":
-            w = _orthogonal(w) * torch.sqrt(sw2 * max(1.0, fan_out / fan_in))
-        else:
-            w = w * torch.sqrt(sw2 / fan_in)
-        weights.append(w.contiguous())
+        weights.append((unit_weights(w, fan_in, settings.weights) * torch.sqrt(sw2)).contiguous())
         biases.append((b * torch.sqrt(sb2)).contiguous())
     return weights, biases
 
@@ -191,32 +143,28 @@ def init_params(
 # --- the batched network ----------------------------------------------------------------------------------
 
 
-class _Noise:
-    """Per-network layer-input noise: inverted dropout, multiplicative and additive Gaussian noise."""
+class _HashedNoise:
+    """Per-network layer-input noise (:class:`~deepprop.networks.noise.LayerNoise`) drawn from the
+    counter-based hash of (noise_key, step, layer, example, unit)."""
 
     def __init__(self, specs: Sequence[NetSpec], device: torch.device, dtype: torch.dtype):
         def col(name: str) -> torch.Tensor:
             return torch.tensor([getattr(s, name) for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
 
-        self.keep = col("keep_rate")
-        self.mult = col("noise_mult")
-        self.add = col("noise_add")
+        self.noise = LayerNoise(col("keep_rate"), col("noise_mult"), col("noise_add"))
         self.keys = torch.tensor([s.noise_key & MASK32 for s in specs], dtype=torch.int64, device=device)
-        self.dropout = any(s.keep_rate < 1.0 for s in specs)
-        self.gauss_mult = any(s.noise_mult > 0 for s in specs)
-        self.gauss_add = any(s.noise_add > 0 for s in specs)
-        self.active = self.dropout or self.gauss_mult or self.gauss_add
+        self.active = self.noise.active
 
     def __call__(self, y: torch.Tensor, step: int, layer: int) -> torch.Tensor:
         shape = (y.shape[1], y.shape[2])
-        if self.dropout:
-            u = hash_uniform(self.keys, step, layer, 0, shape).to(y.dtype)
-            y = y * ((u < self.keep).to(y.dtype) / self.keep)
-        if self.gauss_mult:
-            y = y * (1.0 + self.mult * hash_normal(self.keys, step, layer, 1, shape).to(y.dtype))
-        if self.gauss_add:
-            y = y + self.add * hash_normal(self.keys, step, layer, 2, shape).to(y.dtype)
-        return y
+
+        def uniform(stream: int) -> torch.Tensor:
+            return hash_uniform(self.keys, step, layer, stream, shape).to(y.dtype)
+
+        def normal(stream: int) -> torch.Tensor:
+            return hash_normal(self.keys, step, layer, stream, shape).to(y.dtype)
+
+        return self.noise.apply(y, uniform, normal)[0]
 
 
 def forward(
@@ -224,7 +172,7 @@ def forward(
     weights: Sequence[torch.Tensor],
     biases: Sequence[torch.Tensor],
     phi: Activation,
-    noise: _Noise | None = None,
+    noise: _HashedNoise | None = None,
     step: int = 0,
 ) -> torch.Tensor:
     """Logits (K, B, C) for inputs x of shape (K, B, d) or (B, d) (shared by all networks)."""
@@ -321,7 +269,7 @@ def train_ensemble(
     params = [p.detach().clone().requires_grad_(True) for p in (*weights, *biases)]
     n_layers = len(weights)
     lr = torch.tensor([s.lr for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
-    noise = _Noise(specs, device, dtype)
+    noise = _HashedNoise(specs, device, dtype)
     state = [torch.zeros_like(p) for p in params] if settings.optimizer == "rmsprop" else None
 
     seeds = sorted({int(s.seed) for s in specs})

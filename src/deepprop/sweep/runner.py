@@ -32,6 +32,7 @@ from deepprop.sweep.ensemble import (
     is_oom,
     train_ensemble,
 )
+from deepprop.sweep.schema import result_row
 from deepprop.sweep.store import Store
 
 CPU_MEMORY_FRACTION = 0.25
@@ -176,24 +177,15 @@ def train_chunk(
 
 
 def rows_from(jobs: Sequence[Job], res: EnsembleResult, wall: float, device: str) -> list[dict[str, Any]]:
-    rows = []
-    for k, j in enumerate(jobs):
-        rows.append(
-            {
-                "run_key": j.key,
-                **j.identity,
-                "train_accuracy": float(res.train_accuracy[k]),
-                "test_accuracy": float(res.test_accuracy[k]),
-                "final_loss": float(res.final_loss[k]),
-                "diverged": int(bool(res.diverged[k])),
-                "diverged_step": int(res.diverged_step[k]) if res.diverged[k] else None,
-                "device": device,
-                "wall_s": wall / len(jobs),
-                "network_steps": res.network_steps / len(jobs),
-                "flops": res.flops / len(jobs),
-            }
+    return [
+        result_row(
+            j.key, j.identity, train_accuracy=res.train_accuracy[k], test_accuracy=res.test_accuracy[k],
+            final_loss=res.final_loss[k], diverged=res.diverged[k], diverged_step=res.diverged_step[k],
+            device=device, wall_s=wall / len(jobs), network_steps=res.network_steps / len(jobs),
+            flops=res.flops / len(jobs),
         )
-    return rows
+        for k, j in enumerate(jobs)
+    ]
 
 
 # ---- executors ------------------------------------------------------------------------------------------
