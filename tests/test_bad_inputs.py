@@ -364,6 +364,9 @@ def _api_cases():
         ("trajectory-depth-0", lambda e: deepprop.trajectory("tanh", 1.0, 0.05, q0=1.0, c0=0.5, depth=0),
          ParameterError, "depth"),
         ("phase_diagram-empty", lambda e: phase_diagram("tanh", [], [0.05]), ParameterError, "sigma_w2"),
+        ("phase_diagram-beyond-memory",  # refused before the meshgrid is allocated, with a pointer to blocks
+         lambda e: phase_diagram("tanh", np.linspace(1, 4, 3_000_000), np.linspace(0, 1, 3_000_000)),
+         ParameterError, "sigma_w2"),
         ("export-suffix", lambda e: export(phase_diagram("tanh", [1.0], [0.05], show_progress=False),
                                            e.tmp / "g.txt"), ParameterError, "out"),
         ("export-missing-dir", lambda e: export(phase_diagram("tanh", [1.0], [0.05], show_progress=False),

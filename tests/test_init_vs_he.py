@@ -60,7 +60,9 @@ def test_compare_inits_trains_shallow_nets_and_reports_theory(tmp_path):
     kw = dict(keep_rate=0.8, depths=(2,), seeds=(0,), width=32, steps=150)
     table, _ = compare_inits(tmp_path, progress=False, **kw)
     assert set(table["init"]) == {"critical", "He"}
-    assert (table["train_acc"] > 0.8).all(), table
+    # "far above chance": measured 0.89-0.93 for seeds 0, 1, 2 on this CPU; 0.5 is halfway between chance (0.1)
+    # and those, so a different CPU's rounding cannot flip it.
+    assert (table["train_acc"] > 0.5).all(), table
     assert (table["n_diverged"] == 0).all()
     np.testing.assert_allclose(table["max_depth"], 6 * 1.5537949, rtol=1e-5)
     growth = dict(zip(table["init"], table["q_growth"], strict=True))

@@ -19,7 +19,7 @@ random network is) -> ``theory`` (Gaussian expectations -> maps -> fixed points 
 from deepprop import _aliases
 from deepprop._version import __version__
 from deepprop.activations import ACTIVATIONS, Activation, get_activation
-from deepprop.errors import DatasetError, DeeppropError, ParameterError, StoreError
+from deepprop.errors import DatasetError, DeeppropError, MissingExtraError, ParameterError, StoreError
 from deepprop.prior import NetworkPrior, Noise
 from deepprop.theory.meanfield import MeanField, critical_sigma_w2, mean_field, measured_depth_scales, trajectory
 
@@ -47,6 +47,7 @@ __all__ = [
     "DatasetError",
     "DeeppropError",
     "MeanField",
+    "MissingExtraError",
     "NetworkPrior",
     "Noise",
     "ParameterError",

@@ -54,3 +54,22 @@ def parse_values(text: str) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # infinite ends give non-finite values; callers reject those
             return np.linspace(start, stop, max(count, 0))
     return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
+
+
+def physical_memory_bytes() -> int:
+    """Physical memory of this machine (8 GiB where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def check_memory(param: str, needed: int, what: str, hint: str = "") -> None:
+    """Refuse, before allocating, a job that needs more than half of the machine's physical memory."""
+    limit = physical_memory_bytes() // 2
+    if needed > limit:
+        raise ParameterError(param, f"{what} would need ~{needed / 2**30:.3g} GiB of memory, more than "
+                                    f"{limit / 2**30:.3g} GiB (half of this machine's RAM)"
+                                    + (f"; {hint}" if hint else ""))

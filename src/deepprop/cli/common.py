@@ -191,27 +191,6 @@ def check_device(device: str | None, param: str = "device") -> None:
         raise ParameterError(param, f"{device} requested but no CUDA device is available (allowed here: cpu)")
 
 
-def physical_memory_bytes() -> int:
-    """Physical memory of this machine (8 GiB where the OS does not say)."""
-    import os
-
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 << 30
-
-
-def check_memory(param: str, needed: int, what: str, hint: str = "") -> None:
-    """Refuse, before allocating, a job that needs more than half of the machine's physical memory."""
-    limit = physical_memory_bytes() // 2
-    if needed > limit:
-        from deepprop.errors import ParameterError
-
-        raise ParameterError(param, f"{what} would need ~{needed / 2**30:.3g} GiB of memory, more than "
-                                    f"{limit / 2**30:.3g} GiB (half of this machine's RAM)"
-                                    + (f"; {hint}" if hint else ""))
-
-
 def bar(args: argparse.Namespace, **kwargs: Any):
     """An overall tqdm progress bar with ETA on stderr, hidden with --quiet."""
     from tqdm import tqdm

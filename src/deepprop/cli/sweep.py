@@ -15,13 +15,14 @@ deepprop sweep export STORE --out FILE.csv|.parquet [--json]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from deepprop.cli import common
 from deepprop.errors import ParameterError
+from deepprop.sweep.ray_cluster import connect_ray
+from deepprop.validation import check_memory
 
 # flag -> config key; flags left unset do not override the config file or preset
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
@@ -141,7 +142,7 @@ def preflight(cfg: Any, store_path: str) -> Any:
     from deepprop.sweep.schema import SHARED_IDENTITY
     from deepprop.sweep.store import Store
 
-    common.check_memory("depths", cfg.n_networks * JOB_BYTES, f"a sweep of {cfg.n_networks} networks",
+    check_memory("depths", cfg.n_networks * JOB_BYTES, f"a sweep of {cfg.n_networks} networks",
                         "use smaller --depths / --sigma-w2 / --seed grids")
     common.check_device(cfg.device)
     if Path(store_path).exists():  # refused before any write if not a deepprop store; may be one being created
@@ -155,46 +156,6 @@ def preflight(cfg: Any, store_path: str) -> Any:
     if cfg.executor == "ray":
         connect_ray(cfg.ray_address)
     return ds
-
-
-RAY_CONNECT_TIMEOUT_S = 3.0
-"""How long the driver waits for a TCP answer from --ray-address before refusing (Ray itself retries for
-minutes and prints multi-line logs)."""
-
-
-def _check_reachable(address: str) -> None:
-    """Refuse a ``host:port`` / ``ray://host:port`` address nothing answers at (one TCP connect)."""
-    import socket
-
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ParameterError("ray_address", f"must be HOST:PORT, ray://HOST:PORT or auto (got {address!r})")
-    try:
-        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise ParameterError("ray_address", f"no Ray cluster answers at {address} ({exc.strerror or exc}); start "
-                                            "one with `ray start --head` or leave out --ray-address") from exc
-
-
-def connect_ray(address: str | None) -> None:
-    """Connect this driver to the Ray cluster at ``address`` before any work: None starts a local instance,
-    ``auto`` joins the cluster started on this machine, ``HOST:PORT`` a remote head node."""
-    from deepprop.errors import require
-
-    ray = require("ray", "ray", "--executor ray")
-    if ray.is_initialized():
-        return
-    if address not in (None, "auto", "local"):
-        _check_reachable(address)
-        if (Path.home() / ".ray" / "auth_token").is_file():
-            # Ray enables token authentication on `ray start` when this file exists, but a driver given an
-            # explicit address only sends the token with RAY_AUTH_MODE=token; an explicit setting wins.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    except ConnectionError as exc:
-        raise ParameterError("ray_address", f"no Ray cluster reachable at {address!r} ({exc})") from exc
 
 
 def _run(args: argparse.Namespace) -> int:

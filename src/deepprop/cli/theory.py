@@ -155,20 +155,13 @@ def run_critical(args: argparse.Namespace) -> int:
     return 0
 
 
-GRID_BYTES_PER_POINT = 400
-"""Memory one grid point takes while a phase diagram is assembled and written (the Dataset, the tidy frame
-and their copies). Measured: peak RSS of `phase_diagram_resumable` + CSV export grows by ~340 bytes per
-point between 1e5 and 4e5 points (tanh, 500 sigma_b2 values); rounded up."""
-
-
 def run_phase(args: argparse.Namespace) -> int:
-    from deepprop.theory.grid import check_export_path, export, phase_diagram_resumable
+    from deepprop.theory.grid import check_export_path, check_grid_memory, export, phase_diagram_resumable
 
     out = check_export_path(args.out)
     common.check_device(args.device)
+    check_grid_memory(args.sigma_w2.size, args.sigma_b2.size)
     n = args.sigma_w2.size * args.sigma_b2.size
-    common.check_memory("sigma_w2", n * GRID_BYTES_PER_POINT, f"a {args.sigma_w2.size} x {args.sigma_b2.size} grid",
-                        "split --sigma-w2 into several runs")
     if common.progress(args):
         print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()

@@ -10,7 +10,6 @@ Ray task (on a worker's GPU when ``device`` is cuda) and the driver writes the r
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,8 +31,10 @@ from deepprop.sweep.ensemble import (
     is_oom,
     train_ensemble,
 )
+from deepprop.sweep.ray_cluster import connect_ray
 from deepprop.sweep.schema import result_row
 from deepprop.sweep.store import Store
+from deepprop.validation import physical_memory_bytes
 
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.7
@@ -112,11 +113,7 @@ def memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * CUDA_MEMORY_FRACTION)
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        total = 8 << 30
-    return int(total * CPU_MEMORY_FRACTION)
+    return int(physical_memory_bytes() * CPU_MEMORY_FRACTION)
 
 
 def chunks_of(
@@ -205,16 +202,9 @@ def _ray_task(cfg: SweepConfig, jobs: list[Job], ds: Dataset) -> list[dict]:
 
 def ray_executor(cfg: SweepConfig, chunks: Sequence[list[Job]], ds: Dataset) -> Iterator[list[dict]]:
     """Each chunk is one Ray task; results are yielded as tasks finish (the driver writes the store)."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ParameterError("executor", "ray is not installed (pip install 'deepprop[ray]')") from exc
-    started = False
-    if not ray.is_initialized():
-        ray.init(
-            address=cfg.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
-        )
-        started = True
+    import ray
+
+    started = connect_ray(cfg.ray_address)  # a no-op when run_sweep (or the CLI) connected first
     try:
         gpus = 1 if cfg.device.startswith("cuda") else 0
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_ray_task)
@@ -248,6 +238,18 @@ def run_sweep(
         raise ParameterError("device", "cuda requested but no CUDA device is available")
     t0 = time.perf_counter()
     jobs = plan(cfg)
+    started_ray = connect_ray(cfg.ray_address) if cfg.executor == "ray" else False  # before any bar or row
+    try:
+        return _run_sweep(cfg, store_path, jobs, t0, progress, dataset)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _run_sweep(cfg: SweepConfig, store_path: str | Path, jobs: list[Job], t0: float, progress: bool,
+               dataset: Dataset | None) -> SweepSummary:
     with Store(store_path) as store:
         store.set_meta("config", cfg.to_dict())
         store.set_meta("planned_keys", [j.key for j in jobs])
