@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "deepprop"
 # Rooms from the bottom up; a module may import its own room and the rooms below it.
 ROOMS = [
     ("errors", "_aliases", "_version"),
-    ("validation", "activations", "paths", "checkpoint", "jsonout"),  # tools every room may use
+    ("validation", "activations", "paths", "jsonout"),  # tools every room may use
+    ("checkpoint",),
     ("prior",),
     ("theory",),
     ("networks", "data", "advice"),

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from deepprop.paths import write_atomically
+
 SIGNATURE_FILE = "signature.json"
 
 
@@ -84,7 +86,8 @@ class Checkpoint:
         if self.folder is None or self._fresh or not self.folder.is_dir():
             return
         for path in sorted(self.folder.iterdir()):
-            if path.suffix in (".json", ".npz") and path.name != SIGNATURE_FILE and ".tmp" not in path.name:
+            # temporary files of an interrupted write start with "." (deepprop.paths.atomic_write)
+            if path.suffix in (".json", ".npz") and path.name != SIGNATURE_FILE and not path.name.startswith("."):
                 key = urllib.parse.unquote(path.stem)
                 if key not in seen:
                     yield key
@@ -98,7 +101,7 @@ class Checkpoint:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if self._fresh:
-            _atomic_write(self.folder / SIGNATURE_FILE, json.dumps(self.signature).encode())
+            _write_bytes(self.folder / SIGNATURE_FILE, json.dumps(self.signature).encode())
             self._fresh = False
 
     def save(self, key: str, value: Any) -> None:
@@ -108,12 +111,9 @@ class Checkpoint:
             return
         self._claim()
         if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
-            path = self._path(key, ".npz")
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, **value)
-            os.replace(tmp, path)
+            write_atomically(self._path(key, ".npz"), lambda tmp: np.savez(tmp, **value))
         else:
-            _atomic_write(self._path(key, ".json"), json.dumps({"key": key, "value": value}).encode())
+            _write_bytes(self._path(key, ".json"), json.dumps({"key": key, "value": value}).encode())
 
     def discard(self, key: str) -> None:
         """Forget one unit (``--force`` recomputation)."""
@@ -129,10 +129,12 @@ class Checkpoint:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` durably (fsync) and atomically: the file is complete or absent."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    write_atomically(path, write)

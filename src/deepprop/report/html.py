@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from deepprop.paths import write_atomically
 from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED
 
 COLOURS = {REPRODUCED: "#1a7f37", DIFFERS: "#b35900", NOT_RUN: "#6e7781"}
@@ -136,8 +136,5 @@ def render(out: Path, doc: dict[str, Any]) -> str:
 
 def write_index(out: Path, doc: dict[str, Any]) -> Path:
     """Write OUT/index.html atomically and return its path."""
-    path = out / "index.html"
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(render(out, doc), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = render(out, doc)
+    return write_atomically(out / "index.html", lambda tmp: tmp.write_text(text, encoding="utf-8"))

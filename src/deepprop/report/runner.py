@@ -18,6 +18,7 @@ from typing import Any
 
 from deepprop.errors import DatasetError, ParameterError
 from deepprop.jsonout import to_json
+from deepprop.paths import write_atomically
 from deepprop.report.checkpoint import claims_checkpoint, load_result
 from deepprop.report.context import Context, dataset_available
 from deepprop.report.registry import Claim, check_tier, select
@@ -205,9 +206,7 @@ def write_outputs(out: Path, tier: str, device: str, data_dir: str | None, start
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _num(v: Any) -> str:
