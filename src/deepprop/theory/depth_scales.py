@@ -39,7 +39,8 @@ def gradient_depth_scale(chi_1: torch.Tensor) -> torch.Tensor:
 def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3) -> np.ndarray:
     """Phase label per point (see module docstring)."""
     chi_1 = np.asarray(chi_1)
-    out = np.where(chi_1 < 1.0, "ordered", "chaotic").astype("<U9")
+    out = np.full(chi_1.shape, "chaotic", dtype="<U9")  # filled in place: one label array, no temporaries
+    out[chi_1 < 1.0] = "ordered"
     out[np.abs(chi_1 - 1.0) <= tol] = "critical"
     out[~np.asarray(bounded)] = "unbounded"
     return out

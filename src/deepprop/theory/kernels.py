@@ -6,6 +6,7 @@ u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2) (the pair of pre-activations of eq. 4 wit
 * ``second_moment(q)``        V(q)   = E[phi(sqrt(q) z)^2]
 * ``second_moment_slope(q)``  V'(q)  = dV/dq = E[z phi(sqrt q z) phi'(sqrt q z)] / sqrt(q)
 * ``derivative_moment(q)``    E[phi'(sqrt(q) z)^2]
+* ``moments(q)``              (V, V', E[phi'^2]) in one pass over the quadrature nodes
 * ``pair(q)``                 a :class:`PairKernel` with ``value(c)`` = K(q, c) = E[phi(u1) phi(u2)]
                               and ``slope(c)`` = dK/dc = q E[phi'(u1) phi'(u2)] (Price's theorem).
 
@@ -34,6 +35,8 @@ class PairKernel(Protocol):
 
     def slope(self, c: torch.Tensor) -> torch.Tensor: ...
 
+    def value_and_slope(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
     def restrict(self, mask: torch.Tensor) -> PairKernel: ...
 
 
@@ -47,6 +50,8 @@ class Kernel(Protocol):
     def second_moment_and_slope(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def derivative_moment(self, q: torch.Tensor) -> torch.Tensor: ...
+
+    def moments(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
     def pair(self, q: torch.Tensor, *, use_series: bool = True) -> PairKernel: ...
 
@@ -65,6 +70,13 @@ class _ClosedPair:
     def slope(self, c: torch.Tensor) -> torch.Tensor:
         return self._slope(self.q, c)
 
+    def value_and_slope(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.value(c), self.slope(c)
+
+    def take(self, index: torch.Tensor) -> _ClosedPair:
+        """The pair at points ``index`` (repeats allowed)."""
+        return _ClosedPair(self.q[index], self._value, self._slope)
+
     def restrict(self, mask: torch.Tensor) -> _ClosedPair:
         return _ClosedPair(self.q[mask], self._value, self._slope)
 
@@ -77,6 +89,9 @@ class _ClosedKernel:
 
     def second_moment_and_slope(self, q):
         return self.second_moment(q), self.second_moment_slope(q)
+
+    def moments(self, q):
+        return self.second_moment(q), self.second_moment_slope(q), self.derivative_moment(q)
 
 
 class ReluKernel(_ClosedKernel):
@@ -147,7 +162,9 @@ class _QuadraturePair:
     bound so callers can re-polish points where it matters (near c = 1) with the direct rule.
     """
 
-    def __init__(self, activation: Activation, q: torch.Tensor, *, use_series: bool = True, _parts=None):
+    def __init__(
+        self, activation: Activation, q: torch.Tensor, *, use_series: bool = True, c_max=None, _parts=None
+    ):
         self.activation = activation
         self.q = q
         if _parts is not None:
@@ -158,13 +175,38 @@ class _QuadraturePair:
         if use_series and not activation.kinks:
             self.series_mask = q <= MEHLER_MAX_Q
             if bool(self.series_mask.any()):
-                self.series = gauss.HermiteSeries(activation, q[self.series_mask])
+                cm = None if c_max is None else torch.broadcast_to(c_max, q.shape)[self.series_mask]
+                self.series = gauss.HermiteSeries(activation, q[self.series_mask], c_max=cm)
+
+    @property
+    def polynomial(self) -> bool:
+        """True when every point's map is its Mehler polynomial (smooth in c, with bounded curvature)."""
+        return self.series is not None and bool(self.series_mask.all())
+
+    def take(self, index: torch.Tensor) -> _QuadraturePair:
+        """The pair at points ``index`` of a flat batch (repeats allowed), for value()."""
+        series = None
+        if self.polynomial:
+            series = self.series.take(index)
+            mask = torch.ones(index.numel(), dtype=torch.bool, device=index.device)
+        else:
+            mask = self.series_mask[index]
+            if self.series is not None and bool(mask.any()):
+                rank = torch.cumsum(self.series_mask.long(), 0) - 1  # position of each point in the series
+                series = self.series.take(rank[index[mask]])
+        return _QuadraturePair(self.activation, self.q[index], _parts=(mask, series))
+
+    def truncated(self, order: int) -> _QuadraturePair | None:
+        """The same pair with its Mehler series cut after ``order`` (None unless every point uses the series)."""
+        if not self.polynomial:
+            return None
+        return _QuadraturePair(self.activation, self.q, _parts=(self.series_mask, self.series.truncated(order)))
 
     def error_bound(self, c: torch.Tensor) -> torch.Tensor:
         """Upper bound on the truncation error of ``value(c)`` (0 where the direct rule is used)."""
         out = torch.zeros_like(self.q)
         if self.series is not None:
-            order = self.series.sq_coef.shape[-1] - 1
+            order = self.series.order
             cc = torch.broadcast_to(c, self.q.shape)[self.series_mask].abs()
             out[self.series_mask] = self.series.tail * self.series.second_moment * cc ** (order + 1)
         return out
@@ -179,8 +221,10 @@ class _QuadraturePair:
 
     def _combine(self, c: torch.Tensor, series_fn, direct_fn) -> torch.Tensor:
         c = torch.broadcast_to(c, self.q.shape)
-        out = torch.empty_like(c)
         m = self.series_mask
+        if self.series is not None and bool(m.all()):  # the series holds the points flattened
+            return series_fn(self.series, c.reshape(-1)).reshape(self.q.shape)
+        out = torch.empty_like(c)
         if self.series is not None and bool(m.any()):
             out[m] = series_fn(self.series, c[m])
         rest = ~m
@@ -201,6 +245,13 @@ class _QuadraturePair:
             lambda s, cc: s.slope(cc),
             lambda q, cc: q * gauss.expect_pair(d, d, self.activation, q, cc),
         )
+
+    def value_and_slope(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(value(c), slope(c)); one pass over the Mehler series where it applies."""
+        if self.series is not None and bool(self.series_mask.all()):
+            k, dk = self.series.value_and_slope(torch.broadcast_to(c, self.q.shape).reshape(-1))
+            return k.reshape(self.q.shape), dk.reshape(self.q.shape)
+        return self.value(c), self.slope(c)
 
 
 class QuadratureKernel:
@@ -233,8 +284,23 @@ class QuadratureKernel:
         d = self.activation.derivative
         return gauss.expect(lambda x: d(x) ** 2, self.activation, _floor(q))
 
-    def pair(self, q, *, use_series: bool = True):
-        return _QuadraturePair(self.activation, _floor(q), use_series=use_series)
+    def moments(self, q):
+        """V(q), V'(q) and E[phi'(sqrt(q) z)^2] from one evaluation of phi and phi' at the nodes."""
+        act = self.activation
+        qf = _floor(q)
+
+        def three(x):
+            p, d = act.value_and_derivative(x)
+            pd = p * d
+            return p * p, pd.mul_(x), d * d
+
+        v, s, dd = gauss.expect(three, self.activation, qf)
+        return v, s / qf, dd
+
+    def pair(self, q, *, use_series: bool = True, c_max=None):
+        """K(q, .) for each q; ``c_max`` (largest |c| to be evaluated per point) lets the Mehler series
+        skip orders whose terms are below round-off there."""
+        return _QuadraturePair(self.activation, _floor(q), use_series=use_series, c_max=c_max)
 
 
 _CLOSED = {"relu": ReluKernel, "erf": ErfKernel, "linear": LinearKernel}

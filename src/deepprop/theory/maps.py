@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from deepprop.activations import Activation, TensorFn
 from deepprop.prior import NetworkPrior, as_prior
-from deepprop.theory.kernels import Q_FLOOR, Kernel, kernel_for
+from deepprop.theory.kernels import Q_FLOOR, Kernel, QuadratureKernel, kernel_for
 
 
 def default_device(device: str | torch.device | None) -> torch.device:
@@ -119,6 +119,13 @@ def q_map_and_slope(s: TensorPrior, q: torch.Tensor) -> tuple[torch.Tensor, torc
     return s.sigma_w2 * (s.mu2 * v + s.add_var) + s.sigma_b2, s.sigma_w2 * s.mu2 * dv
 
 
+def q_moments(s: TensorPrior, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q(q), dQ/dq and chi_1(q) in one pass over the quadrature nodes."""
+    v, dv, dd = s.kernel.moments(q)
+    gain = s.sigma_w2 * s.mu2
+    return s.sigma_w2 * (s.mu2 * v + s.add_var) + s.sigma_b2, gain * dv, gain * dd
+
+
 def chi1(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
     """chi_1 = sigma_w^2 mu2 E[phi'(sqrt(q) z)^2] (eq. 5 with the noise factor of follow-ups section 1)."""
     return s.sigma_w2 * s.mu2 * s.kernel.derivative_moment(q)
@@ -155,6 +162,15 @@ class CorrelationMap:
             self.setting.select(mask), self.q[mask], _pair=self.pair.restrict(mask), _q_next=self.q_next[mask]
         )
 
+    def truncated(self, order: int) -> CorrelationMap | None:
+        """The map with the kernel's Mehler series cut after ``order`` (a lower bound for c >= 0), or None
+        where the kernel is not a series everywhere."""
+        cut = getattr(self.pair, "truncated", None)
+        pair = cut(order) if cut is not None else None
+        if pair is None:
+            return None
+        return CorrelationMap(self.setting, self.q, _pair=pair, _q_next=self.q_next)
+
     def __call__(self, c: torch.Tensor) -> torch.Tensor:
         s = self.setting
         return (s.sigma_w2 * self.pair.value(c) + s.sigma_b2) / self.q_next
@@ -170,6 +186,12 @@ class CorrelationMap:
         """dc'/dc = sigma_w^2 E[phi'(u1) phi'(u2)] at the fixed point (eq. 8): chi_c."""
         return self.setting.sigma_w2 * self.pair.slope(c) / self.q_next
 
+    def value_and_slope(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map and its slope at c, sharing one pass over the kernel."""
+        s = self.setting
+        k, dk = self.pair.value_and_slope(c)
+        return (s.sigma_w2 * k + s.sigma_b2) / self.q_next, s.sigma_w2 * dk / self.q_next
+
 
 def iterate(s: TensorPrior, q0: torch.Tensor, c0: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Iterate eq. 3 and 4 (with noise) ``depth`` times from pre-activation variance q0 and correlation c0.
@@ -177,13 +199,53 @@ def iterate(s: TensorPrior, q0: torch.Tensor, c0: torch.Tensor, depth: int) -> t
     Returns q, c of shape ``s.shape + (depth + 1,)`` with q[..., 0] = q0 and c[..., 0] = c0.
     """
     shape = s.shape
-    q = torch.broadcast_to(q0, shape).clone()
-    c = torch.broadcast_to(c0, shape).clone()
-    qs, cs = [q], [c]
-    for _ in range(depth):
-        q_next = q_map(s, q)
-        c = c_map(s, q, c, q_next=q_next)
+    flat = s.flatten()
+    q0f = torch.broadcast_to(q0, shape).reshape(-1)
+    c0f = torch.broadcast_to(c0, shape).reshape(-1)
+    owner = torch.arange(q0f.numel(), device=q0f.device)
+    q, c = iterate_pairs(flat, q0f, c0f, owner, depth)
+    return q.reshape(shape + (depth + 1,)), c.reshape(shape + (depth + 1,))
+
+
+def iterate_pairs(
+    s: TensorPrior, q0: torch.Tensor, c0: torch.Tensor, owner: torch.Tensor, depth: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`iterate` for pairs of inputs that share rows: pair i starts from correlation ``c0[i]`` in the
+    network and input variance of row ``owner[i]`` of the flat batch ``s``, ``q0``.
+
+    q^l depends on the row only, so the variance recursion and the kernel (its Mehler series) are computed
+    once per row and layer; each pair then costs one evaluation of the correlation map.
+    Returns q of shape (rows, depth + 1) and c of shape (pairs, depth + 1).
+    """
+    q = q0.clone()
+    c = c0.clone()
+    qs = torch.empty(q.shape + (depth + 1,), dtype=q.dtype, device=q.device)
+    cs = torch.empty(c.shape + (depth + 1,), dtype=c.dtype, device=c.device)
+    qs[:, 0], cs[:, 0] = q, c
+    one_row = q.numel() == 1
+    shared = not (owner.numel() == q.numel() and _is_identity(owner))
+    sw2 = s.sigma_w2[owner] if shared and not one_row else s.sigma_w2
+    sb2 = s.sigma_b2[owner] if shared and not one_row else s.sigma_b2
+    staged = isinstance(s.kernel, QuadratureKernel)
+    for layer in range(1, depth + 1):
+        qf = torch.clamp(q, min=Q_FLOOR)
+        if staged:  # the series needs only the orders that matter at this layer's |c|
+            c_abs = c.abs()
+            c_max = c_abs if not shared else torch.zeros_like(q).scatter_reduce_(0, owner, c_abs, "amax")
+            pair = s.kernel.pair(qf, c_max=c_max)
+        else:
+            pair = s.kernel.pair(qf)
+        if getattr(pair, "polynomial", False):  # E[phi^2] from the series' own (finer) rule: no extra pass
+            q_next = s.sigma_w2 * (s.mu2 * pair.series.second_moment + s.add_var) + s.sigma_b2
+        else:
+            q_next = q_map(s, qf)
+        if shared:
+            pair = pair.take(owner)
+        c = (sw2 * pair.value(c) + sb2) / (q_next[owner] if shared and not one_row else q_next)
         q = q_next
-        qs.append(q)
-        cs.append(c)
-    return torch.stack(qs, -1), torch.stack(cs, -1)
+        qs[:, layer], cs[:, layer] = q, c
+    return qs, cs
+
+
+def _is_identity(index: torch.Tensor) -> bool:
+    return bool((index == torch.arange(index.numel(), device=index.device)).all())

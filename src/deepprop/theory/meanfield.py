@@ -31,12 +31,14 @@ from deepprop.theory.depth_scales import (
     fit_depth_scale,
     gradient_depth_scale,
 )
-from deepprop.theory.fixed_points import c_star, q_star
-from deepprop.theory.maps import TensorPrior, chi1, iterate, q_map_slope
+from deepprop.theory.fixed_points import c_star, solve_q_star
+from deepprop.theory.gauss import prime_allocator
+from deepprop.theory.maps import TensorPrior, chi1, iterate_pairs
 from deepprop.validation import check_positive, check_positive_int
 
 QUANTITIES = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth")
 PARAMETERS = PRIOR_FIELDS
+TRAJECTORY_CHUNK = 4096  # pairs per chunk on a CPU (temporaries: chunk x Hermite order per layer)
 
 
 @dataclass
@@ -76,6 +78,17 @@ class MeanField:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.q_star.shape
+
+    @property
+    def xi_cov(self) -> np.ndarray:
+        """Depth scale of the covariance of two inputs' gradients (eq. 17): -1/log chi_c, i.e. ``xi_c``.
+
+        The backward covariance map multiplies by sigma_w^2 E[phi'(u1) phi'(u2)] at the forward fixed point
+        (independent noise masks for the two inputs contribute E[eps_a eps_b] = 1), which is the slope chi_c
+        of the correlation map at c*: gradients keep their covariance exactly as deep as signals keep their
+        correlation. Measured in ``deepprop simulate gradients`` as ``xi_cov_fit``.
+        """
+        return self.xi_c
 
     def to_dict(self) -> dict:
         """Plain Python values for a single point: floats (None where not finite) and the phase string."""
@@ -152,18 +165,23 @@ def mean_field(
         chunk_size = 4096 if s.sigma_w2.device.type == "cpu" else 1 << 18
     elif chunk_size < 1:
         raise ParameterError("chunk_size", f"must be an integer >= 1 (got {chunk_size!r})")
-    columns: dict[str, list[np.ndarray]] = {}
+    out: dict[str, np.ndarray] = {}
     starts = range(0, n, chunk_size)
     progress = len(starts) > 1 and show_progress
     if progress:
         from tqdm import tqdm
 
         starts = tqdm(starts, desc=f"mean field ({s.activation.name})", unit="chunk", file=sys.stderr)
+    if len(starts) > 1 and flat.sigma_w2.device.type == "cpu":
+        prime_allocator()
     for start in starts:
         part = _solve(flat.slice(start, start + chunk_size), q0)
-        for key, value in part.items():
-            columns.setdefault(key, []).append(value)
-    out = {key: np.concatenate(parts).reshape(shape) for key, parts in columns.items()}
+        for key, value in part.items():  # written in place: no per-chunk lists to concatenate
+            if key not in out:
+                out[key] = np.empty(n, dtype=value.dtype)
+            out[key][start:start + value.size] = value
+    flat = None  # the flat tensors are not needed beyond this point
+    out = {key: value.reshape(shape) for key, value in out.items()}
     qs, bounded, c1 = out["q_star"], out["bounded"], out["chi1"]
     return MeanField(
         activation=s.activation.name,
@@ -185,16 +203,18 @@ def mean_field(
 def _solve(s: TensorPrior, q0: float) -> dict[str, np.ndarray]:
     """All quantities for a flat batch of settings."""
     with torch.no_grad():
-        qs, bounded = q_star(s, q0)
+        # One quadrature pass per Newton step yields Q, dQ/dq and chi1 together; the pass that confirms
+        # convergence supplies dQ/dq and chi1 at q*.
+        qs, bounded, slope_q, c1 = solve_q_star(s, q0)
         # Homogeneous activations (relu, linear) without bias or additive noise have a correlation map
         # and chi1 that do not depend on q: they stay defined where q^l grows or decays without bound.
         scale_free = s.activation.homogeneous & (s.sigma_b2 == 0) & (s.add_var == 0)
-        nan = torch.full_like(qs, float("nan"))
-        q_maps = torch.where(bounded, qs, torch.where(scale_free, torch.full_like(qs, q0), nan))
-        q_eval = torch.nan_to_num(q_maps, nan=1.0)
-        c1 = torch.where(torch.isfinite(q_maps), chi1(s, q_eval), nan)
+        q_maps = qs
+        if bool((scale_free & ~bounded).any()):
+            nan = torch.full_like(qs, float("nan"))
+            q_maps = torch.where(bounded, qs, torch.where(scale_free, torch.full_like(qs, q0), nan))
+            c1 = torch.where(torch.isfinite(q_maps), chi1(s, torch.nan_to_num(q_maps, nan=1.0)), nan)
         cs, chi_c = c_star(s, q_maps, c1)
-        slope_q = torch.where(bounded, q_map_slope(s, q_eval), nan)
         result = {
             "q_star": qs,
             "bounded": bounded,
@@ -245,14 +265,31 @@ def trajectory(
     prior = NetworkPrior.build(prior.activation, **{k: bc(v) for k, v in prior.keywords().items()})
     s = TensorPrior.from_prior(prior, device=device)
     dev = s.sigma_w2.device
+    flat = s.flatten()
+    q0t = torch.tensor(bc(q0a), dtype=torch.float64, device=dev).reshape(-1)
+    c0t = torch.tensor(bc(c0a), dtype=torch.float64, device=dev).reshape(-1)
+    n = q0t.numel()
+    q_out = torch.empty(n, depth + 1, dtype=torch.float64, device=dev)
+    c_out = torch.empty_like(q_out)
     with torch.no_grad():
-        q, c = iterate(
-            s,
-            torch.tensor(bc(q0a), dtype=torch.float64, device=dev),
-            torch.tensor(bc(c0a), dtype=torch.float64, device=dev),
-            depth,
-        )
-    return q.cpu().numpy(), c.cpu().numpy()
+        # Pairs with the same prior and q0 share q^l and the kernel: solve each distinct row once, and
+        # process pairs in chunks (sorted by row) so temporaries stay small.
+        rows = torch.stack([flat.sigma_w2, flat.sigma_b2, flat.mu2, flat.add_var, q0t], dim=1)
+        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        order = torch.argsort(inverse, stable=True)
+        chunk = TRAJECTORY_CHUNK if dev.type == "cpu" else 1 << 18
+        if dev.type == "cpu" and n > chunk:
+            prime_allocator()
+        for start in range(0, n, chunk):
+            idx = order[start:start + chunk]
+            row_ids, owner = torch.unique_consecutive(inverse[idx], return_inverse=True)
+            r = uniq[row_ids]
+            sub = TensorPrior(s.activation, s.kernel, r[:, 0], r[:, 1], r[:, 2], r[:, 3])
+            q, c = iterate_pairs(sub, r[:, 4], c0t[idx], owner, depth)
+            q_out[idx] = q[owner]
+            c_out[idx] = c
+    out_shape = shape + (depth + 1,)
+    return q_out.reshape(out_shape).cpu().numpy(), c_out.reshape(out_shape).cpu().numpy()
 
 
 def measured_depth_scales(
