@@ -31,17 +31,17 @@ def test_relu_closed_form_moments():
 
 def test_equal_gain_information_closed_forms():
     # isometry (orthogonal linear): every normalised l = 1 -> I/N = log(1 + snr) / 2 exactly
-    iso = equal_gain_information("linear", 1.0, 0.0, 9, weights="orthogonal", q=1.0, snr=2.0, grid=600)
-    assert iso == pytest.approx(0.5 * math.log(3.0), rel=1e-5)  # pchip + trapezoid: error 2e-6 at grid 400-1500
-    # one Gaussian layer: Marchenko-Pastur (ratio 1), Shannon transform in closed form (Verdu):
-    # E[log(1 + s l)] = 2 log(1 + s - F/4) - log(s) ... with F = (sqrt(4s + 1) - 1)^2 / ... use the
-    # standard form V(s) = 2 log((1 + sqrt(1 + 4 s)) / 2) - (sqrt(1 + 4 s) - 1)^2 / (4 s)
+    iso = equal_gain_information("linear", 1.0, 0.0, 9, weights="orthogonal", q=1.0, snr=2.0, grid=300)
+    assert iso == pytest.approx(0.5 * math.log(3.0), rel=1e-5)  # pchip + trapezoid: error 3e-6 at grid 300-1500
+    # one Gaussian layer: Marchenko-Pastur (ratio 1), Shannon transform in closed form (Tulino-Verdu):
+    # V(s) = E[log(1 + s l)] = 2 log((1 + sqrt(1 + 4 s)) / 2) - (sqrt(1 + 4 s) - 1)^2 / (4 s)
     s = 1.7
     r = math.sqrt(1 + 4 * s)
     exact = 2 * math.log((1 + r) / 2) - (r - 1) ** 2 / (4 * s)
-    assert equal_gain_information("linear", 1.0, 0.0, 1, q=1.0, snr=s, grid=600) == pytest.approx(0.5 * exact, rel=1e-5)
+    # measured error 8e-6 at grid 300 (4e-5 at 200, 2e-6 at 1500)
+    assert equal_gain_information("linear", 1.0, 0.0, 1, q=1.0, snr=s, grid=300) == pytest.approx(0.5 * exact, rel=2e-5)
     # relu orthogonal, one layer: l in {0, 2} with prob 1/2 each -> I/N = log(1 + 2 snr) / 4
-    assert equal_gain_information("relu", 2.0, 0.0, 1, weights="orthogonal", q=1.0, snr=s, grid=600) == pytest.approx(
+    assert equal_gain_information("relu", 2.0, 0.0, 1, weights="orthogonal", q=1.0, snr=s, grid=300) == pytest.approx(
         0.25 * math.log1p(2 * s), rel=1e-5)  # measured 1e-6
 
 
@@ -64,15 +64,19 @@ def test_tanh_spectrum_matches_simulation_fast(weights):
 @pytest.mark.parametrize("act,sw2,sb2,q", [("tanh", 1.76, 0.05, None), ("relu", 2.0, 0.0, 1.0)])
 @pytest.mark.parametrize("weights", ["gaussian", "orthogonal"])
 def test_spectrum_moments_width_500_depth_32(act, sw2, sb2, q, weights):
-    # width 500, depth 32 (L/N = 0.06): measured deviations were <= 7 % for the spread (4 networks) and
-    # <= 2 % for the equal-gain information; 10 % and 4 % keep a margin for the network-to-network scatter.
+    # width 500, depth 32 (L/N = 0.06), 16 networks (4 were too few for Gaussian weights: the per-network
+    # var/mean^2 is heavy-tailed and 4 networks scattered by up to +-20 %). Measured at seeds 3 and 4 over the
+    # four cases: spread within 5.8 %, equal-gain I/N within 1.3 %, mean ||J||^2/N within 11.5 % (the
+    # per-network gain has a coefficient of variation 0.14-0.33, so the 16-network mean has ~8 % error).
+    # Tolerances 10 %, 3 %, 25 % (~3 sigma for the mean).
     L = 32
     th = jacobian_moments(act, sw2, sb2, L, weights=weights, q=q)
-    p = jacobian_spectrum(act, sw2, sb2, width=500, depth=L, weights=weights, networks=4, input_q=q,
+    p = jacobian_spectrum(act, sw2, sb2, width=500, depth=L, weights=weights, networks=16, input_q=q,
                           seed=3).points[0]
     assert p.spread == pytest.approx(th.spread, rel=0.10)
-    assert p.mi_equal_gain == pytest.approx(equal_gain_information(act, sw2, sb2, L, weights=weights, q=q), rel=0.04)
-    assert p.mean_sq_singular == pytest.approx(th.mean, rel=0.15)  # one network's ||J||^2/N scatters ~5-10 %
+    assert p.mi_equal_gain == pytest.approx(equal_gain_information(act, sw2, sb2, L, weights=weights, q=q, grid=400),
+                                            rel=0.03)
+    assert p.mean_sq_singular == pytest.approx(th.mean, rel=0.25)
 
 
 def test_bad_spectrum_arguments():
