@@ -209,3 +209,53 @@ def test_smoke_tier_end_to_end(tmp_path):
     failed = [r["id"] for r in doc["claims"] if r["verdict"] == NOT_RUN and "CIFAR" not in r["why"]]
     assert not failed, [r["why"] for r in doc["claims"] if r["id"] in failed]
     json.dumps(doc, allow_nan=False)
+
+
+# ---- rows built on the fidelity measurements ---------------------------------------------------------------
+
+NEW_ROWS = "001-fig3/finite-width,003-mutual-information/critical-line"
+
+
+def _fit(start, rho, fit, theory, err, reason=None, theory_reason=None):
+    from deepprop.simulate.correlation_scale import CorrelationScaleFit
+
+    return CorrelationScaleFit(keep_rate=rho, width=300, start=start, c0=0.99, depth=40, networks=8, xi_c=5.0,
+                               c_star=0.5, xi_c_fit=fit, xi_c_fit_err=err, xi_c_fit_reason=reason,
+                               xi_c_fit_theory=theory, xi_c_fit_theory_reason=theory_reason, c_star_fit=0.5)
+
+
+def test_finite_width_summary_counts_failed_fits_by_whether_the_theory_resolves_the_window():
+    from deepprop.report.claims_001 import finite_width_summary
+
+    rows = [_fit("far", 0.9, 5.2, 5.0, 0.1),  # +4 %: agrees
+            _fit("near", 0.9, 7.0, 5.0, 0.1),  # +40 %, 20 sigma: differs
+            _fit("far", 1.0, math.nan, 900.0, math.nan, "not resolved", "not resolved"),  # unresolved
+            _fit("near", 1.0, math.nan, 20.0, math.nan, "3 of 3 replicate fits failed")]  # counts as differing
+    ours = finite_width_summary(rows)
+    assert ours["settings_differing"] == 2 and ours["settings_compared"] == 2 and ours["settings_unresolved"] == 1
+    assert ours["fraction_compared"] == 0.5
+    assert ours["near_rho0.9_N300_rel_err_window"] == pytest.approx(0.4)
+    assert len(ours["failed_fits"]) == 2 and "not compared" in ours["failed_fits"][0]
+    assert "counted as differing" in ours["failed_fits"][1]
+    c = select("001-fig3/finite-width")[0]
+    assert verdict(ours, c.paper, c.tolerance).verdict == DIFFERS
+    clean = finite_width_summary(rows[:1] + rows[2:3])
+    assert verdict(clean, c.paper, c.tolerance).verdict == REPRODUCED
+
+
+def test_new_rows_end_to_end_at_smoke(tmp_path):
+    out = tmp_path / "rep"
+    run_report(NEW_ROWS, "smoke", out, quiet=True)
+    rows = {r["id"]: r for r in _load(out)["claims"]}
+    assert set(rows) == set(NEW_ROWS.split(","))
+    for cid, row in rows.items():
+        c = REGISTRY[cid]
+        assert row["verdict"] == verdict(row["ours"], row["paper"], c.tolerance).verdict
+        assert (out / row["figure"]).is_file()
+    fw = rows["001-fig3/finite-width"]["ours"]
+    assert all(isinstance(x, str) for x in fw["failed_fits"])
+    assert fw["settings_compared"] + fw["settings_unresolved"] + len(
+        [x for x in fw["failed_fits"] if "counted as differing" in x]) == 10  # 5 keep rates x 2 starts x 1 width
+    line = rows["003-mutual-information/critical-line"]["ours"]
+    # Jensen: equal-gain I/N <= log(1 + snr)/2, equality only for an isometry
+    assert 0 < line["isometry_mi"] < line["mi_isometry_bound"] == pytest.approx(0.5 * math.log(2.0))
