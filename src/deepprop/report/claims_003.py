@@ -13,7 +13,7 @@ from deepprop.report.verdict import Tolerance
 PAPER = "Weng et al. 2022"
 SB2 = 0.05
 JAC_SIZES = {"smoke": {"width": 32, "depth": 4, "networks": 2, "n_sw2": 5},
-             "quick": {"width": 256, "depth": 16, "networks": 4, "n_sw2": 9},
+             "quick": {"width": 256, "depth": 16, "networks": 8, "n_sw2": 9},
              "paper": {"width": 1000, "depth": 64, "networks": 8, "n_sw2": 17}}
 
 

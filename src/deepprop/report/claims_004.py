@@ -85,7 +85,7 @@ def closed_forms(ctx: Context) -> Measurement:
     paper={"q_ratio": 1.0, "c_final_dev": 0.0},
     tolerance={"q_ratio": Tolerance("sigma", 4.0, "4 standard errors of the ensemble mean of q^L / q^0"),
                "c_final_dev": Tolerance("abs", 0.03, "O(1/N) finite-width bias of c^l plus the ensemble's noise")},
-    sizes={"smoke": {"width": 64, "depth": 10, "networks": 4}, "quick": {"width": 500, "depth": 20, "networks": 4},
+    sizes={"smoke": {"width": 64, "depth": 10, "networks": 4}, "quick": {"width": 500, "depth": 20, "networks": 8},
            "paper": {"width": 1000, "depth": 50, "networks": 32}},
 )
 def finite_width(ctx: Context) -> Measurement:
@@ -172,7 +172,7 @@ def vs_he(ctx: Context) -> Measurement:
     paper={"overflow_depth": math.log(float(np.finfo(np.float32).max)) / math.log(2.0 * 2.0 / 2.0)},
     tolerance={"overflow_depth": Tolerance("rel", 0.05, "finite-width fluctuations of log q^l (~sqrt(L/N) in "
                                            "units of ln 2 per layer)")},
-    sizes={"smoke": {"width": 64, "networks": 2}, "quick": {"width": 1000, "networks": 2},
+    sizes={"smoke": {"width": 64, "networks": 2}, "quick": {"width": 1000, "networks": 8},
            "paper": {"width": 1000, "networks": 8}},
 )
 def overflow_depth(ctx: Context) -> Measurement:

@@ -22,7 +22,7 @@ POINTS = ((1.2, 0.05), (1.76, 0.05), (2.5, 0.05))
     paper={"q_max_rel_dev": 0.0, "c_max_abs_dev": 0.0},
     tolerance={"q_max_rel_dev": Tolerance("abs", 0.03, "O(1/N) finite-width bias plus the ensemble's sampling noise"),
                "c_max_abs_dev": Tolerance("abs", 0.03, "O(1/N) finite-width bias plus the ensemble's sampling noise")},
-    sizes={"smoke": {"width": 100, "depth": 8, "networks": 2}, "quick": {"width": 1000, "depth": 15, "networks": 2},
+    sizes={"smoke": {"width": 100, "depth": 8, "networks": 2}, "quick": {"width": 1000, "depth": 15, "networks": 8},
            "paper": {"width": 1000, "depth": 40, "networks": 16}},
 )
 def finite_width(ctx: Context) -> Measurement:

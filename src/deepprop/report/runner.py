@@ -216,10 +216,14 @@ def _num(v: Any) -> str:
 
 
 def headline(record: dict[str, Any]) -> str:
-    """'name: ours vs paper' for the first checked quantity of a row."""
+    """'name: ours vs paper' for the first checked quantity of a row; for a row that differs, the quantities
+    outside their tolerance (from the verdict's own reason)."""
     tol = record.get("tolerance") or {}
     if not tol:
         return ""
+    if record.get("verdict") == DIFFERS and str(record.get("why", "")).startswith("outside tolerance: "):
+        text = record["why"].removeprefix("outside tolerance: ")
+        return text if len(text) <= 90 else text[:87] + "..."
     name = next(iter(tol))
     return f"{name}: {_num((record.get('ours') or {}).get(name))} vs {_num((record.get('paper') or {}).get(name))}"
 
