@@ -191,3 +191,22 @@ def test_no_critical_point_where_the_bounded_branch_ends_first():
     assert np.isnan(sw2)
     grid = mean_field("gelu", np.linspace(1, 2.5, 31), 0.05)
     assert np.nanmax(grid.chi1) < 0.9 and (grid.phase == "unbounded").any()
+
+
+def test_an_iteration_that_does_not_settle_is_unsolved_not_unbounded():
+    # One Newton step from far away cannot reach q*; the point has no answer yet and must say so, while
+    # the same points with the default step limit converge to the bounded fixed point.
+    import torch
+
+    from deepprop.theory.depth_scales import classify
+    from deepprop.theory.fixed_points import solve_q_star
+    from deepprop.theory.maps import TensorPrior
+
+    s = TensorPrior.build("tanh", np.array([1.5, 2.5, 3.5]), 0.05)
+    q, bounded, _, chi, unsolved = solve_q_star(s, torch.tensor(1e6, dtype=torch.float64), max_iter=1)
+    q_ok, bounded_ok, _, chi_ok, unsolved_ok = solve_q_star(s, 1.0)
+    assert bool(bounded_ok.all()) and not bool(unsolved_ok.any())
+    assert bool(unsolved.all()) and not bool(bounded.any()) and bool(torch.isnan(q).all())
+    labels = classify(chi.numpy(), bounded.numpy(), 1e-3, unsolved.numpy())
+    assert list(labels) == ["unsolved"] * 3
+    assert "unsolved" not in classify(chi_ok.numpy(), bounded_ok.numpy(), 1e-3, unsolved_ok.numpy())

@@ -172,7 +172,8 @@ def run_phase(args: argparse.Namespace) -> int:
             **common.noise_kwargs(args),
         )
     path = export(ds, out)
-    counts = {p: int((ds["phase"].values == p).sum()) for p in ("ordered", "critical", "chaotic", "unbounded")}
+    phases = ("ordered", "critical", "chaotic", "unbounded", "unsolved")
+    counts = {p: int((ds["phase"].values == p).sum()) for p in phases}
     if common.progress(args):
         print(f"wrote {path} ({n} points in {time.perf_counter() - t0:.1f} s; "
               + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", file=sys.stderr)

@@ -18,8 +18,6 @@ import torch
 from deepprop.theory.fixed_points import q_star
 from deepprop.theory.maps import TensorPrior, chi1
 
-PHASES = ("ordered", "critical", "chaotic", "unbounded")
-
 
 def depth_scale(rate: torch.Tensor) -> torch.Tensor:
     """xi = -1 / log(rate) for 0 <= rate < 1; +inf at rate 1; NaN above 1 (no decay) or for NaN."""
@@ -36,17 +34,21 @@ def gradient_depth_scale(chi_1: torch.Tensor) -> torch.Tensor:
     return torch.where(chi_1 == 1.0, torch.full_like(xi, float("inf")), xi)
 
 
-def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3) -> np.ndarray:
-    """Phase label per point (see module docstring)."""
+def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3,
+             unsolved: np.ndarray | None = None) -> np.ndarray:
+    """Phase label per point (see module docstring); "unsolved" where the fixed-point iteration neither
+    converged nor diverged (no answer, said so rather than reported as unbounded)."""
     chi_1 = np.asarray(chi_1)
     out = np.full(chi_1.shape, "chaotic", dtype="<U9")  # filled in place: one label array, no temporaries
     out[chi_1 < 1.0] = "ordered"
     out[np.abs(chi_1 - 1.0) <= tol] = "critical"
     out[~np.asarray(bounded)] = "unbounded"
+    if unsolved is not None:
+        out[np.asarray(unsolved)] = "unsolved"
     return out
 
 
-def critical_sigma_w2_setting(s: TensorPrior, q0: float = 1.0, iterations: int = 200) -> torch.Tensor:
+def critical_sigma_w2_setting(s: TensorPrior, q0: float = 1.0) -> torch.Tensor:
     """sigma_w^2 where chi_1 = 1, for each sigma_b^2 and noise in ``s`` (its sigma_w2 is ignored).
 
     Bisection on log sigma_w^2 over [1e-4, 1e4]; chi_1 is taken as > 1 where the variance map is

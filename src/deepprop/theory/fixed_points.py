@@ -42,14 +42,15 @@ def q_star(
     bounded : bool tensor
         False where the iterates diverge (phase "unbounded").
     """
-    q, bounded, _, _ = solve_q_star(s, q0, max_iter)
+    q, bounded, _, _, _ = solve_q_star(s, q0, max_iter)
     return q, bounded
 
 
 def solve_q_star(
     s: TensorPrior, q0: torch.Tensor | float = 1.0, max_iter: int = 400
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`q_star` plus dQ/dq and chi_1 at q* (NaN where unbounded).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`q_star` plus dQ/dq and chi_1 at q* (NaN where unbounded), and ``unsolved``: True where the
+    iteration neither converged nor diverged within ``max_iter`` steps (not bounded, but not shown unbounded).
 
     Both come from the quadrature pass that confirmed convergence (phi and phi' are evaluated once per
     Newton step for Q, dQ/dq and chi_1 together), so they cost no extra pass.
@@ -59,7 +60,8 @@ def solve_q_star(
         q_eval = torch.nan_to_num(q, nan=1.0)
         nan = torch.full_like(q, float("nan"))
         _, slope, chi = q_moments(s, q_eval)
-        return q, bounded, torch.where(bounded, slope, nan), torch.where(bounded, chi, nan)
+        return (q, bounded, torch.where(bounded, slope, nan), torch.where(bounded, chi, nan),
+                torch.zeros_like(bounded))
     shape = s.shape
     flat = s.flatten()
     q = torch.broadcast_to(torch.as_tensor(q0, dtype=torch.float64, device=s.sigma_w2.device), shape)
@@ -98,12 +100,14 @@ def solve_q_star(
         status[unstable] = torch.where(ok, 1, 2).to(status.dtype)
         _, slope_at[unstable], chi_at[unstable] = q_moments(sub, torch.nan_to_num(q_it, nan=1.0))
     bounded = status == 1
+    unsolved = status == 0
     nan = torch.full_like(q, float("nan"))
     q = torch.where(bounded, q, nan)
     q = torch.where(q < Q_ZERO, torch.zeros_like(q), q)
     slope_at = torch.where(bounded, slope_at, nan)
     chi_at = torch.where(bounded, chi_at, nan)
-    return q.reshape(shape), bounded.reshape(shape), slope_at.reshape(shape), chi_at.reshape(shape)
+    return (q.reshape(shape), bounded.reshape(shape), slope_at.reshape(shape), chi_at.reshape(shape),
+            unsolved.reshape(shape))
 
 
 def _newton_update(big_q, slope, qa):

@@ -61,7 +61,7 @@ DESCRIPTIONS = {
     "xi_c": "depth scale of correlations, -1/log chi_c (eq. 9)",
     "xi_grad": "gradient depth scale, -1/log chi1, signed (eq. 16)",
     "max_depth": "depth_multiple * xi_c: predicted maximum trainable depth",
-    "phase": "ordered | critical | chaotic | unbounded",
+    "phase": "ordered | critical | chaotic | unbounded | unsolved",
 }
 
 

@@ -51,9 +51,10 @@ class MeanField:
     xi_q, xi_c     : depth scales of eq. 7 and 9 (inf at criticality)
     xi_grad        : -1/log chi1, signed (eq. 16)
     max_depth      : depth_multiple * xi_c, the predicted maximum trainable depth
-    phase          : "ordered" | "critical" | "chaotic" | "unbounded". Where unbounded, q_star and xi_q
-                     are NaN; so is everything else, except for relu / linear without bias and
-                     additive noise, whose correlation map does not depend on q.
+    phase          : "ordered" | "critical" | "chaotic" | "unbounded" | "unsolved". Where unbounded, q_star
+                     and xi_q are NaN; so is everything else, except for relu / linear without bias and
+                     additive noise, whose correlation map does not depend on q. "unsolved": the q*
+                     iteration neither converged nor diverged (no answer; every quantity NaN).
     """
 
     activation: str
@@ -117,6 +118,9 @@ def explain(point: dict) -> list[str]:
             notes.append("the correlation map does not depend on q here, so c*, chi_c and xi_c still hold")
     elif phase == "critical":
         notes.append("chi1 = 1 within tolerance: gradients neither vanish nor explode")
+    elif phase == "unsolved":
+        notes.append("the fixed-point iteration of the variance map did not settle within its step limit: "
+                     "no answer here (neither a fixed point nor divergence was found)")
     return notes
 
 
@@ -194,7 +198,7 @@ def mean_field(
         xi_c=out["xi_c"],
         xi_grad=out["xi_grad"],
         max_depth=depth_multiple * out["xi_c"],
-        phase=classify(c1, bounded, critical_tol).reshape(shape),
+        phase=classify(c1, bounded, critical_tol, out["unsolved"]).reshape(shape),
         depth_multiple=depth_multiple,
         critical_tol=critical_tol,
     )
@@ -205,7 +209,7 @@ def _solve(s: TensorPrior, q0: float) -> dict[str, np.ndarray]:
     with torch.no_grad():
         # One quadrature pass per Newton step yields Q, dQ/dq and chi1 together; the pass that confirms
         # convergence supplies dQ/dq and chi1 at q*.
-        qs, bounded, slope_q, c1 = solve_q_star(s, q0)
+        qs, bounded, slope_q, c1, unsolved = solve_q_star(s, q0)
         # Homogeneous activations (relu, linear) without bias or additive noise have a correlation map
         # and chi1 that do not depend on q: they stay defined where q^l grows or decays without bound.
         scale_free = s.activation.homogeneous & (s.sigma_b2 == 0) & (s.add_var == 0)
@@ -218,6 +222,7 @@ def _solve(s: TensorPrior, q0: float) -> dict[str, np.ndarray]:
         result = {
             "q_star": qs,
             "bounded": bounded,
+            "unsolved": unsolved,
             "chi1": c1,
             "c_star": cs,
             "chi_c": chi_c,
