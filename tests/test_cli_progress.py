@@ -35,3 +35,14 @@ def test_sweep_bar_and_quiet(tmp_path, capsys, quiet):
     captured = capsys.readouterr()
     assert "4/4 done" in captured.out
     assert (captured.err == "") if quiet else ("sweep" in captured.err and "4/4" in captured.err)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_gradients_bar_counts_layers_even_in_one_chunk(capsys, quiet):
+    # one chunk of two sigma_w2 values, depth 6: 3 x 6 layer steps (forward, backward, statistics)
+    argv = ["simulate", "gradients", "--activation", "tanh", "--sigma-w2", "1.0", "2.5", "--sigma-b2", "0.05",
+            "--width", "8", "--depth", "6", "--networks", "2", "--dataset", "synthetic",
+            *(["--quiet"] if quiet else [])]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (err == "") if quiet else ("gradients" in err and "18/18" in err)

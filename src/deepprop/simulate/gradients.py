@@ -20,7 +20,7 @@ Backpropagation modes (follow-ups section 2):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +52,9 @@ class ForwardPass:
 
 
 def forward_pass(ens: Ensemble, x: torch.Tensor, depth: int, n_classes: int, gen: torch.Generator,
-                 keep_weights: bool = False) -> ForwardPass:
-    """Run the batch x (batch, d, B) through depth hidden layers and a readout (see module docstring)."""
+                 keep_weights: bool = False, on_layer: Callable[[], None] | None = None) -> ForwardPass:
+    """Run the batch x (batch, d, B) through depth hidden layers and a readout (see module docstring);
+    ``on_layer`` is called after each hidden layer (progress)."""
     inputs, zs, masks, weights = [x], [], [None], []
     n_in = x.shape[1]
     y = x
@@ -71,6 +72,8 @@ def forward_pass(ens: Ensemble, x: torch.Tensor, depth: int, n_classes: int, gen
         inputs.append(y)
         masks.append(mult)
         n_in = ens.width
+        if on_layer is not None:
+            on_layer()
     raise AssertionError("unreachable")
 
 
@@ -447,10 +450,16 @@ def simulate_gradients(
     points: dict[float, GradientPoint] = {}
     per_network: dict[float, dict[str, np.ndarray]] = {}
     chunks = [sweep[i:i + chunk] for i in range(0, len(sweep), chunk)]
-    for part in tqdm(chunks, desc="gradients", unit="chunk", disable=not progress):
+    # One bar over every layer of every chunk (forward, backward, statistics: 3 depth steps a chunk), so that
+    # a sweep run as a single chunk still shows its ETA.
+    bar = tqdm(total=3 * depth * len(chunks), desc="gradients", unit="layer", disable=not progress)
+    for part in chunks:
         key = repr([float(s) for s in part])
-        if key not in ckpt:
-            per_net = _run_chunk(ens_all, part, x0, labels, depth, data.n_classes, backprop, seed)
+        if key in ckpt:
+            bar.update(3 * depth)
+        else:
+            per_net = _run_chunk(ens_all, part, x0, labels, depth, data.n_classes, backprop, seed,
+                                 tick=lambda n=1: bar.update(n))
             done = []
             for j, s in enumerate(part):
                 th = {k: v[sweep.index(s)] for k, v in theory.items()}
@@ -463,6 +472,7 @@ def simulate_gradients(
             points[float(d["sigma_w2"])] = GradientPoint.from_dict(d)
             per_network[float(d["sigma_w2"])] = {k: np.array(d["per_network"][k], dtype=np.float64)
                                                  for k in LAW_KEYS}
+    bar.close()
     ordered = [points[float(s)] for s in sweep]
     laws = {k: variance_mean_law(ordered, [per_network[float(s)][k] for s in sweep], key=k, seed=seed)
             for k in LAW_KEYS} if networks >= 3 else {}
@@ -474,25 +484,29 @@ LAW_KEYS = ("grad_sq_norm", "per_example_sq_norm")
 
 
 def _run_chunk(ens_all: Ensemble, part: Sequence[float], x0: torch.Tensor, labels: torch.Tensor, depth: int,
-               n_classes: int, backprop: str, seed: int) -> dict[str, np.ndarray]:
-    """Per-network statistics, arrays of shape (len(part), networks, depth)."""
+               n_classes: int, backprop: str, seed: int,
+               tick: Callable[..., object] = lambda n=1: None) -> dict[str, np.ndarray]:
+    """Per-network statistics, arrays of shape (len(part), networks, depth); ``tick(n)`` reports n layers done
+    (depth forward, depth backward, depth statistics)."""
     ens = Ensemble(ens_all.activation, tuple(float(s) for s in part), ens_all.sigma_b2, ens_all.width,
                    ens_all.networks, ens_all.weights, ens_all.noise, ens_all.device, ens_all.dtype)
     x = x0.unsqueeze(0).expand(ens.batch, -1, -1)
     gen = ens.generator(seed)
     if backprop == "shared":
         with torch.enable_grad():  # x as a grad-requiring leaf puts every z^l on the autograd graph
-            fp = forward_pass(ens, x.clone().requires_grad_(True), depth, n_classes, gen)
+            fp = forward_pass(ens, x.clone().requires_grad_(True), depth, n_classes, gen, on_layer=tick)
             deltas = shared_errors(fp, labels)
     else:
         with torch.no_grad():
-            fp = forward_pass(ens, x, depth, n_classes, gen)
+            fp = forward_pass(ens, x, depth, n_classes, gen, on_layer=tick)
             deltas = independent_errors(ens, fp, labels, ens.generator(seed + 7919))
+    tick(depth)
     out: dict[str, list[np.ndarray]] = {k: [] for k in STATS}
     with torch.no_grad():
         for l in range(depth):
             st = layer_gradient_stats(fp.inputs[l].detach(), deltas[l].detach(), labels)
             for k, v in st.items():
                 out[k].append(v.cpu().numpy())
+            tick()
     shape = (len(part), ens.networks, depth)
     return {k: np.stack(v, axis=-1).reshape(shape) for k, v in out.items()}
