@@ -32,12 +32,16 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> cpu; raise ParameterError for cuda on a machine without it."""
-    dev = torch.device(device or "cpu")
+    """``None`` -> cpu; raise ParameterError for a name that is not a device, anything but cpu / cuda[:N],
+    or cuda on a machine without it."""
+    try:
+        dev = torch.device(device or "cpu")
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", "cuda requested but no CUDA device is available (use --device cpu)")
     if dev.type not in ("cpu", "cuda"):
-        raise ParameterError("device", f"must be cpu or cuda (got {device!r})")
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})")
     return dev
 
 

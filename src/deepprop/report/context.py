@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from deepprop.errors import DeeppropError
+from deepprop.paths import write_atomically
 
 LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "digits": "digits (8x8)"}
 _AVAILABLE: dict[tuple[str, str | None], bool] = {}
@@ -67,9 +67,7 @@ class Context:
         name = f"{self.slug}{'-' + suffix if suffix else ''}.csv"
         path = self.out / "data" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
         return f"data/{name}"
 
     def mnist_like(self, *, fast: bool = False) -> tuple[str, str]:

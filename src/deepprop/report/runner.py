@@ -18,6 +18,7 @@ from typing import Any
 
 from deepprop.errors import DatasetError, ParameterError
 from deepprop.jsonout import to_json
+from deepprop.networks.ensemble import resolve_device
 from deepprop.paths import write_atomically
 from deepprop.report.checkpoint import claims_checkpoint, load_result
 from deepprop.report.context import Context, dataset_available
@@ -61,18 +62,8 @@ def check_out(out: str | os.PathLike) -> Path:
 
 
 def check_device(device: str) -> str:
-    """'cpu' or 'cuda[:N]'; ParameterError('device') for anything else or cuda without a CUDA device."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device", "cuda requested but no CUDA device is available (use --device cpu)")
-    return str(dev)
+    """'cpu' or 'cuda[:N]' (the networks engine's check: ParameterError('device') otherwise)."""
+    return str(resolve_device(device))
 
 
 def check_data_dir(data_dir: str | None) -> str | None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from deepprop.data import DATASETS
 from deepprop.errors import ParameterError
+from deepprop.prior import check_keep_rate
 from deepprop.sweep.schema import SHARED_IDENTITY
 from deepprop.validation import parse_values
 
@@ -189,11 +190,7 @@ def validate(cfg: SweepConfig) -> SweepConfig:
         raise ParameterError("depths", f"must be >= 1 (got {min(cfg.depths)})")
     if any(not (s > 0) for s in cfg.sigma_w2):
         raise ParameterError("sigma_w2", f"must be > 0 (got {min(cfg.sigma_w2)})")
-    if any(not (0 < r <= 1) for r in cfg.keep_rates):
-        bad = [r for r in cfg.keep_rates if not (0 < r <= 1)][0]
-        raise ParameterError(
-            "keep_rates", f"must be in (0, 1], the probability of keeping a unit (got {bad})"
-        )
+    check_keep_rate(cfg.keep_rates, "keep_rates")
     if any(s < 0 for s in cfg.seeds):
         raise ParameterError("seeds", f"must be >= 0 (got {min(cfg.seeds)})")
     for name in ("sigma_b2", "noise_mult", "noise_add"):

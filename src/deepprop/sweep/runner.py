@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from deepprop.data import Dataset, load_dataset
-from deepprop.errors import ParameterError
+from deepprop.networks.ensemble import resolve_device
 from deepprop.sweep.config import SweepConfig, run_identity, run_key
 from deepprop.sweep.ensemble import (
     EnsembleResult,
@@ -234,8 +234,7 @@ def run_sweep(
     dataset: Dataset | None = None,
 ) -> SweepSummary:
     """Train every network of ``cfg`` missing from the store at ``store_path``; commit each chunk's rows."""
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError("device", "cuda requested but no CUDA device is available")
+    resolve_device(cfg.device)
     t0 = time.perf_counter()
     jobs = plan(cfg)
     started_ray = connect_ray(cfg.ray_address) if cfg.executor == "ray" else False  # before any bar or row
