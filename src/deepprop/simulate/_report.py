@@ -1,4 +1,4 @@
-"""Turning results into plain JSON-ready Python values (NaN and inf become None)."""
+"""Turning results into plain JSON-ready Python values (NaN and inf become None, with a reason)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from deepprop.jsonout import strict
+
 
 def plain(value: Any) -> Any:
-    """Numpy scalars/arrays -> float/int/str/list; non-finite floats -> None (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.str_):
-        return str(value)
-    return value
+    """JSON-ready Python values through the one serializer (:func:`deepprop.jsonout.strict`): non-finite
+    numbers become None with ``<key>_reason`` beside them."""
+    return strict(value)
 
 
 def stats_over_networks(per_network: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
