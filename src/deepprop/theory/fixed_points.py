@@ -47,13 +47,15 @@ def q_star(
 
 
 def solve_q_star(
-    s: TensorPrior, q0: torch.Tensor | float = 1.0, max_iter: int = 400
+    s: TensorPrior, q0: torch.Tensor | float = 1.0, max_iter: int = 400, start: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`q_star` plus dQ/dq and chi_1 at q* (NaN where unbounded), and ``unsolved``: True where the
     iteration neither converged nor diverged within ``max_iter`` steps (not bounded, but not shown unbounded).
 
     Both come from the quadrature pass that confirmed convergence (phi and phi' are evaluated once per
-    Newton step for Q, dQ/dq and chi_1 together), so they cost no extra pass.
+    Newton step for Q, dQ/dq and chi_1 together), so they cost no extra pass. ``start`` (flat, one value
+    per point) replaces the tabulated :func:`warm_start` from q0 as the first quadrature iterate, for
+    callers that computed warm starts over a larger batch at once.
     """
     if s.activation.homogeneous:
         q, bounded = _q_star_linear_map(s, q0)
@@ -67,7 +69,7 @@ def solve_q_star(
     q = torch.broadcast_to(torch.as_tensor(q0, dtype=torch.float64, device=s.sigma_w2.device), shape)
     q = q.reshape(-1).clone()
     q_start = q.clone()
-    q = _warm_start(flat, q)
+    q = warm_start(flat, q) if start is None else start.reshape(-1).clone()
     status = torch.zeros_like(q, dtype=torch.int8)  # 0 running, 1 converged, 2 diverged
     slope_at = torch.full_like(q, float("nan"))
     chi_at = torch.full_like(q, float("nan"))
@@ -224,7 +226,7 @@ def _table_newton(
     return out, done
 
 
-def _warm_start(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
+def warm_start(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
     """Newton's iteration of :func:`solve_q_star` on tabulated surrogates of V, from the same start:
     first on the coarse table (to ~1e-9), then polished on the fine one (to ~1e-15), so that the
     quadrature iteration usually confirms convergence on its first pass instead of taking ~5 steps.
@@ -313,21 +315,28 @@ def c_star(
     need = finite & ~ordered
     if bool(need.any()):
         sub = flat.select(need)
-        cmap = CorrelationMap(sub, qf[need])
-        start = torch.zeros_like(qf[need])
+        q_need = qf[need]
+        # Orders <= FIRST_ORDER first (c_max = 0 skips the rest): they decide c* wherever it is not close to 1.
+        cmap = CorrelationMap(sub, q_need, c_max=torch.zeros_like(q_need))
+        start = torch.zeros_like(q_need)
         low = cmap.truncated(START_ORDER)
         if low is not None:
             # The cut series under-estimates the map on [0, 1], so its root is a valid start from below,
-            # usually within 1e-8 of c*: the full-order Newton then needs ~2 passes instead of ~6.
+            # usually within 1e-8 of c*: the next Newton then needs ~2 passes instead of ~6.
             start, _ = _newton_from_below(low, start, max_iter)
         cs, chi_c = _newton_from_below(cmap, start, max_iter)
-        # Where the truncated Hermite series is not accurate enough at c* (close to c = 1), polish the
-        # root with direct quadrature. The series under-estimates the map, so its root lies below the
-        # true one and is a valid monotone starting point.
-        redo = cmap.error_bound(cs) > SERIES_MAX_ERROR
-        if bool(redo.any()):
-            direct = CorrelationMap(sub.select(redo), qf[need][redo], direct=True)
-            cs[redo], chi_c[redo] = _newton_from_below(direct, cs[redo], max_iter)
+        # Where the dropped orders can matter at c* (its truncation bound), the full series goes on from
+        # that root (a lower bound again); where even the full series is not accurate enough (close to
+        # c = 1), direct quadrature polishes the root, from below as well.
+        cur_sub, cur_q, cur_c, idx = sub, q_need, cs, torch.arange(q_need.numel(), device=q_need.device)
+        for finer in ({}, {"direct": True}):
+            redo = cmap.error_bound(cur_c) > SERIES_MAX_ERROR
+            if not bool(redo.any()):
+                break
+            idx, cur_sub, cur_q = idx[redo], cur_sub.select(redo), cur_q[redo]
+            cmap = CorrelationMap(cur_sub, cur_q, **finer)
+            cur_c, cur_chi = _newton_from_below(cmap, cur_c[redo], max_iter)
+            cs[idx], chi_c[idx] = cur_c, cur_chi
         c[need] = cs
         slope[need] = chi_c
     c = torch.where(finite, c, torch.full_like(c, float("nan")))

@@ -53,7 +53,7 @@ class Kernel(Protocol):
 
     def moments(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
-    def pair(self, q: torch.Tensor, *, use_series: bool = True) -> PairKernel: ...
+    def pair(self, q: torch.Tensor, *, use_series: bool = True, c_max: torch.Tensor | None = None) -> PairKernel: ...
 
 
 def _floor(q: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,7 @@ class ReluKernel(_ClosedKernel):
     def derivative_moment(self, q):
         return torch.full_like(q, 0.5)
 
-    def pair(self, q, *, use_series: bool = True):
+    def pair(self, q, *, use_series: bool = True, c_max=None):
         def value(q, c):
             c = c.clamp(-1.0, 1.0)
             return q / (2 * math.pi) * (torch.sqrt(1 - c * c) + (math.pi - torch.arccos(c)) * c)
@@ -129,7 +129,7 @@ class ErfKernel(_ClosedKernel):
     def derivative_moment(self, q):
         return (4 / math.pi) / torch.sqrt(1 + 4 * q)
 
-    def pair(self, q, *, use_series: bool = True):
+    def pair(self, q, *, use_series: bool = True, c_max=None):
         def value(q, c):
             return (2 / math.pi) * torch.arcsin(2 * q * c / (1 + 2 * q))
 
@@ -151,7 +151,7 @@ class LinearKernel(_ClosedKernel):
     def derivative_moment(self, q):
         return torch.ones_like(q)
 
-    def pair(self, q, *, use_series: bool = True):
+    def pair(self, q, *, use_series: bool = True, c_max=None):
         return _ClosedPair(q, lambda q, c: q * c, lambda q, c: q * torch.ones_like(c))
 
 
@@ -176,7 +176,7 @@ class _QuadraturePair:
             self.series_mask = q <= MEHLER_MAX_Q
             if bool(self.series_mask.any()):
                 cm = None if c_max is None else torch.broadcast_to(c_max, q.shape)[self.series_mask]
-                self.series = gauss.HermiteSeries(activation, q[self.series_mask], c_max=cm)
+                self.series = gauss.hermite_series(activation, q[self.series_mask], c_max=cm)
 
     @property
     def polynomial(self) -> bool:
@@ -206,9 +206,8 @@ class _QuadraturePair:
         """Upper bound on the truncation error of ``value(c)`` (0 where the direct rule is used)."""
         out = torch.zeros_like(self.q)
         if self.series is not None:
-            order = self.series.order
             cc = torch.broadcast_to(c, self.q.shape)[self.series_mask].abs()
-            out[self.series_mask] = self.series.tail * self.series.second_moment * cc ** (order + 1)
+            out[self.series_mask] = self.series.tail * self.series.second_moment * cc ** (self.series.point_order + 1)
         return out
 
     def restrict(self, mask: torch.Tensor) -> _QuadraturePair:
@@ -259,15 +258,17 @@ class QuadratureKernel:
 
     def __init__(self, activation: Activation):
         self.activation = activation
+        # phi odd: every integrand below (phi^2, x phi phi', phi'^2) is even, so half the nodes do
+        self.odd = gauss.is_odd(activation)
 
     def second_moment(self, q):
         fn = self.activation.fn
-        return gauss.expect(lambda x: fn(x) ** 2, self.activation, _floor(q))
+        return gauss.expect(lambda x: fn(x) ** 2, self.activation, _floor(q), even=self.odd)
 
     def second_moment_slope(self, q):
         fn, d = self.activation.fn, self.activation.derivative
         qf = _floor(q)
-        return gauss.expect(lambda x: x * fn(x) * d(x), self.activation, qf) / qf
+        return gauss.expect(lambda x: x * fn(x) * d(x), self.activation, qf, even=self.odd) / qf
 
     def second_moment_and_slope(self, q):
         act = self.activation
@@ -277,12 +278,12 @@ class QuadratureKernel:
             p, d = act.value_and_derivative(x)
             return p * p, x * p * d
 
-        v, s = gauss.expect(both, self.activation, qf)
+        v, s = gauss.expect(both, self.activation, qf, even=self.odd)
         return v, s / qf
 
     def derivative_moment(self, q):
         d = self.activation.derivative
-        return gauss.expect(lambda x: d(x) ** 2, self.activation, _floor(q))
+        return gauss.expect(lambda x: d(x) ** 2, self.activation, _floor(q), even=self.odd)
 
     def moments(self, q):
         """V(q), V'(q) and E[phi'(sqrt(q) z)^2] from one evaluation of phi and phi' at the nodes."""
@@ -294,7 +295,7 @@ class QuadratureKernel:
             pd = p * d
             return p * p, pd.mul_(x), d * d
 
-        v, s, dd = gauss.expect(three, self.activation, qf)
+        v, s, dd = gauss.expect(three, self.activation, qf, even=self.odd)
         return v, s / qf, dd
 
     def pair(self, q, *, use_series: bool = True, c_max=None):

@@ -81,7 +81,8 @@ class TensorPrior:
         """The prior's numbers as float64 tensors of one broadcast shape on ``device``."""
         arrays = np.broadcast_arrays(prior.sigma_w2, prior.sigma_b2, prior.mu2, prior.add_var)
         dev = default_device(device)
-        t = [torch.tensor(np.array(a, dtype=np.float64), dtype=torch.float64, device=dev) for a in arrays]
+        # one fresh copy each (never the caller's memory), wrapped rather than copied again
+        t = [torch.from_numpy(np.array(a, dtype=np.float64, order="C", copy=True)).to(dev) for a in arrays]
         act = prior.activation
         return cls(act, kernel_for(act, closed_form=closed_form), *t)
 
@@ -145,12 +146,17 @@ def c_map(s: TensorPrior, q: torch.Tensor, c: torch.Tensor, q_next: torch.Tensor
 class CorrelationMap:
     """The correlation map at a fixed variance q (usually q*): value and slope in c, reusing the kernel."""
 
-    def __init__(self, s: TensorPrior, q: torch.Tensor, *, direct: bool = False, _pair=None, _q_next=None):
+    def __init__(
+        self, s: TensorPrior, q: torch.Tensor, *, direct: bool = False, c_max: torch.Tensor | None = None,
+        _pair=None, _q_next=None,
+    ):
+        """``direct``: nested quadrature instead of Mehler's series; ``c_max``: the largest |c| the map will
+        be evaluated at, per point (the series then skips the orders that cannot matter there)."""
         self.setting = s
         q = torch.clamp(q, min=Q_FLOOR)
         self.q = q
         if _pair is None:
-            _pair = s.kernel.pair(q, use_series=False) if direct else s.kernel.pair(q)
+            _pair = s.kernel.pair(q, use_series=not direct, c_max=c_max)
         self.pair = _pair
         self.q_next = q_map(s, q) if _q_next is None else _q_next
 
