@@ -32,6 +32,11 @@ from deepprop.activations import Activation
 
 HALF_WIDTH = 10.0
 FIRST_ORDER = 63  # HermiteSeries(c_max=...): orders computed everywhere before the tail decides
+# HermiteSeries(c_max=...) drops the orders above FIRST_ORDER where they add at most this much (relative to
+# E[phi^2]) at every |c| <= c_max: the level of the rule's own round-off in the tail (~3e-15 for tanh) and
+# of the coefficient table's interpolation (1.5e-14). A lower bar buys nothing but work: at 1e-17 the
+# round-off of the tail alone asked for every order wherever |c| > 0.91.
+CUT_TOLERANCE = 1e-14
 SOFT_BREAKS = (-6.0, -2.0, 0.0, 2.0, 6.0)  # 1-D rules
 PAIR_SOFT_BREAKS = (-2.0, 0.0, 2.0)  # nested 2-D rules (cost grows with the square of the pieces)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -243,8 +248,8 @@ class HermiteSeries:
         self, activation: Activation, q: torch.Tensor, order: int = 200, m: int = 48, c_max: torch.Tensor | None = None
     ):
         """With ``c_max`` (the largest |c| each point will be evaluated at), orders above FIRST_ORDER are
-        computed only where the first ones leave a tail with tail * c_max^(FIRST_ORDER + 1) > 1e-17
-        (relative to E[phi^2]); elsewhere the terms dropped are below round-off at every |c| <= c_max."""
+        computed only where the first ones leave a tail with tail * c_max^(FIRST_ORDER + 1) > CUT_TOLERANCE
+        (relative to E[phi^2]); elsewhere the terms dropped are below that at every |c| <= c_max."""
         z, w, h_even, h_odd = _hermite_table(m, order, q.dtype, str(q.device))
         self.order = order
         self._k = torch.arange(order + 1, dtype=q.dtype, device=q.device)
@@ -261,7 +266,7 @@ class HermiteSeries:
         second = odd_part.mul_(odd_part) @ w
         if self.odd:  # K = c sum_j a_{2j+1}^2 (c^2)^j, dK/dc = sum_j (2j+1) a_{2j+1}^2 (c^2)^j
             self._val = odd_coef.mul_(odd_coef)
-            self._der = self._val * self._k[1::2]
+            self._der_cache = None  # dK/dc coefficients: computed from _val when first asked for
         else:  # K = sum_k a_k^2 c^k, dK/dc = sum_k (k+1) a_{k+1}^2 c^k
             even_coef = even_part @ h_even
             second = second + even_part.mul_(even_part) @ w
@@ -269,7 +274,7 @@ class HermiteSeries:
             sq[..., 1::2] = odd_coef * odd_coef
             sq[..., 0::2] = even_coef * even_coef
             self._val = sq
-            self._der = sq[..., 1:] * self._k[1:]
+            self._der_cache = None
         self.second_moment = 0.5 * second
         self.tail = (self.second_moment - self._val.sum(-1)).abs() / torch.clamp(self.second_moment, min=1e-300)
         self.point_order = order
@@ -282,7 +287,7 @@ class HermiteSeries:
         second = 0.5 * sum((p * p) @ w for p, _ in parts)
         head = sum((a * a).sum(-1) for a in first)
         tail1 = (second - head).abs() / torch.clamp(second, min=1e-300)
-        need = tail1 * c_max.abs() ** (FIRST_ORDER + 1) > 1e-17
+        need = tail1 * _int_power(c_max.abs(), FIRST_ORDER + 1) > CUT_TOLERANCE
         cols = [h.shape[1] for _, h in parts]
         full = bool(need.any())
         coefs = []
@@ -303,37 +308,42 @@ class HermiteSeries:
         self.point_order = torch.where(need, self.order, FIRST_ORDER) if full else FIRST_ORDER
         if self.odd:
             self._val = coefs[0].mul_(coefs[0])
-            self._der = self._val * self._k[1::2][: self._val.shape[-1]]
+            self._der_cache = None
         else:
             k = coefs[0].shape[-1] + coefs[1].shape[-1]
             sq = torch.empty(coefs[0].shape[0], k, dtype=w.dtype, device=w.device)
             sq[:, 1::2], sq[:, 0::2] = coefs[0] * coefs[0], coefs[1] * coefs[1]
             self._val = sq
-            self._der = sq[:, 1:] * self._k[1:k]
+            self._der_cache = None
         self.second_moment = second
         self.tail = (second - self._val.sum(-1)).abs() / torch.clamp(second, min=1e-300)
 
     @classmethod
-    def from_table(cls, table: HermiteTable, q: torch.Tensor, c_max: torch.Tensor | None = None) -> HermiteSeries:
+    def from_table(
+        cls, table: HermiteTable, q: torch.Tensor, c_max: torch.Tensor | None = None, extremes=None
+    ) -> HermiteSeries:
         """The series at q (1-D) interpolated from ``table``; with ``c_max``, orders above FIRST_ORDER
-        only where they matter (the rule of the constructor, applied to the tabulated tail)."""
-        table.ensure(q)
-        j, basis = table.locate(q)
-        head = HermiteTable.interpolate(table.head, j, basis)
+        only where they matter (the rule of the constructor, applied to the tabulated tail). ``extremes``:
+        (min, max) of q when the caller knows them."""
+        table.ensure(q, extremes)
+        rows, basis = table.locate(q)
+        head = HermiteTable.interpolate(table.head, rows, basis)
         k = table.n_head
         coef, second, tail1, tail = head[:, :k], head[:, k], head[:, k + 1], head[:, k + 2]
         order = table.order
-        point_order = None
+        point_order = split = None
         if table.rest.shape[1]:
-            need = None if c_max is None else tail1.abs() / torch.clamp(second, min=1e-300) * c_max.abs() ** (
-                FIRST_ORDER + 1) > 1e-17
+            need = None if c_max is None else tail1.abs() / torch.clamp(second, min=1e-300) * _int_power(
+                c_max.abs(), FIRST_ORDER + 1) > CUT_TOLERANCE
             if need is None or bool(need.all()):
-                coef = torch.cat([coef, HermiteTable.interpolate(table.rest, j, basis)], -1)
+                coef = torch.cat([coef, HermiteTable.interpolate(table.rest, rows, basis)], -1)
             elif bool(need.any()):
-                full = torch.zeros(q.numel(), table.n_cols, dtype=q.dtype, device=q.device)
-                full[:, :k] = coef
-                full[need, k:] = HermiteTable.interpolate(table.rest, j[need], basis[need])
-                coef, tail = full, torch.where(need, tail, tail1)
+                # Only the points that need them get the other orders: kept apart (value() adds them at
+                # those points), not as a zero-filled matrix that every evaluation would multiply through.
+                index = need.nonzero().squeeze(1)
+                rest = HermiteTable.interpolate(table.rest, rows[index], basis[index])
+                split = (rest.mul_(rest), index, table.n_cols)
+                tail = torch.where(need, tail, tail1)
                 point_order = torch.where(need, order, FIRST_ORDER)
             else:
                 order, tail = FIRST_ORDER, tail1
@@ -342,11 +352,28 @@ class HermiteSeries:
         out.point_order = order if point_order is None else point_order
         out._k = torch.arange(table.order + 1, dtype=q.dtype, device=q.device)
         out._val = coef.mul_(coef)
-        n = coef.shape[1]
-        out._der = out._val * out._k[1::2][:n] if table.odd else out._val[:, 1:] * out._k[1:n]
+        out._der_cache, out._split = None, split
         out.second_moment = second
         out.tail = tail.abs() / torch.clamp(second, min=1e-300)
         return out
+
+    _split = None  # (a_k^2 of the orders above FIRST_ORDER at some points, those points, all columns)
+
+    @property
+    def _val(self) -> torch.Tensor:
+        """a_k^2 (odd activations: odd k only) as one matrix; a split series is assembled on first use."""
+        if self._split is not None:
+            rest, index, n_cols = self._split
+            head = self._val_store
+            full = torch.zeros(head.shape[0], n_cols, dtype=head.dtype, device=head.device)
+            full[:, :head.shape[1]] = head
+            full[index, head.shape[1]:] = rest
+            self._val_store, self._split, self._der_cache = full, None, None
+        return self._val_store
+
+    @_val.setter
+    def _val(self, value: torch.Tensor) -> None:
+        self._val_store = value
 
     @property
     def sq_coef(self) -> torch.Tensor:
@@ -357,10 +384,18 @@ class HermiteSeries:
         out[..., 1::2] = self._val
         return out
 
-    def _like(self, val: torch.Tensor, der: torch.Tensor, order: int | None = None) -> HermiteSeries:
+    @property
+    def _der(self) -> torch.Tensor:
+        """The coefficients of dK/dc (k a_k^2, shifted to the powers value_and_slope uses), from _val."""
+        if self._der_cache is None:
+            n = self._val.shape[-1]
+            self._der_cache = self._val * self._k[1::2][:n] if self.odd else self._val[..., 1:] * self._k[1:n]
+        return self._der_cache
+
+    def _like(self, val: torch.Tensor, der: torch.Tensor | None, order: int | None = None) -> HermiteSeries:
         out = object.__new__(HermiteSeries)
         out.odd, out.order, out._k = self.odd, self.order if order is None else order, self._k
-        out._val, out._der = val, der
+        out._val, out._der_cache = val, der
         out.point_order = out.order
         return out
 
@@ -370,7 +405,7 @@ class HermiteSeries:
 
     def subset(self, mask: torch.Tensor) -> HermiteSeries:
         """The series of the points where ``mask`` is True."""
-        out = self._like(self._val[mask], self._der[mask])
+        out = self._like(self._val[mask], None if self._der_cache is None else self._der_cache[mask])
         out.second_moment, out.tail = self.second_moment[mask], self.tail[mask]
         out.point_order = self._point_order_at(mask)
         return out
@@ -380,17 +415,18 @@ class HermiteSeries:
         for evaluating value() and slope()."""
         if self._val.shape[0] == 1:
             n = index.numel()
-            out = self._like(self._val.expand(n, -1), self._der.expand(n, -1))
+            out = self._like(self._val.expand(n, -1), self._der.expand(n, -1))  # one row: der is cheap
             out.point_order = self._point_order_at(torch.zeros_like(index))
             return out
-        out = self._like(self._val[index], self._der[index])
+        out = self._like(self._val[index], None if self._der_cache is None else self._der_cache[index])
         out.point_order = self._point_order_at(index)
         return out
 
     def truncated(self, order: int) -> HermiteSeries:
         """The series cut after order ``order``: with a_k^2 >= 0 it under-estimates the map for c >= 0."""
         n_val, n_der = ((order + 1) // 2,) * 2 if self.odd else (order + 1, order)
-        out = self._like(self._val[..., :n_val], self._der[..., :n_der], order)
+        der = None if self._der_cache is None else self._der_cache[..., :n_der]
+        out = self._like(self._val[..., :n_val], der, order)
         out.second_moment = self.second_moment
         out.tail = (self.second_moment - out._val.sum(-1)).abs() / torch.clamp(self.second_moment, min=1e-300)
         return out
@@ -412,6 +448,18 @@ class HermiteSeries:
 
     def value(self, c: torch.Tensor) -> torch.Tensor:
         """E[phi(u1) phi(u2)] = sum_k a_k^2 c^k."""
+        if self._split is not None:  # the first orders everywhere, the rest where they were kept
+            rest, index, _ = self._split
+            head = self._val_store
+            k, cr = head.shape[1], c[index]
+            if self.odd:  # rest column j is order 2 (k + j) + 1: c (c^2)^k (c^2)^j
+                x = cr * cr
+                extra = cr * _int_power(x, k) * _rowdot(rest, self._powers(x, rest.shape[1]))
+                out = c * _rowdot(head, self._powers(c * c, k))
+            else:  # rest column j is order k + j
+                extra = _int_power(cr, k) * _rowdot(rest, self._powers(cr, rest.shape[1]))
+                out = _rowdot(head, self._powers(c, k))
+            return out.index_add_(0, index, extra)
         if self.odd:
             return c * _rowdot(self._val, self._powers(c * c, self._val.shape[-1]))
         return _rowdot(self._val, self._powers(c, self._val.shape[-1]))
@@ -446,6 +494,9 @@ class HermiteTable:
         self.h = math.log(10.0) / TABLE_PER_DECADE
         self.s0 = self.LOG10_LO * math.log(10.0)
         self.n_nodes = (self.LOG10_HI - self.LOG10_LO) * TABLE_PER_DECADE + 1
+        self._hermite_basis = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-3.0, -2.0, 3.0, -1.0],
+                                            [2.0, 1.0, -2.0, 1.0]], dtype=dtype, device=device)
+        self._offsets = torch.arange(4, device=device)
         # A decade whose rule nodes contradict is_odd() resets the table to all orders.
         self._reset(is_odd(activation))
 
@@ -453,15 +504,17 @@ class HermiteTable:
         self.odd = odd
         self.n_cols = self.order // 2 + self.order % 2 if odd else self.order + 1  # odd: k = 1, 3, ..
         self.n_head = min((FIRST_ORDER + 1) // 2 if odd else FIRST_ORDER + 1, self.n_cols)
-        n_rest = self.n_cols - self.n_head
-        # head rows: a_k of the first orders, V, tail(FIRST_ORDER), tail(order), then h d/ds of each, in that order
+        # Row 2j holds the values at node j, row 2j + 1 their s-derivatives times the node spacing h, so a
+        # point's cubic Hermite interpolant is one weighted sum of rows 2j .. 2j + 3 (embedding_bag).
+        # head: a_k of the first orders, V, tail(FIRST_ORDER), tail(order); rest: the other a_k.
         # Uninitialised: only built decades are ever read (ensure() runs first), and pages never written are
         # never mapped, so the table's memory is that of the decades in use (~1.6 MB a decade for tanh).
-        self.head = torch.empty((self.n_nodes, 2 * self.n_head + 6), dtype=self.dtype, device=self.device)
-        self.rest = torch.empty((self.n_nodes, 2 * n_rest), dtype=self.dtype, device=self.device)
+        self.head = torch.empty((2 * self.n_nodes, self.n_head + 3), dtype=self.dtype, device=self.device)
+        self.rest = torch.empty((2 * self.n_nodes, self.n_cols - self.n_head), dtype=self.dtype, device=self.device)
         self.built = torch.zeros(self.LOG10_HI - self.LOG10_LO, dtype=torch.bool)
 
     def _rows(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head and rest rows at the nodes q (values and h * s-derivatives interleaved)."""
         z, w, h_even, h_odd = _hermite_table(self.m, self.order, self.dtype, self.device)
         act = self.activation
         u = torch.sqrt(q)[:, None] * z
@@ -482,23 +535,28 @@ class HermiteTable:
         v = 0.5 * sum((f * f) @ w for f, _, _ in parts)
         dv = sum((f * g) @ w for f, g, _ in parts)  # E[2 phi d/ds phi]
         k = self.n_head
-        tail1 = v - (a[:, :k] * a[:, :k]).sum(-1)
-        dtail1 = dv - 2 * (a[:, :k] * da[:, :k]).sum(-1)
-        tail = v - (a * a).sum(-1)
-        dtail = dv - 2 * (a * da).sum(-1)
-        h = self.h
-        head = torch.cat([a[:, :k], torch.stack([v, tail1, tail], -1), h * da[:, :k],
-                          torch.stack([h * dv, h * dtail1, h * dtail], -1)], -1)
-        return head, torch.cat([a[:, k:], h * da[:, k:]], -1)
+        value = torch.cat([a[:, :k], torch.stack([v, v - (a[:, :k] ** 2).sum(-1), v - (a * a).sum(-1)], -1)], -1)
+        slope = torch.cat([da[:, :k], torch.stack([dv, dv - 2 * (a[:, :k] * da[:, :k]).sum(-1),
+                                                   dv - 2 * (a * da).sum(-1)], -1)], -1)
+        head = torch.stack([value, self.h * slope], 1).reshape(2 * q.numel(), -1)
+        rest = torch.stack([a[:, k:], self.h * da[:, k:]], 1).reshape(2 * q.numel(), -1)
+        return head, rest
 
-    def ensure(self, q: torch.Tensor) -> None:
-        """Compute the decades that hold the values ``q`` (inside the table's range)."""
-        d = (torch.floor(torch.log10(q)) - self.LOG10_LO).clamp(0, self.built.numel() - 1).long().cpu()
-        for dec in torch.unique(d).tolist():
+    def _decade(self, q: torch.Tensor) -> torch.Tensor:
+        return (torch.floor(torch.log10(q)) - self.LOG10_LO).clamp(0, self.built.numel() - 1).long().cpu()
+
+    def ensure(self, q: torch.Tensor, extremes: tuple[float, float] | None = None) -> None:
+        """Compute the decades that hold the values ``q`` (inside the table's range); ``extremes``: their
+        smallest and largest value, when known (then nothing more is read where those decades are built)."""
+        lo, hi = extremes if extremes is not None else (float(q.min()), float(q.max()))
+        d_lo, d_hi = self._decade(torch.tensor([lo, hi], dtype=torch.float64)).tolist()
+        if bool(self.built[d_lo:d_hi + 1].all()):
+            return
+        for dec in torch.unique(self._decade(q)).tolist():
             if self.built[dec]:
                 continue
-            sl = slice(dec * TABLE_PER_DECADE, (dec + 1) * TABLE_PER_DECADE + 1)
-            s = self.s0 + self.h * torch.arange(sl.start, sl.stop, dtype=self.dtype, device=self.device)
+            first, last = dec * TABLE_PER_DECADE, (dec + 1) * TABLE_PER_DECADE  # nodes, both ends included
+            s = self.s0 + self.h * torch.arange(first, last + 1, dtype=self.dtype, device=self.device)
             q_nodes = torch.exp(s)
             if self.odd:
                 u = torch.sqrt(q_nodes)[:, None] * _hermite_table(self.m, self.order, self.dtype, self.device)[0]
@@ -506,30 +564,39 @@ class HermiteTable:
                     self._reset(False)
                     self.ensure(q)
                     return
-            self.head[sl], self.rest[sl] = self._rows(q_nodes)
+            rows = slice(2 * first, 2 * last + 2)
+            self.head[rows], self.rest[rows] = self._rows(q_nodes)
             self.built[dec] = True
 
-    def covers(self, q: torch.Tensor) -> bool:
-        return bool(((q >= 10.0**self.LOG10_LO) & (q < 10.0**self.LOG10_HI)).all())
+    def covers(self, extremes: tuple[float, float]) -> bool:
+        """Whether values from ``extremes[0]`` to ``extremes[1]`` lie inside the table's range."""
+        return extremes[0] >= 10.0**self.LOG10_LO and extremes[1] < 10.0**self.LOG10_HI
 
     def locate(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cell index j and the cubic Hermite basis (h00, h10, h01, h11) at q, shape (n, 4)."""
-        x = (torch.log(q) - self.s0) / self.h
-        j = x.floor().long().clamp(0, self.n_nodes - 2)
-        t = x - j
-        t2, r = t * t, 1.0 - t
-        basis = torch.stack([(1 + 2 * t) * r * r, t * r * r, t2 * (3 - 2 * t), -t2 * r], -1)
-        return j, basis
+        """The table rows (n, 4) each point's interpolant combines, and their weights: the cubic Hermite
+        basis (h00, h10, h01, h11) at the point's position t in its cell."""
+        x = torch.log(q).sub_(self.s0).mul_(1.0 / self.h)
+        j = x.floor().long().clamp_(0, self.n_nodes - 2)
+        t = x.sub_(j)
+        # (1, t, t^2, t^3) times the basis' coefficients: h00 = 1 - 3t^2 + 2t^3, h10 = t - 2t^2 + t^3,
+        # h01 = 3t^2 - 2t^3, h11 = t^3 - t^2
+        powers = torch.empty(t.numel(), 4, dtype=t.dtype, device=t.device)
+        powers[:, 0], powers[:, 1] = 1.0, t
+        torch.mul(t, t, out=powers[:, 2])
+        torch.mul(powers[:, 2], t, out=powers[:, 3])
+        basis = powers @ self._hermite_basis
+        rows = (2 * j)[:, None] + self._offsets
+        return rows, basis
 
     @staticmethod
-    def interpolate(table: torch.Tensor, j: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-        """Values of a table whose rows are [values | h * s-derivatives] at the located points."""
-        n = table.shape[1] // 2
-        lo, hi = table[j], table[j + 1]
-        b = basis.unbind(-1)
-        out = lo[:, :n] * b[0][:, None]
-        out.addcmul_(lo[:, n:], b[1][:, None]).addcmul_(hi[:, :n], b[2][:, None]).addcmul_(hi[:, n:], b[3][:, None])
-        return out
+    def interpolate(table: torch.Tensor, rows: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """Interpolated columns of ``table`` at located points: sum_i basis_i table[rows_i] in one pass
+        (embedding_bag: 0.19 us a point for 100 columns against 1.5 us for gathering and combining the two
+        node rows, 2-core CPU, 2026-12-02)."""
+        n = rows.shape[0]
+        offsets = torch.arange(0, 4 * n, 4, device=rows.device)  # flat bags: ~15 % faster than a 2-D input
+        return torch.nn.functional.embedding_bag(rows.reshape(-1), table, offsets, per_sample_weights=basis.reshape(-1),
+                                                 mode="sum")
 
 
 _COEFFICIENT_TABLES: dict = {}
@@ -552,8 +619,9 @@ def hermite_series(activation: Activation, q: torch.Tensor, c_max: torch.Tensor 
     quadrature otherwise. ``c_max`` as in HermiteSeries."""
     if q.ndim == 1 and q.numel() >= TABLE_MIN_POINTS:
         table = coefficient_table(activation, q.dtype, str(q.device))
-        if table.covers(q):
-            return HermiteSeries.from_table(table, q, c_max)
+        extremes = tuple(float(v) for v in torch.aminmax(q))
+        if table.covers(extremes):
+            return HermiteSeries.from_table(table, q, c_max, extremes)
     return HermiteSeries(activation, q, c_max=c_max)
 
 
@@ -583,6 +651,18 @@ def _head_tail(h: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     if key not in _HEAD_TAIL:
         _HEAD_TAIL[key] = (h[:, :n].contiguous(), h[:, n:].contiguous(), h)  # h kept alive: the key stays valid
     return _HEAD_TAIL[key][:2]
+
+
+def _int_power(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x^n for an integer n >= 1 by repeated squaring (a few multiplications; torch's pow is ~3x slower)."""
+    out, base = None, x
+    while True:
+        if n & 1:
+            out = base.clone() if out is None else out.mul_(base)
+        n >>= 1
+        if not n:
+            return out
+        base = base * base
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

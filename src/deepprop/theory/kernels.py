@@ -174,7 +174,10 @@ class _QuadraturePair:
         self.series = None
         if use_series and not activation.kinks:
             self.series_mask = q <= MEHLER_MAX_Q
-            if bool(self.series_mask.any()):
+            if bool(self.series_mask.all()):  # the usual case: no masked copies
+                cm = None if c_max is None else torch.broadcast_to(c_max, q.shape).reshape(-1)
+                self.series = gauss.hermite_series(activation, q.reshape(-1), c_max=cm)
+            elif bool(self.series_mask.any()):
                 cm = None if c_max is None else torch.broadcast_to(c_max, q.shape)[self.series_mask]
                 self.series = gauss.hermite_series(activation, q[self.series_mask], c_max=cm)
 
