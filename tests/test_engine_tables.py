@@ -81,6 +81,15 @@ def test_cut_points_carry_their_own_order_into_the_error_bound(use_table):
         assert float(bound[0]) > 1e3 * float(bound[1]) if c == 0.9 else True
 
 
+def _reference(name, kind, ref_fn, q):
+    """Adaptive quadrature; for sin the closed forms (its integrands oscillate fast at large q):
+    E[sin^2] = (1 - e^(-2q)) / 2, E[cos^2] = (1 + e^(-2q)) / 2, E[u sin u cos u] = q e^(-2q)."""
+    if name == "sin":
+        e = math.exp(-2 * q)
+        return {"v": (1 - e) / 2, "d": (1 + e) / 2, "s": q * e}[kind]
+    return gauss1(ref_fn, q)
+
+
 @pytest.mark.parametrize("name,odd", [("tanh", True), ("erf", True), ("sin", True), ("gelu", False),
                                       ("softplus", False), ("relu", False)])
 def test_oddness_and_half_rule(name, odd):
@@ -91,14 +100,15 @@ def test_oddness_and_half_rule(name, odd):
     f, d, _ = ACTS[name]
     q = T([0.01, 0.8, 5.0, 12.0])
     fn, dn = act.fn, act.derivative
-    for integrand, ref_fn in ((lambda x: fn(x) ** 2, lambda x: f(x) ** 2), (lambda x: dn(x) ** 2, lambda x: d(x) ** 2),
-                              (lambda x: x * fn(x) * dn(x), lambda x: x * f(x) * d(x))):
+    for kind, integrand, ref_fn in (("v", lambda x: fn(x) ** 2, lambda x: f(x) ** 2),
+                                    ("d", lambda x: dn(x) ** 2, lambda x: d(x) ** 2),
+                                    ("s", lambda x: x * fn(x) * dn(x), lambda x: x * f(x) * d(x))):
         full = gauss.expect(integrand, act, q)
         if odd:
             half = gauss.expect(integrand, act, q, even=True)
             np.testing.assert_allclose(half.numpy(), full.numpy(), rtol=1e-13, atol=1e-15)
         for qi, v in zip(q.tolist(), full.tolist(), strict=True):
-            assert v == pytest.approx(gauss1(ref_fn, qi), rel=1e-10, abs=1e-14)  # sin: cancellation to ~1e-10
+            assert v == pytest.approx(_reference(name, kind, ref_fn, qi), rel=1e-10, abs=1e-14)
 
 
 def test_block_solved_grid_matches_reference_and_chunking():
@@ -143,3 +153,26 @@ def test_large_distinct_prior_trajectory_matches_reference():
             qq.append(q_next)
         np.testing.assert_allclose(q[k, i, j], qq, rtol=1e-10)
         np.testing.assert_allclose(c[k, i, j], cc, rtol=1e-8)
+
+
+def test_series_track_equals_fresh_series_as_variances_settle():
+    # Layer by layer, some variances settle (unchanged to the last bit) while others move, and |c| grows so
+    # that points come to need the orders above FIRST_ORDER: the tracked series must equal one built afresh
+    # from the table at every layer (same interpolation; only round-off of the sums may differ).
+    act = get_activation("tanh")
+    n = gauss.TABLE_MIN_POINTS + 20
+    q = _log_uniform(n, 0.05, 12.0, seed=7)
+    track = gauss.series_track(act, q)
+    rng = np.random.default_rng(8)
+    c = T(rng.uniform(-0.6, 0.6, n))
+    for _ in range(4):
+        extremes = tuple(float(v) for v in torch.aminmax(q))
+        tracked = track.series(q, c.abs(), extremes)
+        fresh = gauss.hermite_series(act, q, c.abs())
+        np.testing.assert_allclose(tracked.value(c).numpy(), fresh.value(c).numpy(), rtol=1e-14, atol=1e-16)
+        np.testing.assert_allclose(tracked.second_moment.numpy(), fresh.second_moment.numpy(), rtol=0, atol=0)
+        assert torch.equal(torch.as_tensor(tracked.point_order), torch.as_tensor(fresh.point_order))
+        moving = torch.rand(n, generator=torch.Generator().manual_seed(9), dtype=torch.float64) < 0.5
+        q = torch.where(moving, q * 1.01, q)
+        c = torch.clamp(c.abs() * 1.5, max=0.999)
+    assert bool((torch.as_tensor(tracked.point_order) == 200).any())  # some points came to need every order

@@ -329,29 +329,45 @@ class HermiteSeries:
         rows, basis = table.locate(q)
         head = HermiteTable.interpolate(table.head, rows, basis)
         k = table.n_head
+        coef = head[:, :k]
+        coef.mul_(coef)
+        need = table.needs_rest(head, c_max)
+        rest = None
+        if need is None or bool(need.all()):
+            rest = HermiteTable.interpolate(table.rest, rows, basis)
+        elif bool(need.any()):
+            index = need.nonzero().squeeze(1)
+            rest = HermiteTable.interpolate(table.rest, rows[index], basis[index])
+        if rest is not None:
+            rest.mul_(rest)
+        return cls._assemble(table, head, need, rest)
+
+    @classmethod
+    def _assemble(cls, table: HermiteTable, head: torch.Tensor, need: torch.Tensor | None,
+                  rest: torch.Tensor | None) -> HermiteSeries:
+        """A series from interpolated rows: ``head`` (a_k^2 of the first orders, then V, tail(FIRST_ORDER),
+        tail(order)), ``need`` (None: every point has every order; else where the other orders are kept) and
+        ``rest`` (their a_k^2 at every point, or at the points of ``need`` only)."""
+        k = table.n_head
         coef, second, tail1, tail = head[:, :k], head[:, k], head[:, k + 1], head[:, k + 2]
-        order = table.order
-        point_order = split = None
-        if table.rest.shape[1]:
-            need = None if c_max is None else tail1.abs() / torch.clamp(second, min=1e-300) * _int_power(
-                c_max.abs(), FIRST_ORDER + 1) > CUT_TOLERANCE
-            if need is None or bool(need.all()):
-                coef = torch.cat([coef, HermiteTable.interpolate(table.rest, rows, basis)], -1)
-            elif bool(need.any()):
-                # Only the points that need them get the other orders: kept apart (value() adds them at
-                # those points), not as a zero-filled matrix that every evaluation would multiply through.
-                index = need.nonzero().squeeze(1)
-                rest = HermiteTable.interpolate(table.rest, rows[index], basis[index])
-                split = (rest.mul_(rest), index, table.n_cols)
-                tail = torch.where(need, tail, tail1)
-                point_order = torch.where(need, order, FIRST_ORDER)
-            else:
-                order, tail = FIRST_ORDER, tail1
+        order, point_order, split = table.order, None, None
+        if table.rest.shape[1] == 0:
+            pass
+        elif need is None or (rest is not None and rest.shape[0] == coef.shape[0]):
+            coef = torch.cat([coef, rest], -1)
+        elif rest is not None:
+            # Only the points that need them get the other orders: kept apart (value() adds them at
+            # those points), not as a zero-filled matrix that every evaluation would multiply through.
+            split = (rest, need.nonzero().squeeze(1), table.n_cols)
+            tail = torch.where(need, tail, tail1)
+            point_order = torch.where(need, order, FIRST_ORDER)
+        else:
+            order, tail = FIRST_ORDER, tail1
         out = object.__new__(cls)
         out.odd, out.order = table.odd, order
         out.point_order = order if point_order is None else point_order
-        out._k = torch.arange(table.order + 1, dtype=q.dtype, device=q.device)
-        out._val = coef.mul_(coef)
+        out._k = table.k
+        out._val = coef
         out._der_cache, out._split = None, split
         out.second_moment = second
         out.tail = tail.abs() / torch.clamp(second, min=1e-300)
@@ -512,6 +528,8 @@ class HermiteTable:
         self.head = torch.empty((2 * self.n_nodes, self.n_head + 3), dtype=self.dtype, device=self.device)
         self.rest = torch.empty((2 * self.n_nodes, self.n_cols - self.n_head), dtype=self.dtype, device=self.device)
         self.built = torch.zeros(self.LOG10_HI - self.LOG10_LO, dtype=torch.bool)
+        self._built_set: set[int] = set()
+        self.k = torch.arange(self.order + 1, dtype=self.dtype, device=self.device)  # shared by its series
 
     def _rows(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Head and rest rows at the nodes q (values and h * s-derivatives interleaved)."""
@@ -549,8 +567,10 @@ class HermiteTable:
         """Compute the decades that hold the values ``q`` (inside the table's range); ``extremes``: their
         smallest and largest value, when known (then nothing more is read where those decades are built)."""
         lo, hi = extremes if extremes is not None else (float(q.min()), float(q.max()))
-        d_lo, d_hi = self._decade(torch.tensor([lo, hi], dtype=torch.float64)).tolist()
-        if bool(self.built[d_lo:d_hi + 1].all()):
+        last = self.built.numel() - 1
+        d_lo, d_hi = (min(max(math.floor(math.log10(v)) - self.LOG10_LO, 0), last) for v in (lo, hi))
+        if d_lo in self._built_set and d_hi in self._built_set and all(
+                d in self._built_set for d in range(d_lo, d_hi + 1)):
             return
         for dec in torch.unique(self._decade(q)).tolist():
             if self.built[dec]:
@@ -567,6 +587,7 @@ class HermiteTable:
             rows = slice(2 * first, 2 * last + 2)
             self.head[rows], self.rest[rows] = self._rows(q_nodes)
             self.built[dec] = True
+            self._built_set.add(dec)
 
     def covers(self, extremes: tuple[float, float]) -> bool:
         """Whether values from ``extremes[0]`` to ``extremes[1]`` lie inside the table's range."""
@@ -588,6 +609,15 @@ class HermiteTable:
         rows = (2 * j)[:, None] + self._offsets
         return rows, basis
 
+    def needs_rest(self, head: torch.Tensor, c_max: torch.Tensor | None) -> torch.Tensor | None:
+        """Where the orders above FIRST_ORDER can add more than CUT_TOLERANCE of E[phi^2] at |c| <= c_max,
+        from interpolated head rows (None without c_max: everywhere)."""
+        if c_max is None or self.rest.shape[1] == 0:
+            return None
+        k = self.n_head
+        second, tail1 = head[:, k], head[:, k + 1]
+        return tail1.abs() / torch.clamp(second, min=1e-300) * _int_power(c_max.abs(), FIRST_ORDER + 1) > CUT_TOLERANCE
+
     @staticmethod
     def interpolate(table: torch.Tensor, rows: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
         """Interpolated columns of ``table`` at located points: sum_i basis_i table[rows_i] in one pass
@@ -597,6 +627,58 @@ class HermiteTable:
         offsets = torch.arange(0, 4 * n, 4, device=rows.device)  # flat bags: ~15 % faster than a 2-D input
         return torch.nn.functional.embedding_bag(rows.reshape(-1), table, offsets, per_sample_weights=basis.reshape(-1),
                                                  mode="sum")
+
+
+class SeriesTrack:
+    """The Mehler series of one set of points through the layers of a recursion, from a HermiteTable.
+
+    Variances settle layer by layer (q^l -> q*, often to the last bit long before c^l does: a third of
+    the layer-points of a depth-50 tanh trajectory over a (sigma_w2, sigma_b2) grid), so a point's
+    coefficients are interpolated again only where its q changed, and its orders above FIRST_ORDER once it
+    needs them at its current q. ``series(q, c_max)`` gives the numbers ``HermiteSeries.from_table`` gives;
+    the series it returns views the track's storage and is valid until the next call.
+    """
+
+    def __init__(self, table: HermiteTable, n: int):
+        self.table = table
+        dtype, device = table.dtype, table.device
+        self.q = torch.full((n,), float("nan"), dtype=dtype, device=device)
+        self.head = torch.empty(n, table.n_head + 3, dtype=dtype, device=device)
+        self.rest = torch.empty(n, table.n_cols - table.n_head, dtype=dtype, device=device)
+        self.rest_ok = torch.zeros(n, dtype=torch.bool, device=device)
+
+    def series(self, q: torch.Tensor, c_max: torch.Tensor, extremes: tuple[float, float]) -> HermiteSeries:
+        t, k = self.table, self.table.n_head
+        changed = q != self.q  # NaN at first: every point
+        n_changed = int(changed.sum())
+        if n_changed == q.numel():  # no index arithmetic where every point moved
+            t.ensure(q, extremes)
+            rows, basis = t.locate(q)
+            self.head = HermiteTable.interpolate(t.head, rows, basis)
+            self.head[:, :k].square_()
+            self.q.copy_(q)
+            self.rest_ok.zero_()
+        elif n_changed:
+            index = changed.nonzero().squeeze(1)
+            qc = q[index]
+            t.ensure(qc, extremes)
+            rows, basis = t.locate(qc)
+            head = HermiteTable.interpolate(t.head, rows, basis)
+            head[:, :k].square_()
+            self.head[index] = head
+            self.q[index] = qc
+            self.rest_ok[index] = False
+        need = t.needs_rest(self.head, c_max)
+        rest = None
+        if self.rest.shape[1] and bool(need.any()):
+            missing = need & ~self.rest_ok
+            if bool(missing.any()):
+                index = missing.nonzero().squeeze(1)
+                rows, basis = t.locate(q[index])
+                self.rest[index] = HermiteTable.interpolate(t.rest, rows, basis).square_()
+                self.rest_ok[index] = True
+            rest = self.rest if bool(need.all()) else self.rest[need]
+        return HermiteSeries._assemble(t, self.head, need, rest)
 
 
 _COEFFICIENT_TABLES: dict = {}
@@ -610,6 +692,14 @@ def coefficient_table(activation: Activation, dtype: torch.dtype, device: str) -
             _COEFFICIENT_TABLES.clear()
         _COEFFICIENT_TABLES[key] = HermiteTable(activation, dtype, device)
     return _COEFFICIENT_TABLES[key]
+
+
+def series_track(activation: Activation, q: torch.Tensor) -> SeriesTrack | None:
+    """A :class:`SeriesTrack` for the points of ``q`` (1-D; their first variances), or None where the
+    batch is too small for the table."""
+    if q.ndim != 1 or q.numel() < TABLE_MIN_POINTS:
+        return None
+    return SeriesTrack(coefficient_table(activation, q.dtype, str(q.device)), q.numel())
 
 
 def hermite_series(activation: Activation, q: torch.Tensor, c_max: torch.Tensor | None = None) -> HermiteSeries:

@@ -256,6 +256,23 @@ class _QuadraturePair:
         return self.value(c), self.slope(c)
 
 
+class _PairTrack:
+    """``pair(q, c_max)`` for one set of points through the layers of a recursion: the Mehler series
+    follows the points with a :class:`~deepprop.theory.gauss.SeriesTrack` (coefficients interpolated again
+    only where q changed) wherever the series applies, and is built afresh elsewhere."""
+
+    def __init__(self, activation: Activation, track: gauss.SeriesTrack):
+        self.activation, self.track = activation, track
+
+    def pair(self, q: torch.Tensor, c_max: torch.Tensor) -> _QuadraturePair:
+        extremes = tuple(float(v) for v in torch.aminmax(q))
+        if extremes[1] <= MEHLER_MAX_Q and self.track.table.covers(extremes):
+            series = self.track.series(q, c_max, extremes)
+            everywhere = torch.ones_like(q, dtype=torch.bool)
+            return _QuadraturePair(self.activation, q, _parts=(everywhere, series))
+        return _QuadraturePair(self.activation, q, c_max=c_max)
+
+
 class QuadratureKernel:
     """Any activation: split Gauss-Legendre for 1-D integrals, Mehler or nested rules for pairs."""
 
@@ -300,6 +317,14 @@ class QuadratureKernel:
 
         v, s, dd = gauss.expect(three, self.activation, qf, even=self.odd)
         return v, s / qf, dd
+
+    def tracker(self, q: torch.Tensor) -> _PairTrack | None:
+        """A pair maker for the points of ``q`` (1-D, their first variances) through the layers of a
+        recursion, or None where there is no Mehler series to follow (kinks) or too few points."""
+        if self.activation.kinks:
+            return None
+        track = gauss.series_track(self.activation, q)
+        return None if track is None else _PairTrack(self.activation, track)
 
     def pair(self, q, *, use_series: bool = True, c_max=None):
         """K(q, .) for each q; ``c_max`` (largest |c| to be evaluated per point) lets the Mehler series

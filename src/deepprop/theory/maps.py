@@ -233,12 +233,14 @@ def iterate_pairs(
     sw2 = s.sigma_w2[owner] if shared and not one_row else s.sigma_w2
     sb2 = s.sigma_b2[owner] if shared and not one_row else s.sigma_b2
     staged = isinstance(s.kernel, QuadratureKernel)
+    # The series follows the rows from layer to layer: coefficients interpolated again only where q moved.
+    tracker = s.kernel.tracker(torch.clamp(q, min=Q_FLOOR)) if staged else None
     for layer in range(1, depth + 1):
         qf = torch.clamp(q, min=Q_FLOOR)
         if staged:  # the series needs only the orders that matter at this layer's |c|
             c_abs = c.abs()
             c_max = c_abs if not shared else torch.zeros_like(q).scatter_reduce_(0, owner, c_abs, "amax")
-            pair = s.kernel.pair(qf, c_max=c_max)
+            pair = tracker.pair(qf, c_max) if tracker is not None else s.kernel.pair(qf, c_max=c_max)
         else:
             pair = s.kernel.pair(qf)
         if getattr(pair, "polynomial", False):  # E[phi^2] from the series' own (finer) rule: no extra pass

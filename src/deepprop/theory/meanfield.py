@@ -38,7 +38,7 @@ from deepprop.validation import check_positive, check_positive_int
 
 QUANTITIES = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth")
 PARAMETERS = PRIOR_FIELDS
-TRAJECTORY_CHUNK = 4096  # pairs per chunk on a CPU (temporaries: chunk x Hermite order per layer)
+TRAJECTORY_CHUNK = 8192  # pairs per chunk on a CPU (temporaries: chunk x Hermite order per layer)
 SOLVE_BLOCK = 16384  # points per block on a CPU: warm starts of q* and the c* solve (see mean_field)
 
 
