@@ -115,6 +115,7 @@ def _timed(fn, args) -> tuple[float, float, object]:
     was written on varies by up to 40 % from run to run; the median of a few runs is the figure quoted."""
     times, out = [], None
     for _ in range(args.repeat):
+        out = None  # the previous result is freed first: peak memory is that of one call
         _sync(args.device)
         t0 = time.perf_counter()
         out = fn()
