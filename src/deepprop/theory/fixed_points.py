@@ -28,6 +28,8 @@ from deepprop.theory.maps import CorrelationMap, TensorPrior, chi1, q_map_and_sl
 Q_UNBOUNDED = 1e15
 Q_ZERO = 1e-13
 START_ORDER = 31  # Mehler terms of the cheap first solve for c*
+ROOT_ROUNDOFF = 1e-15  # how far the orders > 63 may move c* before the full series is used
+ILL_CONDITIONED = 1e-2  # 1 - chi_c below which c* takes the full series by quadrature (see c_star)
 
 
 def q_star(
@@ -325,18 +327,27 @@ def c_star(
             # usually within 1e-8 of c*: the next Newton then needs ~2 passes instead of ~6.
             start, _ = _newton_from_below(low, start, max_iter)
         cs, chi_c = _newton_from_below(cmap, start, max_iter)
-        # Where the dropped orders can matter at c* (its truncation bound), the full series goes on from
-        # that root (a lower bound again); where even the full series is not accurate enough (close to
-        # c = 1), direct quadrature polishes the root, from below as well.
-        cur_sub, cur_q, cur_c, idx = sub, q_need, cs, torch.arange(q_need.numel(), device=q_need.device)
-        for finer in ({}, {"direct": True}):
-            redo = cmap.error_bound(cur_c) > SERIES_MAX_ERROR
-            if not bool(redo.any()):
-                break
-            idx, cur_sub, cur_q = idx[redo], cur_sub.select(redo), cur_q[redo]
-            cmap = CorrelationMap(cur_sub, cur_q, **finer)
-            cur_c, cur_chi = _newton_from_below(cmap, cur_c[redo], max_iter)
-            cs[idx], chi_c[idx] = cur_c, cur_chi
+
+        def refine(mask: torch.Tensor, **how) -> torch.Tensor:
+            """Newton again on a finer map at the points of ``mask``, from their root so far (a lower bound:
+            every cut series under-estimates the map); returns where that map's own bound is still too big."""
+            rough = torch.zeros_like(mask)
+            if bool(mask.any()):
+                finer = CorrelationMap(sub.select(mask), q_need[mask], **how)
+                cs[mask], chi_c[mask] = _newton_from_below(finer, cs[mask], max_iter)
+                rough[mask] = finer.error_bound(cs[mask]) > SERIES_MAX_ERROR
+            return rough
+
+        # The orders above FIRST_ORDER move the root by about bound / (1 - chi_c): they are added where that
+        # exceeds round-off. Close to the critical line (1 - chi_c < ILL_CONDITIONED) the table's
+        # interpolation error (1.5e-14 of K) would move c* by up to ~1e-9 as well: there the full series is
+        # built by quadrature, as everywhere before the table existed. Where even the full series is not
+        # accurate enough at c* (close to c = 1), direct quadrature polishes the root.
+        gap = (1.0 - chi_c).clamp(min=0.0)
+        ill = gap < ILL_CONDITIONED
+        more = cmap.error_bound(cs) > ROOT_ROUNDOFF * gap
+        rough = refine(more & ~ill) | refine(ill, tabulated=False)
+        refine(rough, direct=True)
         c[need] = cs
         slope[need] = chi_c
     c = torch.where(finite, c, torch.full_like(c, float("nan")))

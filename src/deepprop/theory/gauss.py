@@ -702,12 +702,14 @@ def series_track(activation: Activation, q: torch.Tensor) -> SeriesTrack | None:
     return SeriesTrack(coefficient_table(activation, q.dtype, str(q.device)), q.numel())
 
 
-def hermite_series(activation: Activation, q: torch.Tensor, c_max: torch.Tensor | None = None) -> HermiteSeries:
+def hermite_series(
+    activation: Activation, q: torch.Tensor, c_max: torch.Tensor | None = None, *, tabulated: bool = True
+) -> HermiteSeries:
     """:class:`HermiteSeries` of ``activation`` at the variances ``q`` (1-D), interpolated from the
     activation's :class:`HermiteTable` for batches of at least TABLE_MIN_POINTS inside its range (each
     point then costs a few row gathers instead of a quadrature rule times the Hermite table), built by
-    quadrature otherwise. ``c_max`` as in HermiteSeries."""
-    if q.ndim == 1 and q.numel() >= TABLE_MIN_POINTS:
+    quadrature otherwise (and with ``tabulated=False``). ``c_max`` as in HermiteSeries."""
+    if tabulated and q.ndim == 1 and q.numel() >= TABLE_MIN_POINTS:
         table = coefficient_table(activation, q.dtype, str(q.device))
         extremes = tuple(float(v) for v in torch.aminmax(q))
         if table.covers(extremes):

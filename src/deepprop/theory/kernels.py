@@ -53,7 +53,9 @@ class Kernel(Protocol):
 
     def moments(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
-    def pair(self, q: torch.Tensor, *, use_series: bool = True, c_max: torch.Tensor | None = None) -> PairKernel: ...
+    def pair(
+        self, q: torch.Tensor, *, use_series: bool = True, c_max: torch.Tensor | None = None, tabulated: bool = True
+    ) -> PairKernel: ...
 
 
 def _floor(q: torch.Tensor) -> torch.Tensor:
@@ -106,7 +108,7 @@ class ReluKernel(_ClosedKernel):
     def derivative_moment(self, q):
         return torch.full_like(q, 0.5)
 
-    def pair(self, q, *, use_series: bool = True, c_max=None):
+    def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
         def value(q, c):
             c = c.clamp(-1.0, 1.0)
             return q / (2 * math.pi) * (torch.sqrt(1 - c * c) + (math.pi - torch.arccos(c)) * c)
@@ -129,7 +131,7 @@ class ErfKernel(_ClosedKernel):
     def derivative_moment(self, q):
         return (4 / math.pi) / torch.sqrt(1 + 4 * q)
 
-    def pair(self, q, *, use_series: bool = True, c_max=None):
+    def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
         def value(q, c):
             return (2 / math.pi) * torch.arcsin(2 * q * c / (1 + 2 * q))
 
@@ -151,7 +153,7 @@ class LinearKernel(_ClosedKernel):
     def derivative_moment(self, q):
         return torch.ones_like(q)
 
-    def pair(self, q, *, use_series: bool = True, c_max=None):
+    def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
         return _ClosedPair(q, lambda q, c: q * c, lambda q, c: q * torch.ones_like(c))
 
 
@@ -163,7 +165,8 @@ class _QuadraturePair:
     """
 
     def __init__(
-        self, activation: Activation, q: torch.Tensor, *, use_series: bool = True, c_max=None, _parts=None
+        self, activation: Activation, q: torch.Tensor, *, use_series: bool = True, c_max=None, tabulated: bool = True,
+        _parts=None,
     ):
         self.activation = activation
         self.q = q
@@ -176,10 +179,10 @@ class _QuadraturePair:
             self.series_mask = q <= MEHLER_MAX_Q
             if bool(self.series_mask.all()):  # the usual case: no masked copies
                 cm = None if c_max is None else torch.broadcast_to(c_max, q.shape).reshape(-1)
-                self.series = gauss.hermite_series(activation, q.reshape(-1), c_max=cm)
+                self.series = gauss.hermite_series(activation, q.reshape(-1), c_max=cm, tabulated=tabulated)
             elif bool(self.series_mask.any()):
                 cm = None if c_max is None else torch.broadcast_to(c_max, q.shape)[self.series_mask]
-                self.series = gauss.hermite_series(activation, q[self.series_mask], c_max=cm)
+                self.series = gauss.hermite_series(activation, q[self.series_mask], c_max=cm, tabulated=tabulated)
 
     @property
     def polynomial(self) -> bool:
@@ -326,10 +329,11 @@ class QuadratureKernel:
         track = gauss.series_track(self.activation, q)
         return None if track is None else _PairTrack(self.activation, track)
 
-    def pair(self, q, *, use_series: bool = True, c_max=None):
+    def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
         """K(q, .) for each q; ``c_max`` (largest |c| to be evaluated per point) lets the Mehler series
-        skip orders whose terms are below round-off there."""
-        return _QuadraturePair(self.activation, _floor(q), use_series=use_series, c_max=c_max)
+        skip orders whose terms are below round-off there; ``tabulated=False`` builds the series by
+        quadrature at every q instead of interpolating the coefficient table."""
+        return _QuadraturePair(self.activation, _floor(q), use_series=use_series, c_max=c_max, tabulated=tabulated)
 
 
 _CLOSED = {"relu": ReluKernel, "erf": ErfKernel, "linear": LinearKernel}

@@ -148,15 +148,16 @@ class CorrelationMap:
 
     def __init__(
         self, s: TensorPrior, q: torch.Tensor, *, direct: bool = False, c_max: torch.Tensor | None = None,
-        _pair=None, _q_next=None,
+        tabulated: bool = True, _pair=None, _q_next=None,
     ):
         """``direct``: nested quadrature instead of Mehler's series; ``c_max``: the largest |c| the map will
-        be evaluated at, per point (the series then skips the orders that cannot matter there)."""
+        be evaluated at, per point (the series then skips the orders that cannot matter there);
+        ``tabulated=False``: the series by quadrature at each q, not interpolated from the table."""
         self.setting = s
         q = torch.clamp(q, min=Q_FLOOR)
         self.q = q
         if _pair is None:
-            _pair = s.kernel.pair(q, use_series=not direct, c_max=c_max)
+            _pair = s.kernel.pair(q, use_series=not direct, c_max=c_max, tabulated=tabulated)
         self.pair = _pair
         self.q_next = q_map(s, q) if _q_next is None else _q_next
 
