@@ -344,34 +344,72 @@ class HermiteSeries:
 
     @classmethod
     def _assemble(cls, table: HermiteTable, head: torch.Tensor, need: torch.Tensor | None,
-                  rest: torch.Tensor | None) -> HermiteSeries:
+                  rest: torch.Tensor | None, apart: bool = False) -> HermiteSeries:
         """A series from interpolated rows: ``head`` (a_k^2 of the first orders, then V, tail(FIRST_ORDER),
         tail(order)), ``need`` (None: every point has every order; else where the other orders are kept) and
-        ``rest`` (their a_k^2 at every point, or at the points of ``need`` only)."""
+        ``rest`` (their a_k^2 at every point, or at the points of ``need`` only). ``apart``: keep the other
+        orders apart even where every point has them (for a series evaluated once, by value())."""
         k = table.n_head
         coef, second, tail1, tail = head[:, :k], head[:, k], head[:, k + 1], head[:, k + 2]
         order, point_order, split = table.order, None, None
+        everywhere = need is None or (rest is not None and rest.shape[0] == coef.shape[0])
         if table.rest.shape[1] == 0:
             pass
-        elif need is None or (rest is not None and rest.shape[0] == coef.shape[0]):
+        elif everywhere and not apart:
             coef = torch.cat([coef, rest], -1)
         elif rest is not None:
             # Only the points that need them get the other orders: kept apart (value() adds them at
             # those points), not as a zero-filled matrix that every evaluation would multiply through.
-            split = (rest, need.nonzero().squeeze(1), table.n_cols)
-            tail = torch.where(need, tail, tail1)
-            point_order = torch.where(need, order, FIRST_ORDER)
+            index = torch.arange(coef.shape[0], device=coef.device) if everywhere else need.nonzero().squeeze(1)
+            split = (rest, index, table.n_cols)
+            if not everywhere:
+                tail, point_order = None, need
         else:
             order, tail = FIRST_ORDER, tail1
         out = object.__new__(cls)
         out.odd, out.order = table.odd, order
-        out.point_order = order if point_order is None else point_order
         out._k = table.k
         out._val = coef
         out._der_cache, out._split = None, split
         out.second_moment = second
-        out.tail = tail.abs() / torch.clamp(second, min=1e-300)
+        # tail and point_order are read by error bounds only: computed when first asked for
+        if point_order is None:
+            out.point_order = order
+            out._lazy_tail = (tail, second)
+        else:
+            out._lazy_tail = (torch.where(need, head[:, k + 2], tail1), second)
+            out._lazy_point_order = need
         return out
+
+    _tail_value = None
+    _lazy_tail = None
+    _point_order_value = None
+    _lazy_point_order = None
+
+    @property
+    def tail(self) -> torch.Tensor:
+        """Relative truncation error at |c| = 1 (see the class docstring)."""
+        if self._tail_value is None and self._lazy_tail is not None:
+            raw, second = self._lazy_tail
+            self._tail_value, self._lazy_tail = raw.abs() / torch.clamp(second, min=1e-300), None
+        return self._tail_value
+
+    @tail.setter
+    def tail(self, value: torch.Tensor) -> None:
+        self._tail_value, self._lazy_tail = value, None
+
+    @property
+    def point_order(self):
+        """The last order kept at each point (an int where it is the same everywhere)."""
+        if self._point_order_value is None and self._lazy_point_order is not None:
+            need = self._lazy_point_order
+            self._point_order_value = torch.where(need, self.order, FIRST_ORDER)
+            self._lazy_point_order = None
+        return self._point_order_value
+
+    @point_order.setter
+    def point_order(self, value) -> None:
+        self._point_order_value, self._lazy_point_order = value, None
 
     _split = None  # (a_k^2 of the orders above FIRST_ORDER at some points, those points, all columns)
 
@@ -678,7 +716,7 @@ class SeriesTrack:
                 self.rest[index] = HermiteTable.interpolate(t.rest, rows, basis).square_()
                 self.rest_ok[index] = True
             rest = self.rest if bool(need.all()) else self.rest[need]
-        return HermiteSeries._assemble(t, self.head, need, rest)
+        return HermiteSeries._assemble(t, self.head, need, rest, apart=True)
 
 
 _COEFFICIENT_TABLES: dict = {}
