@@ -66,13 +66,15 @@ def test_cut_points_carry_their_own_order_into_the_error_bound(use_table):
     q = torch.full((n,), 2.5, dtype=torch.float64)
     c_max = torch.full((n,), 0.3, dtype=torch.float64)
     c_max[1] = 0.999
+    c_max[2] = 0.8  # the table keeps orders up to 95 here (its middle block), the quadrature series all
     series = gauss.hermite_series(act, q, c_max) if use_table else gauss.HermiteSeries(act, q, c_max=c_max)
     assert series.order == 200
     assert int(series.point_order[0]) == gauss.FIRST_ORDER and int(series.point_order[1]) == 200
+    assert int(series.point_order[2]) == (95 if use_table else 200)
     full = gauss.HermiteSeries(act, q)
     kernel = kernel_for(act)
     pair = kernel.pair(q, c_max=c_max)
-    for c in (0.3, 0.9):
+    for c in (0.3, 0.8, 0.9):
         cc = torch.full_like(q, c)
         bound = pair.error_bound(cc)
         exact_drop = (full.value(cc) - pair.value(cc)).abs()

@@ -37,6 +37,10 @@ FIRST_ORDER = 63  # HermiteSeries(c_max=...): orders computed everywhere before 
 # of the coefficient table's interpolation (1.5e-14). A lower bar buys nothing but work: at 1e-17 the
 # round-off of the tail alone asked for every order wherever |c| > 0.91.
 CUT_TOLERANCE = 1e-14
+# Orders above FIRST_ORDER come in blocks ending at these orders (and at the series' last): over a depth-50
+# tanh trajectory on a (sigma_w2, sigma_b2) grid, 27 % of the layer-points need orders above 63, 8.6 % above
+# 95 and 0.9 % above 127, so the blocks after 63 are interpolated only where they matter.
+BLOCK_ORDERS = (95,)
 SOFT_BREAKS = (-6.0, -2.0, 0.0, 2.0, 6.0)  # 1-D rules
 PAIR_SOFT_BREAKS = (-2.0, 0.0, 2.0)  # nested 2-D rules (cost grows with the square of the pieces)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -328,57 +332,54 @@ class HermiteSeries:
         table.ensure(q, extremes)
         rows, basis = table.locate(q)
         head = HermiteTable.interpolate(table.head, rows, basis)
-        k = table.n_head
-        coef = head[:, :k]
-        coef.mul_(coef)
-        need = table.needs_rest(head, c_max)
-        rest = None
-        if need is None or bool(need.all()):
-            rest = HermiteTable.interpolate(table.rest, rows, basis)
-        elif bool(need.any()):
-            index = need.nonzero().squeeze(1)
-            rest = HermiteTable.interpolate(table.rest, rows[index], basis[index])
-        if rest is not None:
-            rest.mul_(rest)
-        return cls._assemble(table, head, need, rest)
+        head[:, :table.n_head].square_()
+        needs = table.needs(head, c_max)
+        parts = []
+        for b, block in enumerate(table.blocks):
+            need = None if needs is None else needs[b]
+            if need is None or bool(need.all()):
+                parts.append(HermiteTable.interpolate(block, rows, basis).square_())
+            elif bool(need.any()):
+                index = need.nonzero().squeeze(1)
+                parts.append(HermiteTable.interpolate(block, rows[index], basis[index]).square_())
+            else:
+                parts.append(None)
+        return cls._assemble(table, head, needs, parts)
 
     @classmethod
-    def _assemble(cls, table: HermiteTable, head: torch.Tensor, need: torch.Tensor | None,
-                  rest: torch.Tensor | None, apart: bool = False) -> HermiteSeries:
-        """A series from interpolated rows: ``head`` (a_k^2 of the first orders, then V, tail(FIRST_ORDER),
-        tail(order)), ``need`` (None: every point has every order; else where the other orders are kept) and
-        ``rest`` (their a_k^2 at every point, or at the points of ``need`` only). ``apart``: keep the other
-        orders apart even where every point has them (for a series evaluated once, by value())."""
-        k = table.n_head
-        coef, second, tail1, tail = head[:, :k], head[:, k], head[:, k + 1], head[:, k + 2]
-        order, point_order, split = table.order, None, None
-        everywhere = need is None or (rest is not None and rest.shape[0] == coef.shape[0])
-        if table.rest.shape[1] == 0:
-            pass
-        elif everywhere and not apart:
-            coef = torch.cat([coef, rest], -1)
-        elif rest is not None:
-            # Only the points that need them get the other orders: kept apart (value() adds them at
-            # those points), not as a zero-filled matrix that every evaluation would multiply through.
-            index = torch.arange(coef.shape[0], device=coef.device) if everywhere else need.nonzero().squeeze(1)
-            split = (rest, index, table.n_cols)
-            if not everywhere:
-                tail, point_order = None, need
-        else:
-            order, tail = FIRST_ORDER, tail1
+    def _assemble(cls, table: HermiteTable, head: torch.Tensor, needs: list[torch.Tensor] | None,
+                  parts: list[torch.Tensor | None], apart: bool = False) -> HermiteSeries:
+        """A series from interpolated rows: ``head`` (a_k^2 of the first orders, V, then the tails after each
+        block's last order), ``needs`` (None: every point has every order; else one mask per block of higher
+        orders, nested) and ``parts`` (each block's a_k^2 at every point, at the points of its mask, or None
+        where no point needs it). ``apart``: keep the blocks apart even where every point has them (for a
+        series evaluated once, by value())."""
+        k, n = table.n_head, head.shape[0]
+        coef, second = head[:, :k], head[:, k]
+        tails = [head[:, k + 1 + i] for i in range(len(table.blocks) + 1)]
         out = object.__new__(cls)
-        out.odd, out.order = table.odd, order
-        out._k = table.k
-        out._val = coef
-        out._der_cache, out._split = None, split
+        out.odd, out._k = table.odd, table.k
+        out._der_cache, out._split = None, None
         out.second_moment = second
-        # tail and point_order are read by error bounds only: computed when first asked for
-        if point_order is None:
-            out.point_order = order
-            out._lazy_tail = (tail, second)
+        last = sum(1 for part in parts if part is not None)  # blocks kept at some point
+        out.order = table.block_orders[last]
+        if needs is None or all(part is not None and part.shape[0] == n for part in parts):
+            if apart and parts:
+                index = torch.arange(n, device=head.device)
+                out._split = [(part, index, table.block_cols[b]) for b, part in enumerate(parts)]
+            elif parts:
+                coef = torch.cat([coef, *parts], -1)
+            out.point_order = out.order
+            out._lazy_tail = (tails[-1], second)
         else:
-            out._lazy_tail = (torch.where(need, head[:, k + 2], tail1), second)
-            out._lazy_point_order = need
+            # Only the points that need them get higher orders, block by block: kept apart (value() adds
+            # them at those points), not as a zero-filled matrix every evaluation would multiply through.
+            out._split = [(part, needs[b].nonzero().squeeze(1), table.block_cols[b])
+                          for b, part in enumerate(parts) if part is not None] or None
+            depth = sum(need.long() for need in needs)  # blocks kept at each point (the masks are nested)
+            out._lazy_tail = (torch.stack(tails, -1).gather(1, depth[:, None]).squeeze(1), second)
+            out._lazy_point_order = (depth, table.block_orders)
+        out._val = coef
         return out
 
     _tail_value = None
@@ -402,8 +403,8 @@ class HermiteSeries:
     def point_order(self):
         """The last order kept at each point (an int where it is the same everywhere)."""
         if self._point_order_value is None and self._lazy_point_order is not None:
-            need = self._lazy_point_order
-            self._point_order_value = torch.where(need, self.order, FIRST_ORDER)
+            depth, orders = self._lazy_point_order
+            self._point_order_value = torch.as_tensor(orders, device=depth.device)[depth]
             self._lazy_point_order = None
         return self._point_order_value
 
@@ -411,17 +412,18 @@ class HermiteSeries:
     def point_order(self, value) -> None:
         self._point_order_value, self._lazy_point_order = value, None
 
-    _split = None  # (a_k^2 of the orders above FIRST_ORDER at some points, those points, all columns)
+    _split = None  # [(a_k^2 of a block of higher orders, the points that have it, its first column)]
 
     @property
     def _val(self) -> torch.Tensor:
         """a_k^2 (odd activations: odd k only) as one matrix; a split series is assembled on first use."""
         if self._split is not None:
-            rest, index, n_cols = self._split
             head = self._val_store
+            n_cols = max(first + part.shape[1] for part, _, first in self._split)
             full = torch.zeros(head.shape[0], n_cols, dtype=head.dtype, device=head.device)
             full[:, :head.shape[1]] = head
-            full[index, head.shape[1]:] = rest
+            for part, index, first in self._split:
+                full[index, first:first + part.shape[1]] = part
             self._val_store, self._split, self._der_cache = full, None, None
         return self._val_store
 
@@ -502,18 +504,21 @@ class HermiteSeries:
 
     def value(self, c: torch.Tensor) -> torch.Tensor:
         """E[phi(u1) phi(u2)] = sum_k a_k^2 c^k."""
-        if self._split is not None:  # the first orders everywhere, the rest where they were kept
-            rest, index, _ = self._split
+        if self._split is not None:  # the first orders everywhere, each block where it was kept
             head = self._val_store
-            k, cr = head.shape[1], c[index]
-            if self.odd:  # rest column j is order 2 (k + j) + 1: c (c^2)^k (c^2)^j
-                x = cr * cr
-                extra = cr * _int_power(x, k) * _rowdot(rest, self._powers(x, rest.shape[1]))
-                out = c * _rowdot(head, self._powers(c * c, k))
-            else:  # rest column j is order k + j
-                extra = _int_power(cr, k) * _rowdot(rest, self._powers(cr, rest.shape[1]))
-                out = _rowdot(head, self._powers(c, k))
-            return out.index_add_(0, index, extra)
+            if self.odd:
+                out = c * _rowdot(head, self._powers(c * c, head.shape[1]))
+            else:
+                out = _rowdot(head, self._powers(c, head.shape[1]))
+            for part, index, first in self._split:
+                cr = c[index]
+                if self.odd:  # column first + j is order 2 (first + j) + 1: c (c^2)^first (c^2)^j
+                    x = cr * cr
+                    extra = cr * _int_power(x, first) * _rowdot(part, self._powers(x, part.shape[1]))
+                else:  # column first + j is order first + j
+                    extra = _int_power(cr, first) * _rowdot(part, self._powers(cr, part.shape[1]))
+                out.index_add_(0, index, extra)
+            return out
         if self.odd:
             return c * _rowdot(self._val, self._powers(c * c, self._val.shape[-1]))
         return _rowdot(self._val, self._powers(c, self._val.shape[-1]))
@@ -556,21 +561,32 @@ class HermiteTable:
 
     def _reset(self, odd: bool) -> None:
         self.odd = odd
-        self.n_cols = self.order // 2 + self.order % 2 if odd else self.order + 1  # odd: k = 1, 3, ..
-        self.n_head = min((FIRST_ORDER + 1) // 2 if odd else FIRST_ORDER + 1, self.n_cols)
+        cols = (lambda k: (k + 1) // 2) if odd else (lambda k: k + 1)  # columns of the orders <= k
+        self.n_cols = cols(self.order)  # odd: k = 1, 3, ..
+        self.n_head = min(cols(FIRST_ORDER), self.n_cols)
+        # Blocks of higher orders, each interpolated only where |c| makes it matter: the last order of the
+        # head, of each block, and their first columns.
+        ends = [k for k in BLOCK_ORDERS if cols(k) < self.n_cols]
+        self.block_orders = [FIRST_ORDER, *ends, self.order][: 1 + len(ends) + (self.n_cols > self.n_head)]
+        bounds = [self.n_head, *(cols(k) for k in ends), self.n_cols][: len(self.block_orders)]
+        self.block_cols = bounds[:-1]
         # Row 2j holds the values at node j, row 2j + 1 their s-derivatives times the node spacing h, so a
         # point's cubic Hermite interpolant is one weighted sum of rows 2j .. 2j + 3 (embedding_bag).
-        # head: a_k of the first orders, V, tail(FIRST_ORDER), tail(order); rest: the other a_k.
-        # Uninitialised: only built decades are ever read (ensure() runs first), and pages never written are
-        # never mapped, so the table's memory is that of the decades in use (~1.6 MB a decade for tanh).
-        self.head = torch.empty((2 * self.n_nodes, self.n_head + 3), dtype=self.dtype, device=self.device)
-        self.rest = torch.empty((2 * self.n_nodes, self.n_cols - self.n_head), dtype=self.dtype, device=self.device)
+        # head: a_k of the first orders, V, and the tail after the head and after each block; blocks: the
+        # other a_k. Uninitialised: only built decades are ever read (ensure() runs first), and pages never
+        # written are never mapped, so the table's memory is that of the decades in use (~1.6 MB a decade
+        # for tanh).
+        self.head = torch.empty((2 * self.n_nodes, self.n_head + 1 + len(bounds)), dtype=self.dtype,
+                                device=self.device)
+        self.blocks = [torch.empty((2 * self.n_nodes, hi - lo), dtype=self.dtype, device=self.device)
+                       for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        self._bounds = bounds
         self.built = torch.zeros(self.LOG10_HI - self.LOG10_LO, dtype=torch.bool)
         self._built_set: set[int] = set()
         self.k = torch.arange(self.order + 1, dtype=self.dtype, device=self.device)  # shared by its series
 
-    def _rows(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Head and rest rows at the nodes q (values and h * s-derivatives interleaved)."""
+    def _rows(self, q: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Head and block rows at the nodes q (values and h * s-derivatives interleaved)."""
         z, w, h_even, h_odd = _hermite_table(self.m, self.order, self.dtype, self.device)
         act = self.activation
         u = torch.sqrt(q)[:, None] * z
@@ -591,12 +607,14 @@ class HermiteTable:
         v = 0.5 * sum((f * f) @ w for f, _, _ in parts)
         dv = sum((f * g) @ w for f, g, _ in parts)  # E[2 phi d/ds phi]
         k = self.n_head
-        value = torch.cat([a[:, :k], torch.stack([v, v - (a[:, :k] ** 2).sum(-1), v - (a * a).sum(-1)], -1)], -1)
-        slope = torch.cat([da[:, :k], torch.stack([dv, dv - 2 * (a[:, :k] * da[:, :k]).sum(-1),
-                                                   dv - 2 * (a * da).sum(-1)], -1)], -1)
+        tails = [v - (a[:, :b] ** 2).sum(-1) for b in self._bounds]
+        dtails = [dv - 2 * (a[:, :b] * da[:, :b]).sum(-1) for b in self._bounds]
+        value = torch.cat([a[:, :k], torch.stack([v, *tails], -1)], -1)
+        slope = torch.cat([da[:, :k], torch.stack([dv, *dtails], -1)], -1)
         head = torch.stack([value, self.h * slope], 1).reshape(2 * q.numel(), -1)
-        rest = torch.stack([a[:, k:], self.h * da[:, k:]], 1).reshape(2 * q.numel(), -1)
-        return head, rest
+        blocks = [torch.stack([a[:, lo:hi], self.h * da[:, lo:hi]], 1).reshape(2 * q.numel(), -1)
+                  for lo, hi in zip(self._bounds[:-1], self._bounds[1:], strict=True)]
+        return head, blocks
 
     def _decade(self, q: torch.Tensor) -> torch.Tensor:
         return (torch.floor(torch.log10(q)) - self.LOG10_LO).clamp(0, self.built.numel() - 1).long().cpu()
@@ -623,7 +641,10 @@ class HermiteTable:
                     self.ensure(q)
                     return
             rows = slice(2 * first, 2 * last + 2)
-            self.head[rows], self.rest[rows] = self._rows(q_nodes)
+            head, blocks = self._rows(q_nodes)
+            self.head[rows] = head
+            for block, values in zip(self.blocks, blocks, strict=True):
+                block[rows] = values
             self.built[dec] = True
             self._built_set.add(dec)
 
@@ -647,14 +668,21 @@ class HermiteTable:
         rows = (2 * j)[:, None] + self._offsets
         return rows, basis
 
-    def needs_rest(self, head: torch.Tensor, c_max: torch.Tensor | None) -> torch.Tensor | None:
-        """Where the orders above FIRST_ORDER can add more than CUT_TOLERANCE of E[phi^2] at |c| <= c_max,
-        from interpolated head rows (None without c_max: everywhere)."""
-        if c_max is None or self.rest.shape[1] == 0:
+    def needs(self, head: torch.Tensor, c_max: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """For each block of higher orders, where it can add more than CUT_TOLERANCE of E[phi^2] at
+        |c| <= c_max, from interpolated head rows: the tail after the orders before the block times
+        |c|^(their last order + 1). Nested (a point needs a block only if it needs the ones before);
+        None without c_max (every block everywhere)."""
+        if c_max is None or not self.blocks:
             return None
         k = self.n_head
-        second, tail1 = head[:, k], head[:, k + 1]
-        return tail1.abs() / torch.clamp(second, min=1e-300) * _int_power(c_max.abs(), FIRST_ORDER + 1) > CUT_TOLERANCE
+        second = torch.clamp(head[:, k], min=1e-300)
+        c_abs = c_max.abs()
+        out = []
+        for b in range(len(self.blocks)):
+            need = head[:, k + 1 + b].abs() / second * _int_power(c_abs, self.block_orders[b] + 1) > CUT_TOLERANCE
+            out.append(need if not out else need & out[-1])
+        return out
 
     @staticmethod
     def interpolate(table: torch.Tensor, rows: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -681,9 +709,9 @@ class SeriesTrack:
         self.table = table
         dtype, device = table.dtype, table.device
         self.q = torch.full((n,), float("nan"), dtype=dtype, device=device)
-        self.head = torch.empty(n, table.n_head + 3, dtype=dtype, device=device)
-        self.rest = torch.empty(n, table.n_cols - table.n_head, dtype=dtype, device=device)
-        self.rest_ok = torch.zeros(n, dtype=torch.bool, device=device)
+        self.head = torch.empty(n, table.head.shape[1], dtype=dtype, device=device)
+        self.blocks = [torch.empty(n, block.shape[1], dtype=dtype, device=device) for block in table.blocks]
+        self.ok = [torch.zeros(n, dtype=torch.bool, device=device) for _ in table.blocks]
 
     def series(self, q: torch.Tensor, c_max: torch.Tensor, extremes: tuple[float, float]) -> HermiteSeries:
         t, k = self.table, self.table.n_head
@@ -695,7 +723,8 @@ class SeriesTrack:
             self.head = HermiteTable.interpolate(t.head, rows, basis)
             self.head[:, :k].square_()
             self.q.copy_(q)
-            self.rest_ok.zero_()
+            for ok in self.ok:
+                ok.zero_()
         elif n_changed:
             index = changed.nonzero().squeeze(1)
             qc = q[index]
@@ -705,18 +734,22 @@ class SeriesTrack:
             head[:, :k].square_()
             self.head[index] = head
             self.q[index] = qc
-            self.rest_ok[index] = False
-        need = t.needs_rest(self.head, c_max)
-        rest = None
-        if self.rest.shape[1] and bool(need.any()):
-            missing = need & ~self.rest_ok
+            for ok in self.ok:
+                ok[index] = False
+        needs = t.needs(self.head, c_max)
+        parts = []
+        for b, need in enumerate(needs or []):
+            if not bool(need.any()):
+                parts.append(None)
+                continue
+            missing = need & ~self.ok[b]
             if bool(missing.any()):
                 index = missing.nonzero().squeeze(1)
                 rows, basis = t.locate(q[index])
-                self.rest[index] = HermiteTable.interpolate(t.rest, rows, basis).square_()
-                self.rest_ok[index] = True
-            rest = self.rest if bool(need.all()) else self.rest[need]
-        return HermiteSeries._assemble(t, self.head, need, rest, apart=True)
+                self.blocks[b][index] = HermiteTable.interpolate(t.blocks[b], rows, basis).square_()
+                self.ok[b][index] = True
+            parts.append(self.blocks[b] if bool(need.all()) else self.blocks[b][need])
+        return HermiteSeries._assemble(t, self.head, needs, parts, apart=True)
 
 
 _COEFFICIENT_TABLES: dict = {}
