@@ -370,15 +370,14 @@ class HermiteSeries:
             elif parts:
                 coef = torch.cat([coef, *parts], -1)
             out.point_order = out.order
-            out._lazy_tail = (tails[-1], second)
+            out._lazy_tail = ([tails[-1]], None, second)
         else:
             # Only the points that need them get higher orders, block by block: kept apart (value() adds
             # them at those points), not as a zero-filled matrix every evaluation would multiply through.
             out._split = [(part, needs[b].nonzero().squeeze(1), table.block_cols[b])
                           for b, part in enumerate(parts) if part is not None] or None
-            depth = sum(need.long() for need in needs)  # blocks kept at each point (the masks are nested)
-            out._lazy_tail = (torch.stack(tails, -1).gather(1, depth[:, None]).squeeze(1), second)
-            out._lazy_point_order = (depth, table.block_orders)
+            out._lazy_tail = (tails, needs, second)
+            out._lazy_point_order = (needs, table.block_orders)
         out._val = coef
         return out
 
@@ -391,7 +390,8 @@ class HermiteSeries:
     def tail(self) -> torch.Tensor:
         """Relative truncation error at |c| = 1 (see the class docstring)."""
         if self._tail_value is None and self._lazy_tail is not None:
-            raw, second = self._lazy_tail
+            tails, needs, second = self._lazy_tail
+            raw = tails[0] if needs is None else torch.stack(tails, -1).gather(1, _depth(needs)[:, None]).squeeze(1)
             self._tail_value, self._lazy_tail = raw.abs() / torch.clamp(second, min=1e-300), None
         return self._tail_value
 
@@ -403,7 +403,8 @@ class HermiteSeries:
     def point_order(self):
         """The last order kept at each point (an int where it is the same everywhere)."""
         if self._point_order_value is None and self._lazy_point_order is not None:
-            depth, orders = self._lazy_point_order
+            needs, orders = self._lazy_point_order
+            depth = _depth(needs)
             self._point_order_value = torch.as_tensor(orders, device=depth.device)[depth]
             self._lazy_point_order = None
         return self._point_order_value
@@ -814,6 +815,11 @@ def _head_tail(h: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     if key not in _HEAD_TAIL:
         _HEAD_TAIL[key] = (h[:, :n].contiguous(), h[:, n:].contiguous(), h)  # h kept alive: the key stays valid
     return _HEAD_TAIL[key][:2]
+
+
+def _depth(needs: list[torch.Tensor]) -> torch.Tensor:
+    """How many blocks of higher orders each point keeps (the masks are nested)."""
+    return sum(need.long() for need in needs)
 
 
 def _int_power(x: torch.Tensor, n: int) -> torch.Tensor:
