@@ -10,7 +10,7 @@ import torch
 from reference import ACTS, Reference, gauss1, gauss2
 
 from deepprop import get_activation
-from deepprop.theory import gauss
+from deepprop.theory import coefficients, gauss
 from deepprop.theory.kernels import kernel_for
 from deepprop.theory.meanfield import mean_field, trajectory
 
@@ -27,9 +27,9 @@ def test_interpolated_series_matches_quadrature_and_reference(name):
     # A batch large enough for the table: every point against the series built by quadrature at that q
     # (the table's error, measured 2e-14), and a few against a 240-point tensor Gauss-Hermite rule.
     act = get_activation(name)
-    q = _log_uniform(gauss.TABLE_MIN_POINTS + 44, 1e-25, 16.0, seed=1)
-    table_series = gauss.hermite_series(act, q)
-    assert (act, torch.float64, "cpu") in gauss._COEFFICIENT_TABLES  # the batch went through the table
+    q = _log_uniform(coefficients.TABLE_MIN_POINTS + 44, 1e-25, 16.0, seed=1)
+    table_series = coefficients.hermite_series(act, q)
+    assert (act, torch.float64, "cpu") in coefficients._COEFFICIENT_TABLES  # the batch went through the table
     built = gauss.HermiteSeries(act, q)
     assert table_series.odd == built.odd == (name == "tanh")
     np.testing.assert_allclose(table_series.second_moment.numpy(), built.second_moment.numpy(), rtol=1e-12)
@@ -52,9 +52,9 @@ def test_interpolated_series_matches_quadrature_and_reference(name):
 def test_small_batches_keep_the_quadrature_series():
     act = get_activation("tanh")
     q = _log_uniform(10, 0.1, 3.0, seed=2)
-    gauss._COEFFICIENT_TABLES.clear()
-    gauss.hermite_series(act, q)
-    assert not gauss._COEFFICIENT_TABLES
+    coefficients._COEFFICIENT_TABLES.clear()
+    coefficients.hermite_series(act, q)
+    assert not coefficients._COEFFICIENT_TABLES
 
 
 @pytest.mark.parametrize("use_table", [False, True])
@@ -62,12 +62,12 @@ def test_cut_points_carry_their_own_order_into_the_error_bound(use_table):
     # c_max mixes points that need every order with points cut after FIRST_ORDER: the truncation bound at
     # each point must use that point's last order, and bound the difference to the full series.
     act = get_activation("tanh")
-    n = gauss.TABLE_MIN_POINTS if use_table else 4
+    n = coefficients.TABLE_MIN_POINTS if use_table else 4
     q = torch.full((n,), 2.5, dtype=torch.float64)
     c_max = torch.full((n,), 0.3, dtype=torch.float64)
     c_max[1] = 0.999
     c_max[2] = 0.8  # the table keeps orders up to 95 here (its middle block), the quadrature series all
-    series = gauss.hermite_series(act, q, c_max) if use_table else gauss.HermiteSeries(act, q, c_max=c_max)
+    series = coefficients.hermite_series(act, q, c_max) if use_table else gauss.HermiteSeries(act, q, c_max=c_max)
     assert series.order == 200
     assert int(series.point_order[0]) == gauss.FIRST_ORDER and int(series.point_order[1]) == 200
     assert int(series.point_order[2]) == (95 if use_table else 200)
@@ -162,15 +162,15 @@ def test_series_track_equals_fresh_series_as_variances_settle():
     # that points come to need the orders above FIRST_ORDER: the tracked series must equal one built afresh
     # from the table at every layer (same interpolation; only round-off of the sums may differ).
     act = get_activation("tanh")
-    n = gauss.TABLE_MIN_POINTS + 20
+    n = coefficients.TABLE_MIN_POINTS + 20
     q = _log_uniform(n, 0.05, 12.0, seed=7)
-    track = gauss.series_track(act, q)
+    track = coefficients.series_track(act, q)
     rng = np.random.default_rng(8)
     c = T(rng.uniform(-0.6, 0.6, n))
     for _ in range(4):
         extremes = tuple(float(v) for v in torch.aminmax(q))
         tracked = track.series(q, c.abs(), extremes)
-        fresh = gauss.hermite_series(act, q, c.abs())
+        fresh = coefficients.hermite_series(act, q, c.abs())
         np.testing.assert_allclose(tracked.value(c).numpy(), fresh.value(c).numpy(), rtol=1e-14, atol=1e-16)
         np.testing.assert_allclose(tracked.second_moment.numpy(), fresh.second_moment.numpy(), rtol=0, atol=0)
         assert torch.equal(torch.as_tensor(tracked.point_order), torch.as_tensor(fresh.point_order))

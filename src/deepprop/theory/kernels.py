@@ -23,7 +23,7 @@ from typing import Protocol
 import torch
 
 from deepprop.activations import Activation
-from deepprop.theory import gauss
+from deepprop.theory import coefficients, gauss
 
 Q_FLOOR = 1e-30
 MEHLER_MAX_Q = 16.0
@@ -179,10 +179,11 @@ class _QuadraturePair:
             self.series_mask = q <= MEHLER_MAX_Q
             if bool(self.series_mask.all()):  # the usual case: no masked copies
                 cm = None if c_max is None else torch.broadcast_to(c_max, q.shape).reshape(-1)
-                self.series = gauss.hermite_series(activation, q.reshape(-1), c_max=cm, tabulated=tabulated)
+                self.series = coefficients.hermite_series(activation, q.reshape(-1), c_max=cm, tabulated=tabulated)
             elif bool(self.series_mask.any()):
                 cm = None if c_max is None else torch.broadcast_to(c_max, q.shape)[self.series_mask]
-                self.series = gauss.hermite_series(activation, q[self.series_mask], c_max=cm, tabulated=tabulated)
+                self.series = coefficients.hermite_series(activation, q[self.series_mask], c_max=cm,
+                                                          tabulated=tabulated)
 
     @property
     def polynomial(self) -> bool:
@@ -261,10 +262,10 @@ class _QuadraturePair:
 
 class _PairTrack:
     """``pair(q, c_max)`` for one set of points through the layers of a recursion: the Mehler series
-    follows the points with a :class:`~deepprop.theory.gauss.SeriesTrack` (coefficients interpolated again
+    follows the points with a :class:`~deepprop.theory.coefficients.SeriesTrack` (coefficients interpolated again
     only where q changed) wherever the series applies, and is built afresh elsewhere."""
 
-    def __init__(self, activation: Activation, track: gauss.SeriesTrack):
+    def __init__(self, activation: Activation, track: coefficients.SeriesTrack):
         self.activation, self.track = activation, track
 
     def pair(self, q: torch.Tensor, c_max: torch.Tensor) -> _QuadraturePair:
@@ -326,7 +327,7 @@ class QuadratureKernel:
         recursion, or None where there is no Mehler series to follow (kinks) or too few points."""
         if self.activation.kinks:
             return None
-        track = gauss.series_track(self.activation, q)
+        track = coefficients.series_track(self.activation, q)
         return None if track is None else _PairTrack(self.activation, track)
 
     def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
