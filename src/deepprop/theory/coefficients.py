@@ -84,8 +84,7 @@ class HermiteTable:
         self.blocks = [torch.empty((2 * self.n_nodes, hi - lo), dtype=self.dtype, device=self.device)
                        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
         self._bounds = bounds
-        self.built = torch.zeros(self.LOG10_HI - self.LOG10_LO, dtype=torch.bool)
-        self._built_set: set[int] = set()
+        self.built: set[int] = set()  # decades computed, counted from 10^LOG10_LO
         self.k = torch.arange(self.order + 1, dtype=self.dtype, device=self.device)  # shared by its series
 
     def _rows(self, q: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -120,19 +119,19 @@ class HermiteTable:
         return head, blocks
 
     def _decade(self, q: torch.Tensor) -> torch.Tensor:
-        return (torch.floor(torch.log10(q)) - self.LOG10_LO).clamp(0, self.built.numel() - 1).long().cpu()
+        last = self.LOG10_HI - self.LOG10_LO - 1
+        return (torch.floor(torch.log10(q)) - self.LOG10_LO).clamp(0, last).long().cpu()
 
     def ensure(self, q: torch.Tensor, extremes: tuple[float, float] | None = None) -> None:
         """Compute the decades that hold the values ``q`` (inside the table's range); ``extremes``: their
         smallest and largest value, when known (then nothing more is read where those decades are built)."""
         lo, hi = extremes if extremes is not None else (float(q.min()), float(q.max()))
-        last = self.built.numel() - 1
+        last = self.LOG10_HI - self.LOG10_LO - 1
         d_lo, d_hi = (min(max(math.floor(math.log10(v)) - self.LOG10_LO, 0), last) for v in (lo, hi))
-        if d_lo in self._built_set and d_hi in self._built_set and all(
-                d in self._built_set for d in range(d_lo, d_hi + 1)):
+        if all(d in self.built for d in range(d_lo, d_hi + 1)):
             return
         for dec in torch.unique(self._decade(q)).tolist():
-            if self.built[dec]:
+            if dec in self.built:
                 continue
             first, last = dec * TABLE_PER_DECADE, (dec + 1) * TABLE_PER_DECADE  # nodes, both ends included
             s = self.s0 + self.h * torch.arange(first, last + 1, dtype=self.dtype, device=self.device)
@@ -148,8 +147,7 @@ class HermiteTable:
             self.head[rows] = head
             for block, values in zip(self.blocks, blocks, strict=True):
                 block[rows] = values
-            self.built[dec] = True
-            self._built_set.add(dec)
+            self.built.add(dec)
 
     def covers(self, extremes: tuple[float, float]) -> bool:
         """Whether values from ``extremes[0]`` to ``extremes[1]`` lie inside the table's range."""
