@@ -480,24 +480,21 @@ class HermiteSeries:
 
     def value(self, c: torch.Tensor) -> torch.Tensor:
         """E[phi(u1) phi(u2)] = sum_k a_k^2 c^k."""
-        if self._split is not None:  # the first orders everywhere, each block where it was kept
-            head = self._val_store
-            if self.odd:
-                out = c * _rowdot(head, self._powers(c * c, head.shape[1]))
-            else:
-                out = _rowdot(head, self._powers(c, head.shape[1]))
-            for part, index, first in self._split:
-                cr = c[index]
-                if self.odd:  # column first + j is order 2 (first + j) + 1: c (c^2)^first (c^2)^j
-                    x = cr * cr
-                    extra = cr * _int_power(x, first) * _rowdot(part, self._powers(x, part.shape[1]))
-                else:  # column first + j is order first + j
-                    extra = _int_power(cr, first) * _rowdot(part, self._powers(cr, part.shape[1]))
-                out.index_add_(0, index, extra)
-            return out
+        # A split series: the first orders everywhere, then each block of higher orders where it was kept.
+        head = self._val_store if self._split is not None else self._val
         if self.odd:
-            return c * _rowdot(self._val, self._powers(c * c, self._val.shape[-1]))
-        return _rowdot(self._val, self._powers(c, self._val.shape[-1]))
+            out = c * _rowdot(head, self._powers(c * c, head.shape[-1]))
+        else:
+            out = _rowdot(head, self._powers(c, head.shape[-1]))
+        for part, index, first in self._split or ():
+            cr = c[index]
+            if self.odd:  # column first + j is order 2 (first + j) + 1: c (c^2)^first (c^2)^j
+                x = cr * cr
+                extra = cr * _int_power(x, first) * _rowdot(part, self._powers(x, part.shape[1]))
+            else:  # column first + j is order first + j
+                extra = _int_power(cr, first) * _rowdot(part, self._powers(cr, part.shape[1]))
+            out.index_add_(0, index, extra)
+        return out
 
     def slope(self, c: torch.Tensor) -> torch.Tensor:
         """d/dc E[phi(u1) phi(u2)] = sum_k k a_k^2 c^(k-1) (= q E[phi'(u1) phi'(u2)])."""
