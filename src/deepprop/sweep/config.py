@@ -1,6 +1,9 @@
 """Sweep descriptions: TOML files, command-line flags and presets, validated before any training.
 
 A sweep is the grid depths x sigma_w2 x keep_rates x seeds (x repeats) with everything else fixed.
+``steps`` is one training budget or several (``[45, 304, 2048]``): each network is then trained once, to the
+largest budget, and evaluated after each; every budget is its own stored row, identical to the row of a sweep
+run with that single budget (a network's random streams do not depend on how long it is trained).
 Grid axes accept a list, a comma list "10,20,50" or an inclusive linspace "start:stop:count"
 ("10:300:30" = 10, 20, ..., 300; "1:4:31" = 1.0, 1.1, ..., 4.0); depths are rounded to integers.
 
@@ -55,7 +58,7 @@ class SweepConfig:
     sigma_w2: tuple[float, ...] = (1.0, 2.0, 3.0)
     optimizer: str = "sgd"
     lr: float | str = "paper"
-    steps: int = 200
+    steps: int | tuple[int, ...] = 200  # one budget, or several (sorted, each its own row)
     batch_size: int = 128
     seeds: tuple[int, ...] = (0,)
     dtype: str = "float32"
@@ -79,8 +82,24 @@ class SweepConfig:
         return float(self.lr)
 
     @property
-    def n_networks(self) -> int:
+    def budgets(self) -> tuple[int, ...]:
+        """The training budgets in steps, ascending (one element unless ``steps`` lists several)."""
+        return (self.steps,) if isinstance(self.steps, int) else tuple(self.steps)
+
+    @property
+    def max_steps(self) -> int:
+        """Steps each network is trained for (the largest budget)."""
+        return max(self.budgets)
+
+    @property
+    def n_trainings(self) -> int:
+        """Networks trained: one per (depth, sigma_w2, keep_rate, seed), whatever the number of budgets."""
         return len(self.depths) * len(self.sigma_w2) * len(self.keep_rates) * len(self.seeds)
+
+    @property
+    def n_networks(self) -> int:
+        """Rows of the sweep: one per trained network and budget."""
+        return self.n_trainings * len(self.budgets)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -106,11 +125,19 @@ ALIASES = {
 
 
 def run_identity(
-    cfg: SweepConfig, depth: int, sigma_w2: float, keep_rate: float, seed: int
+    cfg: SweepConfig, depth: int, sigma_w2: float, keep_rate: float, seed: int, steps: int | None = None
 ) -> dict[str, Any]:
-    """The fields that define one network's training run (its store key and its random streams)."""
+    """The fields that define one stored row: a network's training run evaluated after ``steps`` steps.
+
+    ``steps`` defaults to the sweep's only budget (it must be given when the sweep has several).
+    """
+    if steps is None:
+        if len(cfg.budgets) != 1:
+            raise ParameterError("steps", f"name one of the sweep's budgets {list(cfg.budgets)}")
+        steps = cfg.budgets[0]
     ident: dict[str, Any] = {k: getattr(cfg, k) for k in SHARED_IDENTITY}
     ident.update(
+        steps=int(steps),
         depth=int(depth),
         sigma_w2=_canon(sigma_w2),
         keep_rate=_canon(keep_rate),
@@ -124,6 +151,19 @@ def run_key(identity: Mapping[str, Any]) -> str:
     """Stable hex key of a run identity (SHA-256 of its canonical JSON)."""
     blob = json.dumps(dict(identity), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+NOT_TRAINING = ("steps", "eval_train", "eval_test")
+"""Identity fields that do not change how a network trains (how long, and on how many examples it is scored)."""
+
+
+def training_key(identity: Mapping[str, Any]) -> str:
+    """Key of the training run behind a row: the identity without budget and evaluation sizes.
+
+    A network's initial weights, noise and data order derive from it, so the rows of one network at
+    several budgets are the prefix of one training run.
+    """
+    return run_key({k: v for k, v in identity.items() if k not in NOT_TRAINING})
 
 
 def _canon(x: float) -> float:
@@ -172,6 +212,31 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise ParameterError(name, f"must be a positive integer (got {value!r})")
 
 
+def _parse_budgets(spec: Any) -> Any:
+    """``steps``: an integer, or a list / "a,b,c" of integers -> one int or a sorted tuple of distinct ints."""
+    if isinstance(spec, (list, tuple)) or (isinstance(spec, str) and "," in spec):
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        values = []
+        for item in items:
+            try:
+                v = float(item)
+            except (TypeError, ValueError) as exc:
+                raise ParameterError("steps", f"must be positive integers (got {spec!r})") from exc
+            if not (math.isfinite(v) and v == int(v) and v >= 1):
+                raise ParameterError("steps", f"must be positive integers (got {spec!r})")
+            values.append(int(v))
+        if not values:
+            raise ParameterError("steps", "is an empty list of budgets")
+        budgets = tuple(sorted(set(values)))
+        return budgets[0] if len(budgets) == 1 else budgets
+    if isinstance(spec, str):
+        try:
+            return int(spec)
+        except ValueError as exc:
+            raise ParameterError("steps", f"must be a positive integer or a list of them (got {spec!r})") from exc
+    return spec
+
+
 def validate(cfg: SweepConfig) -> SweepConfig:
     """Return ``cfg`` if every field is in range, else raise ParameterError naming the field."""
     from deepprop.activations import get_activation
@@ -179,8 +244,15 @@ def validate(cfg: SweepConfig) -> SweepConfig:
     if cfg.dataset not in DATASETS:
         raise ParameterError("dataset", f"must be one of {', '.join(DATASETS)} (got {cfg.dataset!r})")
     get_activation(cfg.activation)
-    for name in ("width", "steps", "batch_size"):
+    for name in ("width", "batch_size"):
         _positive_int(name, getattr(cfg, name))
+    if isinstance(cfg.steps, tuple):
+        if not cfg.steps:
+            raise ParameterError("steps", "is an empty list of budgets")
+        for s in cfg.steps:
+            _positive_int("steps", s)
+    else:
+        _positive_int("steps", cfg.steps)
     for name in ("n_train", "n_test", "eval_train", "eval_test", "chunk_size"):
         _positive_int(name, getattr(cfg, name), allow_none=True)
     for name in ("depths", "sigma_w2", "keep_rates", "seeds"):
@@ -234,6 +306,8 @@ def from_mapping(values: Mapping[str, Any], base: SweepConfig | None = None) -> 
     for key in ("depths", "sigma_w2", "keep_rates", "seeds"):
         if key in changes:
             changes[key] = parse_grid(key, changes[key], integer=key in ("depths", "seeds"))
+    if "steps" in changes:
+        changes["steps"] = _parse_budgets(changes["steps"])
     if "lr" in changes and not isinstance(changes["lr"], str):
         changes["lr"] = float(changes["lr"])
     elif "lr" in changes:

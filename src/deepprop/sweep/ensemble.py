@@ -74,6 +74,7 @@ class TrainSettings:
     eval_train: int | None = 10000  # examples used for the final train accuracy (None: all)
     eval_test: int | None = 10000
     record_history: bool = False
+    eval_steps: tuple[int, ...] = ()  # earlier budgets (< steps) at which every network is also evaluated
 
 
 @dataclass
@@ -86,6 +87,13 @@ class EnsembleResult:
     diverged: np.ndarray  # bool
     diverged_step: np.ndarray  # int, -1 when not diverged
     history: np.ndarray | None = None
+    # one row per budget (settings.eval_steps, then settings.steps), one column per network
+    budgets: tuple[int, ...] = ()
+    train_accuracy_at: np.ndarray | None = None
+    test_accuracy_at: np.ndarray | None = None
+    loss_at: np.ndarray | None = None
+    diverged_at: np.ndarray | None = None
+    diverged_step_at: np.ndarray | None = None
     network_steps: int = 0
     flops: float = 0.0
     extra: dict = field(default_factory=dict)
@@ -218,6 +226,9 @@ def check_settings(settings: TrainSettings) -> None:
         raise ParameterError("dtype", f"must be float32 or float64 (got {settings.dtype!r})")
     if settings.precision not in ("fp32", "tf32", "bf16"):
         raise ParameterError("precision", f"must be fp32, tf32 or bf16 (got {settings.precision!r})")
+    for b in settings.eval_steps:
+        if not isinstance(b, (int, np.integer)) or not 1 <= b < settings.steps:
+            raise ParameterError("eval_steps", f"must be integers in [1, steps - 1 = {settings.steps - 1}] (got {b!r})")
 
 
 def _evaluate(
@@ -288,8 +299,41 @@ def train_ensemble(
     autocast = settings.precision == "bf16" and device.type == "cuda"
     prev_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = settings.precision == "tf32"
+    budgets = tuple(sorted(set(int(b) for b in settings.eval_steps))) + (settings.steps,)
+    n_b = len(budgets)
+    at = {name: torch.full((n_b, k), float("nan"), dtype=torch.float64, device=device)
+          for name in ("train_acc", "test_acc", "loss")}
+    div_at = torch.zeros(n_b, k, dtype=torch.bool, device=device)
+    div_step_at = torch.full((n_b, k), -1, dtype=torch.int64, device=device)
+    ntr = len(y_train) if settings.eval_train is None else min(settings.eval_train, len(y_train))
+    nte = len(y_test) if settings.eval_test is None else min(settings.eval_test, len(y_test))
+
+    def evaluate_budget(i: int) -> None:
+        """Score the current parameters as the result of a run of ``budgets[i]`` steps (what that run would
+        end with: a network dead before it is diverged; one whose scores are non-finite diverged at its end)."""
+        nonlocal alive, div_step
+        with torch.no_grad():
+            w_now = [p.detach() for p in params[:n_layers]]
+            b_now = [p.detach() for p in params[n_layers:]]
+            tr_acc, tr_loss = _evaluate(x_train[:ntr], y_train[:ntr], w_now, b_now, phi)
+            te_acc, _ = _evaluate(x_test[:nte], y_test[:nte], w_now, b_now, phi)
+        ok = alive & torch.isfinite(tr_loss)
+        late = alive & ~ok
+        at["train_acc"][i] = torch.where(ok, tr_acc, at["train_acc"][i])
+        at["test_acc"][i] = torch.where(ok, te_acc, at["test_acc"][i])
+        at["loss"][i] = torch.where(ok, tr_loss, at["loss"][i])
+        div_at[i] = ~ok
+        div_step_at[i] = torch.where(late, torch.full_like(div_step, budgets[i]), div_step)
+        if i == n_b - 1:
+            div_step = div_step_at[i]
+            alive = ok
+
     try:
+        next_budget = 0
         for step in range(settings.steps):
+            if step == budgets[next_budget]:
+                evaluate_budget(next_budget)
+                next_budget += 1
             idx = table[step]  # (K, B)
             xb = x_train[idx]  # (K, B, d)
             yb = y_train[idx]
@@ -318,27 +362,23 @@ def train_ensemble(
                         v = state[i]
                         v.mul_(settings.rmsprop_alpha).addcmul_(g, g, value=1.0 - settings.rmsprop_alpha)
                         p.sub_(lr * g / (v.sqrt() + settings.rmsprop_eps))
-        with torch.no_grad():
-            w_final = [p.detach() for p in params[:n_layers]]
-            b_final = [p.detach() for p in params[n_layers:]]
-            ntr = len(y_train) if settings.eval_train is None else min(settings.eval_train, len(y_train))
-            nte = len(y_test) if settings.eval_test is None else min(settings.eval_test, len(y_test))
-            tr_acc, tr_loss = _evaluate(x_train[:ntr], y_train[:ntr], w_final, b_final, phi)
-            te_acc, _ = _evaluate(x_test[:nte], y_test[:nte], w_final, b_final, phi)
-            # a network whose final parameters give a non-finite loss diverged at the end of training
-            late = alive & ~torch.isfinite(tr_loss)
-            div_step = torch.where(late, torch.full_like(div_step, settings.steps), div_step)
-            alive = alive & ~late
+        # a network whose final parameters give a non-finite loss diverged at the end of training
+        evaluate_budget(n_b - 1)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
-    diverged = (~alive).cpu().numpy()
-    nan = np.full(k, np.nan)
+    acc_tr, acc_te, loss_b = (at[n].cpu().numpy() for n in ("train_acc", "test_acc", "loss"))
     return EnsembleResult(
-        train_accuracy=np.where(diverged, nan, tr_acc.cpu().numpy()),
-        test_accuracy=np.where(diverged, nan, te_acc.cpu().numpy()),
-        final_loss=np.where(diverged, nan, tr_loss.cpu().numpy()),
-        diverged=diverged,
+        train_accuracy=acc_tr[-1],
+        test_accuracy=acc_te[-1],
+        final_loss=loss_b[-1],
+        diverged=(~alive).cpu().numpy(),
         diverged_step=div_step.cpu().numpy(),
+        budgets=budgets,
+        train_accuracy_at=acc_tr,
+        test_accuracy_at=acc_te,
+        loss_at=loss_b,
+        diverged_at=div_at.cpu().numpy(),
+        diverged_step_at=div_step_at.cpu().numpy(),
         history=None if history is None else history.cpu().numpy(),
         network_steps=k * settings.steps,
         flops=k * settings.steps * flops_per_step(settings, n_in, n_classes),

@@ -22,7 +22,7 @@ import torch
 
 from deepprop.data import Dataset, load_dataset
 from deepprop.networks.ensemble import resolve_device
-from deepprop.sweep.config import SweepConfig, run_identity, run_key
+from deepprop.sweep.config import SweepConfig, run_identity, run_key, training_key
 from deepprop.sweep.ensemble import (
     EnsembleResult,
     NetSpec,
@@ -42,11 +42,19 @@ CUDA_MEMORY_FRACTION = 0.7
 
 @dataclass(frozen=True)
 class Job:
-    """One network to train: its store key, identity and ensemble spec."""
+    """One stored row to produce: its store key, identity and the spec of the network it scores.
+
+    Rows of one network at several budgets share the spec (its seeds derive from the training key) and
+    are produced by one training run.
+    """
 
     key: str
     identity: dict
     spec: NetSpec
+
+    @property
+    def budget(self) -> int:
+        return int(self.identity["steps"])
 
 
 @dataclass
@@ -69,37 +77,41 @@ class SweepSummary:
 
 
 def plan(cfg: SweepConfig) -> list[Job]:
-    """Every network of the sweep, ordered by depth then sigma_w2, keep_rate, seed."""
+    """Every row of the sweep, ordered by depth then sigma_w2, keep_rate, seed, budget."""
     jobs = []
     for depth in sorted(cfg.depths):
         for sw2 in cfg.sigma_w2:
             for keep in cfg.keep_rates:
                 for seed in cfg.seeds:
-                    ident = run_identity(cfg, depth, sw2, keep, seed)
-                    key = run_key(ident)
-                    spec = NetSpec(
-                        sigma_w2=ident["sigma_w2"],
-                        sigma_b2=cfg.sigma_b2,
-                        lr=ident["lr"],
-                        seed=int(seed),
-                        init_seed=int(key[:12], 16),
-                        noise_key=int(key[12:20], 16),
-                        keep_rate=ident["keep_rate"],
-                        noise_mult=cfg.noise_mult,
-                        noise_add=cfg.noise_add,
-                    )
-                    jobs.append(Job(key, ident, spec))
+                    for steps in cfg.budgets:
+                        ident = run_identity(cfg, depth, sw2, keep, seed, steps)
+                        net = training_key(ident)
+                        spec = NetSpec(
+                            sigma_w2=ident["sigma_w2"],
+                            sigma_b2=cfg.sigma_b2,
+                            lr=ident["lr"],
+                            seed=int(seed),
+                            init_seed=int(net[:12], 16),
+                            noise_key=int(net[12:20], 16),
+                            keep_rate=ident["keep_rate"],
+                            noise_mult=cfg.noise_mult,
+                            noise_add=cfg.noise_add,
+                        )
+                        jobs.append(Job(run_key(ident), ident, spec))
     return jobs
 
 
-def settings_for(cfg: SweepConfig, depth: int) -> TrainSettings:
+def settings_for(cfg: SweepConfig, depth: int, budgets: Sequence[int] | None = None) -> TrainSettings:
+    """Training settings of one depth; ``budgets`` (default: the sweep's) are the steps scored."""
+    budgets = sorted(set(cfg.budgets if budgets is None else budgets))
     return TrainSettings(
         depth=int(depth),
         width=cfg.width,
         activation=cfg.activation,
         weights=cfg.weights,
         optimizer=cfg.optimizer,
-        steps=cfg.steps,
+        steps=budgets[-1],
+        eval_steps=tuple(budgets[:-1]),
         batch_size=cfg.batch_size,
         dtype=cfg.dtype,
         precision=cfg.precision,
@@ -116,10 +128,19 @@ def memory_budget(device: torch.device) -> int:
     return int(physical_memory_bytes() * CPU_MEMORY_FRACTION)
 
 
+def networks_of(jobs: Sequence[Job]) -> dict[NetSpec, list[Job]]:
+    """The jobs grouped by the network that produces them (one training run each), in order."""
+    nets: dict[NetSpec, list[Job]] = {}
+    for j in jobs:
+        nets.setdefault(j.spec, []).append(j)
+    return nets
+
+
 def chunks_of(
     jobs: Sequence[Job], cfg: SweepConfig, n_in: int, n_out: int, device: torch.device
 ) -> list[list[Job]]:
-    """Split jobs by depth, then into chunks of at most ``chunk_size`` (or what fits the memory budget)."""
+    """Split jobs by depth, then into chunks of at most ``chunk_size`` networks (or what fits the memory
+    budget); the rows of one network at several budgets stay in one chunk."""
     by_depth: dict[int, list[Job]] = {}
     for j in jobs:
         by_depth.setdefault(j.identity["depth"], []).append(j)
@@ -130,7 +151,8 @@ def chunks_of(
             size = cfg.chunk_size
         else:
             size = max(1, budget // bytes_per_network(settings_for(cfg, depth), n_in, n_out))
-        out.extend(group[i : i + size] for i in range(0, len(group), size))
+        nets = list(networks_of(group).values())
+        out.extend([j for net in nets[i : i + size] for j in net] for i in range(0, len(nets), size))
     return out
 
 
@@ -150,39 +172,46 @@ def train_chunk(
     device: str | torch.device,
     tensors: tuple | None = None,
 ) -> list[dict[str, Any]]:
-    """Train one chunk (all of one depth) and return store rows; on out-of-memory, halve and retry."""
+    """Train one chunk (all of one depth) once, to its largest budget, and return a store row per job;
+    on out-of-memory, halve and retry."""
     device = torch.device(device)
     if tensors is None:
         tensors = _to_device(ds, device, getattr(torch, cfg.dtype))
-    settings = settings_for(cfg, jobs[0].identity["depth"])
+    nets = networks_of(jobs)
+    settings = settings_for(cfg, jobs[0].identity["depth"], [j.budget for j in jobs])
     t0 = time.perf_counter()
     try:
-        res = train_ensemble([j.spec for j in jobs], settings, *tensors, ds.n_classes)
+        res = train_ensemble(list(nets), settings, *tensors, ds.n_classes)
     except Exception as exc:  # noqa: BLE001 - only OOM is handled, everything else re-raised
-        if not is_oom(exc) or len(jobs) == 1:
+        if not is_oom(exc) or len(nets) == 1:
             raise
         del exc
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        half = len(jobs) // 2
-        print(f"sweep: out of memory with {len(jobs)} networks; retrying as 2 x {half}", file=sys.stderr)
-        return train_chunk(cfg, jobs[:half], ds, device, tensors) + train_chunk(
-            cfg, jobs[half:], ds, device, tensors
-        )
+        groups = list(nets.values())
+        half = len(groups) // 2
+        print(f"sweep: out of memory with {len(groups)} networks; retrying as 2 x {half}", file=sys.stderr)
+        first = [j for g in groups[:half] for j in g]
+        second = [j for g in groups[half:] for j in g]
+        return train_chunk(cfg, first, ds, device, tensors) + train_chunk(cfg, second, ds, device, tensors)
     wall = time.perf_counter() - t0
     return rows_from(jobs, res, wall, str(device))
 
 
 def rows_from(jobs: Sequence[Job], res: EnsembleResult, wall: float, device: str) -> list[dict[str, Any]]:
-    return [
-        result_row(
-            j.key, j.identity, train_accuracy=res.train_accuracy[k], test_accuracy=res.test_accuracy[k],
-            final_loss=res.final_loss[k], diverged=res.diverged[k], diverged_step=res.diverged_step[k],
+    """One store row per job, read from the result's column of its network and row of its budget; the
+    wall time and work of the chunk are shared equally among its rows."""
+    column = {spec: k for k, spec in enumerate(networks_of(jobs))}
+    rows = []
+    for j in jobs:
+        k, b = column[j.spec], res.budgets.index(j.budget)
+        rows.append(result_row(
+            j.key, j.identity, train_accuracy=res.train_accuracy_at[b, k], test_accuracy=res.test_accuracy_at[b, k],
+            final_loss=res.loss_at[b, k], diverged=res.diverged_at[b, k], diverged_step=res.diverged_step_at[b, k],
             device=device, wall_s=wall / len(jobs), network_steps=res.network_steps / len(jobs),
             flops=res.flops / len(jobs),
-        )
-        for k, j in enumerate(jobs)
-    ]
+        ))
+    return rows
 
 
 # ---- executors ------------------------------------------------------------------------------------------
