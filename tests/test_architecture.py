@@ -14,10 +14,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "deepprop"
 ROOMS = [
     ("errors", "_aliases", "_version"),
     ("validation", "activations", "paths", "jsonout"),  # tools every room may use
-    ("checkpoint",),
+    ("checkpoint", "results", "noise_models"),  # resume, serialize / format / progress, the kinds of noise
     ("prior",),
     ("theory",),
-    ("networks", "data", "advice"),
+    ("networks", "data", "advice", "grid_export"),
     ("simulate", "sweep"),
     ("integrations",),
     ("plots",),

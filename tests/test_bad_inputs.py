@@ -347,7 +347,8 @@ def _api_cases():
     from deepprop.data import load_dataset, safe_unpickle
     from deepprop.sweep.config import from_mapping, load_toml
     from deepprop.sweep.store import Store
-    from deepprop.theory.grid import export, phase_diagram
+    from deepprop.grid_export import export
+    from deepprop.theory.grid import phase_diagram
 
     return [
         ("mean_field-negative", lambda e: deepprop.mean_field("tanh", -1.0, 0.05), ParameterError, "sigma_w2"),
