@@ -345,9 +345,9 @@ def test_battery_size():
 def _api_cases():
     from deepprop.advice import critical_init
     from deepprop.data import load_dataset, safe_unpickle
+    from deepprop.grid_export import export
     from deepprop.sweep.config import from_mapping, load_toml
     from deepprop.sweep.store import Store
-    from deepprop.grid_export import export
     from deepprop.theory.grid import phase_diagram
 
     return [

@@ -7,12 +7,22 @@ import pytest
 import torch
 from reference import ACTS, gauss1, gauss2
 
-from deepprop import get_activation
-from deepprop.theory.kernels import kernel_for
+from deepprop import ACTIVATIONS, get_activation
+from deepprop.theory.kernels import ClosedFormKernel, kernel_for
 from deepprop.theory.maps import TensorPrior, c_map, q_map
 
 ALL = list(ACTS)
+CLOSED = [name for name, act in ACTIVATIONS.items() if act.closed_form is not None]
 T = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+
+
+def test_reference_and_monte_carlo_tests_cover_every_registered_activation():
+    """The quadrature, Monte Carlo and fixed-point tests run over the reference table (tests/reference.py);
+    it must hold every activation deepprop registers, so a new one cannot go untested."""
+    assert set(ACTS) == set(ACTIVATIONS), (set(ACTIVATIONS) - set(ACTS), set(ACTS) - set(ACTIVATIONS))
+    assert set(CLOSED) == {"relu", "erf", "linear"}  # the closed forms tested below against quadrature
+    for name, act in ACTIVATIONS.items():  # each activation's kernel is its own (no table keyed by name)
+        assert isinstance(kernel_for(act), ClosedFormKernel) == (act.closed_form is not None), name
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -68,7 +78,7 @@ def test_pair_kernel_kinked_matches_nested_adaptive_quadrature(name):
         assert pair.slope(c)[i].item() == pytest.approx(ref_s, rel=1e-7)
 
 
-@pytest.mark.parametrize("name", ["relu", "erf", "linear"])
+@pytest.mark.parametrize("name", CLOSED)
 def test_closed_forms_agree_with_quadrature(name):
     act = get_activation(name)
     closed, quad = kernel_for(act), kernel_for(act, closed_form=False)

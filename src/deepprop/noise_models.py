@@ -45,7 +45,11 @@ with one value each, in :class:`deepprop.networks.LayerNoise`)."""
 
 
 class NoiseKind(Protocol):
-    """What one kind of layer-input noise tells the theory and the finite networks (module docstring)."""
+    """What one kind of layer-input noise tells the theory and the finite networks (module docstring).
+
+    A kind is built from its one parameter, ``Kind(value)``: a float or array (checked by ``checked()``) or a
+    tensor with one value per network (drawing a batch).
+    """
 
     multiplicative: ClassVar[bool]
     parameter_name: ClassVar[str]

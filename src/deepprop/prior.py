@@ -93,6 +93,11 @@ class Noise:
         """The numbers of every kind (standard ones first), for broadcasting."""
         return tuple(np.asarray(kind.value) for kind in self.kinds)
 
+    def numbers(self) -> dict[str, np.ndarray]:
+        """Every kind's number by its name (keep_rate, noise_mult, noise_add, then any extra kinds'): the
+        record of this noise in parameters and JSON."""
+        return {kind.parameter_name: kind.value for kind in self.kinds}
+
     def scalar(self) -> tuple[float, float, float]:
         """(keep_rate, noise_mult, noise_add) as floats; ParameterError unless each is a single value."""
         return tuple(_one_value(name, getattr(self, name)) for name in ("keep_rate", "noise_mult", "noise_add"))

@@ -40,7 +40,8 @@ class LayerNoise:
     def of(cls, noise: Noise) -> LayerNoise:
         """The layer noise of a (single-valued) prior noise."""
         noise = noise.single()
-        return cls(float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add), noise.extra)
+        extra = tuple(type(kind)(float(kind.value)) for kind in noise.extra)  # a kind is built from its value
+        return cls(float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add), extra)
 
     @property
     def active(self) -> bool:

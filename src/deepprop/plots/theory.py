@@ -26,7 +26,7 @@ def figure1(out: Path, quick: bool = False) -> Path:
     n = 61 if quick else 201
     sw2 = np.linspace(0.5, 4.0, n)
     sb2 = np.linspace(0.0, 0.3, n // 2 + 1)
-    mf = mean_field("tanh", sw2[:, None], sb2[None, :], show_progress=False)
+    mf = mean_field("tanh", sw2[:, None], sb2[None, :])
     fig, ax = panels(3)
     im = ax[0].pcolormesh(sw2, sb2, np.log(mf.chi1.T), cmap="RdBu_r", vmin=-1, vmax=1, shading="auto")
     crit_b = np.linspace(0.0, 0.3, 16 if quick else 31)
@@ -93,7 +93,7 @@ def figure3(out: Path, quick: bool = False) -> Path:
     ax[0].legend(fontsize=8)
     sw2 = np.linspace(1.0, 4.0, 61 if quick else 241)
     rhos = np.array([1.0, 0.99, 0.98, 0.95, 0.9, 0.85, 0.8])
-    mf = mean_field("tanh", sw2[:, None], 0.05, keep_rate=rhos[None, :], show_progress=False)
+    mf = mean_field("tanh", sw2[:, None], 0.05, keep_rate=rhos[None, :])
     for j, col in enumerate(ramp(len(rhos), "cool")):
         colour = "black" if j == 0 else col
         ax[1].plot(sw2, mf.c_star[:, j], color=colour, label=rf"{rhos[j]:g}")
@@ -104,9 +104,3 @@ def figure3(out: Path, quick: bool = False) -> Path:
     for a, letter in zip(ax, "abc", strict=True):
         label(a, letter)
     return save(fig, out / "fig3_dropout.png")
-
-
-def draw_all(out: Path, quick: bool = False) -> list[Path]:
-    """Write figures 1-3 into ``out``; returns the paths."""
-    out = Path(out)
-    return [figure1(out, quick), figure2(out, quick), figure3(out, quick)]

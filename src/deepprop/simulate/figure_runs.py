@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deepprop.advice import critical_init
-from deepprop.prior import NetworkPrior
+from deepprop.prior import NetworkPrior, Noise
 from deepprop.simulate.forward import ForwardResult, simulate_forward
 from deepprop.simulate.gradients import GradientResult, simulate_gradients
 from deepprop.simulate.jacobian import JacobianResult, jacobian_spectrum
@@ -187,9 +187,9 @@ def spectrum_scan(width: int = 200, depth: int = 16, sweep=SW2_JAC, networks: in
 
 
 NOISY_RELU_SETTINGS = (
-    ("dropout keep 0.8", dict(keep_rate=0.8, noise_mult=0.0)),
-    ("dropout keep 0.6", dict(keep_rate=0.6, noise_mult=0.0)),
-    ("Gaussian s = 0.25", dict(keep_rate=1.0, noise_mult=0.25)),
+    ("dropout keep 0.8", Noise(keep_rate=0.8)),
+    ("dropout keep 0.6", Noise(keep_rate=0.6)),
+    ("Gaussian s = 0.25", Noise(1.0, 0.25)),  # multiplicative N(1, s^2)
 )
 
 
@@ -216,7 +216,7 @@ def noisy_relu(width: int = 1000, networks: int = 8, depth: int = 20, seed: int 
     from two starting correlations (0.95, 0.05) at q0 = 1: q^l stays at q0 and c^l converges to c* < 1."""
     out = []
     for label, noise in NOISY_RELU_SETTINGS:
-        prior = NetworkPrior.build("relu", 1.0, 0.0, **noise)
+        prior = NetworkPrior("relu", 1.0, 0.0, noise)
         advice = critical_init(prior)
         runs = [simulate_forward(prior.replace(sigma_w2=advice.sigma_w2), width=width, depth=depth, q0=1.0,
                                  c0=c_start, networks=networks, pairs=4, seed=seed + j, device=device)

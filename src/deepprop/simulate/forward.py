@@ -214,8 +214,8 @@ def simulate_forward(
 
     params = {
         "activation": ens.activation.name, "sigma_w2": ens.sigma_w2[0], "sigma_b2": ens.sigma_b2,
-        "width": ens.width, "depth": depth, "q0": q0, "c0": float(c0), "keep_rate": ens.noise.keep_rate,
-        "noise_mult": ens.noise.noise_mult, "noise_add": ens.noise.noise_add, "weights": ens.weights,
+        "width": ens.width, "depth": depth, "q0": q0, "c0": float(c0), **ens.noise.numbers(),
+        "weights": ens.weights,
         "networks": ens.networks, "pairs": pairs, "seed": int(seed), "device": str(ens.device),
         "dtype": str(ens.dtype).removeprefix("torch."),
     }

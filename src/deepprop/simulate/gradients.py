@@ -447,8 +447,7 @@ def simulate_gradients(
     params = {
         "activation": ens_all.activation.name, "sigma_b2": ens_all.sigma_b2, "width": ens_all.width,
         "depth": depth, "dataset": dataset, "batch_size": batch_size, "backprop": backprop,
-        "keep_rate": ens_all.noise.keep_rate, "noise_mult": ens_all.noise.noise_mult,
-        "noise_add": ens_all.noise.noise_add, "weights": weights, "networks": networks, "seed": int(seed),
+        **ens_all.noise.numbers(), "weights": weights, "networks": networks, "seed": int(seed),
         "chunk": chunk, "fit_skip": fit_skip, "dtype": str(ens_all.dtype).removeprefix("torch."),
     }
     ckpt = Checkpoint(checkpoint, params)

@@ -272,7 +272,6 @@ def jacobian_spectrum(
                                     with_information=spectrum)
         points.append(pt)
     params = {"activation": ens.activation.name, "sigma_b2": ens.sigma_b2, "width": n, "depth": depth,
-              "weights": weights, "keep_rate": ens.noise.keep_rate, "noise_mult": ens.noise.noise_mult,
-              "noise_add": ens.noise.noise_add, "networks": ens.networks, "signal_var": signal_var,
+              "weights": weights, **ens.noise.numbers(), "networks": ens.networks, "signal_var": signal_var,
               "noise_var": noise_var, "seed": int(seed), "dtype": str(ens.dtype).removeprefix("torch.")}
     return JacobianResult(points, crit, params)

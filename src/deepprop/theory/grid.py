@@ -75,8 +75,8 @@ def phase_diagram(
 
     ``phase_diagram("tanh", sw2_values, sb2_values, keep_rate=...)``, or ``phase_diagram(prior, ...)`` where
     the prior gives the activation, the noise and every number not given here. Every numeric argument is
-    treated the same: a 1-D array is a dimension (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add in
-    that order), a scalar an attribute. Variables are the quantities of :class:`MeanField`.
+    treated the same: a 1-D array is a dimension (in the order of ``PRIOR_FIELDS``), a scalar an attribute.
+    Variables are the quantities of :class:`MeanField`.
     ``progress(done, total)`` is called after each computed block (``show_progress`` does nothing).
     """
     base, coords, scalars = grid_axes(prior, sigma_w2, sigma_b2, dict(axes))
