@@ -26,6 +26,7 @@ consult the protocol (see :class:`UniformDropout`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -116,24 +117,51 @@ def _one(value: Parameter) -> np.ndarray:
 _NEUTRAL_LAW = (np.ones(1), np.ones(1), 1.0)
 
 
+class _Kind:
+    """What every kind shares: its one parameter (the dataclass field) is ``value``, and it is active where
+    that parameter differs from ``neutral`` (the value that means "no noise")."""
+
+    neutral: ClassVar[float] = 0.0
+
+    @property
+    def value(self) -> Parameter:
+        return getattr(self, dataclasses.fields(self)[0].name)  # type: ignore[arg-type]
+
+    def is_active(self) -> bool:
+        return _any(self.value, lambda v: v != self.neutral)
+
+
+class _Multiplicative(_Kind):
+    multiplicative: ClassVar[bool] = True
+
+    def add_var(self) -> np.ndarray:
+        return 0.0 * _one(self.value)
+
+
+class _Additive(_Kind):
+    multiplicative: ClassVar[bool] = False
+
+    def mu2(self) -> np.ndarray:
+        return _one(self.value)
+
+    def mu4(self) -> np.ndarray:
+        return _one(self.value)
+
+    def eps2_law(self) -> tuple[np.ndarray, np.ndarray, float]:
+        return _NEUTRAL_LAW
+
+
 @dataclass(frozen=True)
-class Dropout:
+class Dropout(_Multiplicative):
     """Inverted dropout: eps = Bernoulli(rho) / rho, rho = ``keep_rate`` the probability of KEEPING a unit
     (PyTorch's ``nn.Dropout(p)`` has rho = 1 - p). mu2 = 1/rho, mu4 = 1/rho^3; stream: uniforms."""
 
     keep_rate: Parameter = 1.0
-    multiplicative: ClassVar[bool] = True
     parameter_name: ClassVar[str] = "keep_rate"
-
-    @property
-    def value(self) -> Parameter:
-        return self.keep_rate
+    neutral: ClassVar[float] = 1.0
 
     def checked(self) -> Dropout:
         return Dropout(check_keep_rate(self.keep_rate))
-
-    def is_active(self) -> bool:
-        return _any(self.keep_rate, lambda r: r < 1.0)
 
     def mu2(self) -> np.ndarray:
         return 1.0 / self.keep_rate
@@ -141,37 +169,25 @@ class Dropout:
     def mu4(self) -> np.ndarray:
         return 1.0 / self.keep_rate**3
 
-    def add_var(self) -> np.ndarray:
-        return 0.0 * _one(self.keep_rate)
-
     def eps2_law(self) -> tuple[np.ndarray, np.ndarray, float]:
         rho = _scalar(self.parameter_name, self.keep_rate)
-        # eps^2 / E[eps^2] = (1/rho^2) / (1/rho) on a kept unit
-        return np.array([1.0 / rho]), np.ones(1), rho
+        return np.array([1.0 / rho]), np.ones(1), rho  # eps^2 / E[eps^2] = (1/rho^2) / (1/rho) if kept
 
     def draw(self, uniform: Draw, normal: Draw, dtype: torch.dtype) -> torch.Tensor:
         return (uniform() < self.keep_rate).to(dtype) / self.keep_rate
 
 
 @dataclass(frozen=True)
-class GaussianMultiplicative:
+class GaussianMultiplicative(_Multiplicative):
     """Multiplicative Gaussian noise (Gaussian dropout of variance s^2): eps ~ N(1, s^2), s = ``std``.
-    mu2 = 1 + s^2, mu4 = 1 + 6 s^2 + 3 s^4; stream: normals."""
+    mu2 = 1 + s^2, mu4 = 1 + 6 s^2 + 3 s^4; the law of eps^2 by Gauss-Hermite nodes; stream: normals."""
 
     std: Parameter = 0.0
-    multiplicative: ClassVar[bool] = True
     parameter_name: ClassVar[str] = "noise_mult"
-    law_nodes: ClassVar[int] = 24  # Gauss-Hermite nodes for the law of eps^2 (the spectrum)
-
-    @property
-    def value(self) -> Parameter:
-        return self.std
+    law_nodes: ClassVar[int] = 24
 
     def checked(self) -> GaussianMultiplicative:
         return GaussianMultiplicative(check_finite_nonnegative(self.parameter_name, self.std))
-
-    def is_active(self) -> bool:
-        return _any(self.std, lambda s: s > 0.0)
 
     def mu2(self) -> np.ndarray:
         return 1.0 + self.std**2
@@ -179,9 +195,6 @@ class GaussianMultiplicative:
     def mu4(self) -> np.ndarray:
         s2 = self.std**2
         return 1.0 + 6.0 * s2 + 3.0 * s2 * s2
-
-    def add_var(self) -> np.ndarray:
-        return 0.0 * _one(self.std)
 
     def eps2_law(self) -> tuple[np.ndarray, np.ndarray, float]:
         s = _scalar(self.parameter_name, self.std)
@@ -195,55 +208,33 @@ class GaussianMultiplicative:
 
 
 @dataclass(frozen=True)
-class GaussianAdditive:
+class GaussianAdditive(_Additive):
     """Additive Gaussian noise eps ~ N(0, s^2), s = ``std``: adds s^2 to E[phi^2] in the variance map (the
     maps need only its variance, so any zero-mean additive noise of that variance acts the same at large
     width); stream: normals."""
 
     std: Parameter = 0.0
-    multiplicative: ClassVar[bool] = False
     parameter_name: ClassVar[str] = "noise_add"
-
-    @property
-    def value(self) -> Parameter:
-        return self.std
 
     def checked(self) -> GaussianAdditive:
         return GaussianAdditive(check_finite_nonnegative(self.parameter_name, self.std))
 
-    def is_active(self) -> bool:
-        return _any(self.std, lambda s: s > 0.0)
-
-    def mu2(self) -> np.ndarray:
-        return _one(self.std)
-
-    def mu4(self) -> np.ndarray:
-        return _one(self.std)
-
     def add_var(self) -> np.ndarray:
         return self.std**2
-
-    def eps2_law(self) -> tuple[np.ndarray, np.ndarray, float]:
-        return _NEUTRAL_LAW
 
     def draw(self, uniform: Draw, normal: Draw, dtype: torch.dtype) -> torch.Tensor:
         return self.std * normal()
 
 
 @dataclass(frozen=True)
-class UniformDropout:
+class UniformDropout(_Multiplicative):
     """Continuous (uniform) dropout: eps ~ U(1 - a, 1 + a), a = ``half_width`` in [0, 1] (a = 1: masks
     uniform on [0, 2]). mu2 = 1 + a^2/3, mu4 = 1 + 2 a^2 + a^4/5; the law of eps^2 by Gauss-Legendre nodes;
     stream: uniforms, eps = 1 + a (2u - 1)."""
 
     half_width: Parameter = 0.0
-    multiplicative: ClassVar[bool] = True
     parameter_name: ClassVar[str] = "uniform_dropout"
     law_nodes: ClassVar[int] = 32
-
-    @property
-    def value(self) -> Parameter:
-        return self.half_width
 
     def checked(self) -> UniformDropout:
         a = check_finite_nonnegative(self.parameter_name, self.half_width)
@@ -252,18 +243,12 @@ class UniformDropout:
                                                       f"(got {_bad(a, a > 1)})")
         return UniformDropout(a)
 
-    def is_active(self) -> bool:
-        return _any(self.half_width, lambda a: a > 0.0)
-
     def mu2(self) -> np.ndarray:
         return 1.0 + self.half_width**2 / 3.0
 
     def mu4(self) -> np.ndarray:
         a2 = self.half_width**2
         return 1.0 + 2.0 * a2 + a2 * a2 / 5.0
-
-    def add_var(self) -> np.ndarray:
-        return 0.0 * _one(self.half_width)
 
     def eps2_law(self) -> tuple[np.ndarray, np.ndarray, float]:
         a = _scalar(self.parameter_name, self.half_width)

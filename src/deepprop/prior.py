@@ -174,25 +174,11 @@ class NetworkPrior:
         """Broadcast shape of all numeric fields."""
         return np.broadcast_shapes(*(np.shape(a) for a in self._arrays()))
 
-    @property
-    def keep_rate(self) -> np.ndarray:
-        return self.noise.keep_rate
-
-    @property
-    def noise_mult(self) -> np.ndarray:
-        return self.noise.noise_mult
-
-    @property
-    def noise_add(self) -> np.ndarray:
-        return self.noise.noise_add
-
-    @property
-    def mu2(self) -> np.ndarray:
-        return self.noise.mu2
-
-    @property
-    def add_var(self) -> np.ndarray:
-        return self.noise.add_var
+    keep_rate = property(lambda self: self.noise.keep_rate, doc="The dropout keep rate (of :attr:`noise`).")
+    noise_mult = property(lambda self: self.noise.noise_mult, doc="Multiplicative Gaussian noise std.")
+    noise_add = property(lambda self: self.noise.noise_add, doc="Additive Gaussian noise std.")
+    mu2 = property(lambda self: self.noise.mu2, doc="E[eps^2] of the multiplicative noise (all kinds).")
+    add_var = property(lambda self: self.noise.add_var, doc="Variance of the additive noise (all kinds).")
 
     def keywords(self) -> dict[str, np.ndarray]:
         """sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add as a dict (the loose-argument form)."""

@@ -26,7 +26,7 @@ import numpy as np
 from deepprop.prior import NOISE_KEYWORDS, Network, NetworkPrior, as_prior
 from deepprop.results import Result
 from deepprop.simulate._inputs import load_inputs
-from deepprop.simulate.fitting import fit_log_linear
+from deepprop.simulate.fitting import fit_log_linear, relative, relative_error
 from deepprop.simulate.gradients import BACKPROP_MODES, simulate_gradients
 from deepprop.theory.backprop import pair_covariance_profile
 
@@ -43,7 +43,7 @@ class BackpropScales(Result):
 
     def rel_err(self, mode: str, which: str) -> float:
         """fit / theory - 1 for ``which`` in ("single", "pair")."""
-        return _rel(self.fits[mode][which][0], self.xi_grad if which == "single" else self.xi_cov)
+        return relative_error(self.fits[mode][which][0], self.xi_grad if which == "single" else self.xi_cov)
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"keep_rate": self.keep_rate, "sigma_w2": self.sigma_w2, "xi_grad": self.xi_grad,
@@ -55,10 +55,6 @@ class BackpropScales(Result):
                 out[f"{which}_{mode}_reason"] = r
                 out[f"{which}_{mode}_rel_err"] = self.rel_err(mode, which)
         return out
-
-
-def _rel(a: float, b: float) -> float:
-    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
 
 
 def backprop_depth_scales(
@@ -163,17 +159,9 @@ class CovarianceTransient(Result):
 
     RECORD_EXTRA = ("rel_err_transient", "rel_err_asymptotic", "transient_effect")
 
-    @property
-    def rel_err_transient(self) -> float:
-        return _rel(self.xi_cov_fit, self.xi_cov_transient)
-
-    @property
-    def rel_err_asymptotic(self) -> float:
-        return _rel(self.xi_cov_fit, self.xi_cov)
-
-    @property
-    def transient_effect(self) -> float:
-        return _rel(self.xi_cov_transient, self.xi_cov)
+    rel_err_transient = relative("xi_cov_fit", "xi_cov_transient", "the measurement against the transient theory")
+    rel_err_asymptotic = relative("xi_cov_fit", "xi_cov", "the measurement against the asymptotic xi_cov")
+    transient_effect = relative("xi_cov_transient", "xi_cov", "the transient theory against the asymptotic xi_cov")
 
 
 def covariance_transient(

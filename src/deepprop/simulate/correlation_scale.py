@@ -35,7 +35,7 @@ from deepprop.prior import Network, NetworkPrior, as_prior
 from deepprop.results import Result
 from deepprop.simulate import _theory
 from deepprop.simulate._report import stats_over_networks
-from deepprop.simulate.fitting import fit_exponential_approach, fit_log_linear, leading_run
+from deepprop.simulate.fitting import fit_exponential_approach, fit_log_linear, leading_run, relative
 from deepprop.simulate.forward import initial_pairs, propagate_pairs
 from deepprop.validation import check_positive_int
 
@@ -65,20 +65,11 @@ class CorrelationScaleFit(Result):
     replicate_fits: list[float] = field(default_factory=list)
     note: str | None = None
 
-    @property
-    def rel_err_window(self) -> float:
-        """xi_c_fit / xi_c_fit_theory - 1: the finite-width discrepancy at equal window."""
-        return _rel(self.xi_c_fit, self.xi_c_fit_theory)
-
-    @property
-    def rel_err_asymptotic(self) -> float:
-        """xi_c_fit / xi_c - 1: what a comparison with eq. 9 alone reports."""
-        return _rel(self.xi_c_fit, self.xi_c)
-
-    @property
-    def window_effect(self) -> float:
-        """xi_c_fit_theory / xi_c - 1: the part of that discrepancy the infinite-width theory itself shows."""
-        return _rel(self.xi_c_fit_theory, self.xi_c)
+    rel_err_window = relative("xi_c_fit", "xi_c_fit_theory",
+                              "xi_c_fit / xi_c_fit_theory - 1: the finite-width discrepancy at equal window")
+    rel_err_asymptotic = relative("xi_c_fit", "xi_c", "xi_c_fit / xi_c - 1: what a comparison with eq. 9 alone reports")
+    window_effect = relative("xi_c_fit_theory", "xi_c", "xi_c_fit_theory / xi_c - 1: the part of that discrepancy "
+                             "the infinite-width theory itself shows")
 
     @property
     def z_window(self) -> float:
@@ -98,10 +89,6 @@ class CorrelationScaleFit(Result):
         return "agrees" if ok else "differs"
 
     RECORD_EXTRA = ("rel_err_window", "rel_err_asymptotic", "window_effect", "z_window", "verdict")
-
-
-def _rel(a: float, b: float) -> float:
-    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
 
 
 def _bootstrap(fit: Callable[[np.ndarray], float], per_net: np.ndarray, draws: int = 64, seed: int = 0) -> float:

@@ -31,6 +31,16 @@ class LogLinearFit:
         return self.n_points >= 3 and math.isfinite(self.slope)
 
 
+def relative_error(a: float, b: float) -> float:
+    """a / b - 1, NaN where either is not finite or b is 0."""
+    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
+
+
+def relative(measured: str, reference: str, doc: str) -> property:
+    """A read-only property: :func:`relative_error` of two attributes of a result record."""
+    return property(lambda self: relative_error(getattr(self, measured), getattr(self, reference)), doc=doc)
+
+
 def fit_log_linear(x: ArrayLike, y: ArrayLike, mask: ArrayLike | None = None) -> LogLinearFit:
     """Least-squares line through (x, log|y|) over ``mask`` (and finite, nonzero y); slope std error."""
     x = np.asarray(x, dtype=np.float64)

@@ -148,9 +148,7 @@ class ForwardResult(Result):
 
 def simulate_forward(
     prior: Network,
-    sigma_w2: float | None = None,
-    sigma_b2: float | None = None,
-    *,
+    *loose: float,
     width: int,
     depth: int,
     q0: float = DEFAULT_Q0,
@@ -174,7 +172,7 @@ def simulate_forward(
     the measurement) over the leading layers above the noise floor 3 * stderr + 1/N (relative for q), with
     jackknife error bars over the networks (see :class:`ForwardResult`).
     """
-    ens = Ensemble.build(prior, sigma_w2, sigma_b2, width, networks=networks, weights=weights, device=device,
+    ens = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
                          dtype=dtype, **noise)
     if len(ens.sigma_w2) != 1:
         raise ParameterError("sigma_w2", "must be a single value here")

@@ -396,9 +396,7 @@ def variance_mean_law(points: Sequence[GradientPoint], per_net: Sequence[np.ndar
 
 def simulate_gradients(
     prior: Network,
-    sigma_w2: float | Sequence[float] | None = None,
-    sigma_b2: float | None = None,
-    *,
+    *loose: float | Sequence[float],
     width: int = 300,
     depth: int = 240,
     dataset: str = "digits",
@@ -429,7 +427,7 @@ def simulate_gradients(
     """
     if backprop not in BACKPROP_MODES:
         raise ParameterError("backprop", f"must be one of {', '.join(BACKPROP_MODES)} (got {backprop!r})")
-    ens_all = Ensemble.build(prior, sigma_w2, sigma_b2, width, networks=networks, weights=weights, device=device,
+    ens_all = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
                              dtype=dtype, **noise)
     sweep = list(ens_all.sigma_w2)
     depth = check_positive_int("depth", depth)

@@ -161,20 +161,21 @@ class JacobianResult(Result):
     critical_sigma_w2: float
     params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def mi_peak_sigma_w2(self) -> float:
-        mi = np.array([p.mutual_information for p in self.points])
+    def _peak(self, key: str) -> float:
+        mi = np.array([getattr(p, key) for p in self.points])
         if not np.any(np.isfinite(mi)):
             return math.nan
         return self.points[int(np.nanargmax(mi))].sigma_w2
 
     @property
+    def mi_peak_sigma_w2(self) -> float:
+        """The sigma_w2 with the largest channel information."""
+        return self._peak("mutual_information")
+
+    @property
     def mi_equal_gain_peak_sigma_w2(self) -> float:
         """The sigma_w2 with the largest equal-gain information (the most isometric spectrum shape)."""
-        mi = np.array([p.mi_equal_gain for p in self.points])
-        if not np.any(np.isfinite(mi)):
-            return math.nan
-        return self.points[int(np.nanargmax(mi))].sigma_w2
+        return self._peak("mi_equal_gain")
 
     def record(self) -> dict[str, Any]:
         return {"points": self.points, "mi_peak_sigma_w2": self.mi_peak_sigma_w2,
@@ -184,9 +185,7 @@ class JacobianResult(Result):
 
 def jacobian_spectrum(
     prior: Network,
-    sigma_w2: float | Sequence[float] | None = None,
-    sigma_b2: float | None = None,
-    *,
+    *loose: float | Sequence[float],
     width: int = 300,
     depth: int = 10,
     weights: str = "gaussian",
@@ -209,7 +208,7 @@ def jacobian_spectrum(
     (1/N)||J||_F^2 is measured, by ``probes`` random tangent vectors (Hutchinson's estimator; no N x N
     Jacobian, no SVD; spread, quantiles and I are then NaN).
     """
-    ens = Ensemble.build(prior, sigma_w2, sigma_b2, width, networks=networks, weights=weights, device=device,
+    ens = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
                          dtype=dtype, **noise)
     sweep = list(ens.sigma_w2)
     depth = check_positive_int("depth", depth)

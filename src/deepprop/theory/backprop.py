@@ -56,9 +56,7 @@ def _signed_scale(rate: np.ndarray) -> np.ndarray:
 
 def gradient_theory(
     prior: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
+    *loose: ArrayLike,
     width: int | None = None,
     weights: str = "gaussian",
     **noise: ArrayLike,
@@ -70,7 +68,7 @@ def gradient_theory(
     xi_grad_typical = -1 / (log chi1 - kappa / (2 width)). NaN where the engine has no fixed point (phase
     "unbounded"). The noise enters through its moments E[eps^2] and E[eps^4] (:class:`deepprop.prior.Noise`).
     """
-    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    prior = as_prior(prior, *loose, **noise)
     mf = mean_field(prior)
     chi1, chi_c = np.asarray(mf.chi1, dtype=np.float64), np.asarray(mf.chi_c, dtype=np.float64)
     q = np.nan_to_num(np.asarray(mf.q_star, dtype=np.float64), nan=1.0)

@@ -60,15 +60,13 @@ class TensorPrior:
     def build(
         cls,
         prior: Network,
-        sigma_w2: ArrayLike | None = None,
-        sigma_b2: ArrayLike | None = None,
-        *,
+        *loose: ArrayLike,
         device: str | torch.device | None = None,
         closed_form: bool = True,
         **noise: ArrayLike,
     ) -> TensorPrior:
         """From a :class:`~deepprop.prior.NetworkPrior` or the loose numbers that define one."""
-        return cls.from_prior(as_prior(prior, sigma_w2, sigma_b2, **noise), device=device, closed_form=closed_form)
+        return cls.from_prior(as_prior(prior, *loose, **noise), device=device, closed_form=closed_form)
 
     @classmethod
     def from_prior(

@@ -196,9 +196,7 @@ def explain(point: dict) -> list[str]:
 
 def mean_field(
     prior: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
+    *loose: ArrayLike,
     q0: float = DEFAULT_Q0,
     depth_multiple: float = 6.0,
     critical_tol: float = 1e-3,
@@ -225,7 +223,7 @@ def mean_field(
     q0 = check_positive("q0", q0)
     depth_multiple = check_positive("depth_multiple", depth_multiple)
     critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
-    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    prior = as_prior(prior, *loose, **noise)
     s = TensorPrior.from_prior(prior, device=device)
     shape = tuple(s.shape)
     flat = s.flatten()
@@ -316,9 +314,7 @@ def _check_c0(c0: ArrayLike) -> np.ndarray:
 
 def trajectory(
     prior: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
+    *loose: ArrayLike,
     depth: int,
     q0: ArrayLike = DEFAULT_Q0,
     c0: ArrayLike = DEFAULT_C0,
@@ -337,7 +333,7 @@ def trajectory(
     if np.any(q0a <= 0):
         raise ParameterError("q0", f"must be > 0 (got {q0!r})")
     c0a = _check_c0(c0)
-    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    prior = as_prior(prior, *loose, **noise)
     shape = np.broadcast_shapes(prior.shape, q0a.shape, c0a.shape)
     bc = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape)  # noqa: E731
     prior = prior.replace(**{k: bc(v) for k, v in prior.keywords().items()})
@@ -387,9 +383,7 @@ def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def measured_depth_scales(
     prior: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
+    *loose: ArrayLike,
     q0: float = DEFAULT_Q0,
     c0: float = DEFAULT_C0,
     depth: int = 300,
@@ -403,7 +397,7 @@ def measured_depth_scales(
     for a single point. The recursions start at ``q0`` and ``c0`` (defaults :data:`DEFAULT_Q0`,
     :data:`DEFAULT_C0`).
     """
-    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    prior = as_prior(prior, *loose, **noise)
     mf = mean_field(prior, device=device)
     q, c = trajectory(prior, q0=q0, c0=c0, depth=depth, device=device)
     q_scale = np.maximum(np.abs(mf.q_star), 1.0)[..., None]
