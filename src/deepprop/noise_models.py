@@ -131,14 +131,18 @@ class _Kind:
         return _any(self.value, lambda v: v != self.neutral)
 
 
-class _Multiplicative(_Kind):
+class MultiplicativeKind(_Kind):
+    """Base of the multiplicative kinds (y -> y * eps, E[eps] = 1): no additive variance."""
+
     multiplicative: ClassVar[bool] = True
 
     def add_var(self) -> np.ndarray:
         return 0.0 * _one(self.value)
 
 
-class _Additive(_Kind):
+class AdditiveKind(_Kind):
+    """Base of the additive kinds (y -> y + eps, E[eps] = 0): a neutral factor for the moments and the law."""
+
     multiplicative: ClassVar[bool] = False
 
     def mu2(self) -> np.ndarray:
@@ -152,7 +156,7 @@ class _Additive(_Kind):
 
 
 @dataclass(frozen=True)
-class Dropout(_Multiplicative):
+class Dropout(MultiplicativeKind):
     """Inverted dropout: eps = Bernoulli(rho) / rho, rho = ``keep_rate`` the probability of KEEPING a unit
     (PyTorch's ``nn.Dropout(p)`` has rho = 1 - p). mu2 = 1/rho, mu4 = 1/rho^3; stream: uniforms."""
 
@@ -178,7 +182,7 @@ class Dropout(_Multiplicative):
 
 
 @dataclass(frozen=True)
-class GaussianMultiplicative(_Multiplicative):
+class GaussianMultiplicative(MultiplicativeKind):
     """Multiplicative Gaussian noise (Gaussian dropout of variance s^2): eps ~ N(1, s^2), s = ``std``.
     mu2 = 1 + s^2, mu4 = 1 + 6 s^2 + 3 s^4; the law of eps^2 by Gauss-Hermite nodes; stream: normals."""
 
@@ -208,7 +212,7 @@ class GaussianMultiplicative(_Multiplicative):
 
 
 @dataclass(frozen=True)
-class GaussianAdditive(_Additive):
+class GaussianAdditive(AdditiveKind):
     """Additive Gaussian noise eps ~ N(0, s^2), s = ``std``: adds s^2 to E[phi^2] in the variance map (the
     maps need only its variance, so any zero-mean additive noise of that variance acts the same at large
     width); stream: normals."""
@@ -227,7 +231,7 @@ class GaussianAdditive(_Additive):
 
 
 @dataclass(frozen=True)
-class UniformDropout(_Multiplicative):
+class UniformDropout(MultiplicativeKind):
     """Continuous (uniform) dropout: eps ~ U(1 - a, 1 + a), a = ``half_width`` in [0, 1] (a = 1: masks
     uniform on [0, 2]). mu2 = 1 + a^2/3, mu4 = 1 + 2 a^2 + a^4/5; the law of eps^2 by Gauss-Legendre nodes;
     stream: uniforms, eps = 1 + a (2u - 1)."""
@@ -308,7 +312,8 @@ def is_noise_kind(kind: Any) -> bool:
 
 
 __all__ = [
-    "Dropout", "GaussianAdditive", "GaussianMultiplicative", "NoiseKind", "STANDARD_KINDS", "UniformDropout",
+    "AdditiveKind", "Dropout", "GaussianAdditive", "GaussianMultiplicative", "MultiplicativeKind", "NoiseKind",
+    "STANDARD_KINDS", "UniformDropout",
     "check_finite_nonnegative", "check_keep_rate", "combined_law", "is_noise_kind", "product", "standard_kinds",
     "total_add_var",
 ]
