@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from reference import ACTS
+from reference import ACTS, sampled_layer
 
 import deepprop
 from deepprop import NetworkPrior, UniformDropout
@@ -70,18 +70,14 @@ def test_law_of_eps2_matches_the_draw(kind):
 @pytest.mark.parametrize("name", ["tanh", "relu", "erf", "sin"])
 def test_maps_with_uniform_dropout_against_monte_carlo(name):
     """One wide layer by sampling with eps ~ U(1 - a, 1 + a) drawn by numpy, independently per input."""
-    rng = np.random.default_rng(5)
-    n = 1_000_000
     q, c, sw2, sb2, a, rho = 0.9, 0.55, 1.7, 0.1, 0.7, 0.85
-    f = ACTS[name][0]
-    z1, z2 = rng.standard_normal(n), rng.standard_normal(n)
-    u1 = math.sqrt(q) * z1
-    u2 = math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
-    eps1 = rng.uniform(1 - a, 1 + a, n) * (rng.random(n) < rho) / rho
-    eps2 = rng.uniform(1 - a, 1 + a, n) * (rng.random(n) < rho) / rho
-    y1, y2 = f(u1) * eps1, f(u2) * eps2
-    mc_q, mc_qab = sw2 * np.mean(y1 * y1) + sb2, sw2 * np.mean(y1 * y2) + sb2
-    se_q, se_qab = sw2 * np.std(y1 * y1) / math.sqrt(n), sw2 * np.std(y1 * y2) / math.sqrt(n)
+
+    def noisy(rng, f1, f2):
+        n = f1.size
+        eps = [rng.uniform(1 - a, 1 + a, n) * (rng.random(n) < rho) / rho for _ in range(2)]
+        return f1 * eps[0], f2 * eps[1]
+
+    mc_q, se_q, mc_qab, se_qab = sampled_layer(ACTS[name][0], q, c, sw2, sb2, noisy, seed=5)
 
     prior = NetworkPrior.build(name, sw2, sb2, keep_rate=rho, extra_noise=UniformDropout(a))
     assert float(prior.mu2) == pytest.approx((1 + a * a / 3) / rho, rel=1e-14)
