@@ -148,3 +148,16 @@ def relu_noise_closed_form(mu2):
     c = optimize.brentq(lambda c: cmap(c) - c, 0.0, 1.0, xtol=1e-15, rtol=1e-15)
     chi_c = (math.asin(c) / math.pi + 0.5) / mu2
     return c, chi_c, -1.0 / math.log(chi_c)
+
+
+def sampled_layer(f, q, c, sw2, sb2, noisy, n=1_000_000, seed=0):
+    """One wide layer by sampling: (q', se, q_ab', se) for a pair of pre-activations of variance q and
+    correlation c; ``noisy(rng, y1, y2)`` returns the two inputs' phi values with noise drawn independently per
+    input. q' = sw2 E[y1^2] + sb2, q_ab' = sw2 E[y1 y2] + sb2, standard errors of the sample means."""
+    rng = np.random.default_rng(seed)
+    z1, z2 = rng.standard_normal(n), rng.standard_normal(n)
+    u1 = math.sqrt(q) * z1
+    u2 = math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
+    y1, y2 = noisy(rng, f(u1), f(u2))
+    return (sw2 * np.mean(y1 * y1) + sb2, sw2 * np.std(y1 * y1) / math.sqrt(n),
+            sw2 * np.mean(y1 * y2) + sb2, sw2 * np.std(y1 * y2) / math.sqrt(n))

@@ -14,10 +14,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "deepprop"
 ROOMS = [
     ("errors", "_aliases", "_version"),
     ("validation", "activations", "paths", "jsonout"),  # tools every room may use
-    ("checkpoint",),
+    ("checkpoint", "results", "noise_models"),  # resume, serialize / format / progress, the kinds of noise
     ("prior",),
     ("theory",),
-    ("networks", "data", "advice"),
+    ("networks", "data", "advice", "grid_export"),
     ("simulate", "sweep"),
     ("integrations",),
     ("plots",),
@@ -150,3 +150,43 @@ def test_public_api_at_top_level():
         assert hasattr(deepprop, name), name
     assert issubclass(deepprop.ParameterError, deepprop.DeeppropError)
     assert issubclass(deepprop.ParameterError, ValueError)
+
+
+def _source_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_the_theory_draws_no_progress_bar():
+    # progress reaches the library through a callback: no tqdm under theory/ (the CLI draws the bars)
+    offenders = [n for n, p in MODULES.items() if _room(n) == "theory" and "tqdm" in _source_imports(p)]
+    assert not offenders
+
+
+def test_matplotlib_backend_chosen_only_by_the_cli():
+    for name, path in MODULES.items():
+        if _room(name) != "cli":
+            assert "matplotlib.use(" not in path.read_text() and '.use("Agg")' not in path.read_text(), name
+
+
+def test_haar_orthogonal_matrices_drawn_in_one_place():
+    # QR with the signs of diag(R) folded in: networks/weights.py only
+    users = sorted(n for n, p in MODULES.items() if "linalg.qr" in p.read_text())
+    assert users == ["deepprop.networks.weights"]
+
+
+def test_top_level_is_flat_and_complete():
+    import deepprop
+
+    for name in deepprop.__all__:
+        assert getattr(deepprop, name) is not None, name
+    assert set(deepprop.__all__) >= set(deepprop._LAZY)
+    assert deepprop.simulate_forward is importlib.import_module("deepprop.simulate").simulate_forward
+    assert deepprop.init_ is importlib.import_module("deepprop.integrations.pytorch").init_
+    assert {"diagnose", "init_", "simulate_forward", "phase_diagram", "critical_init", "Ensemble"} <= set(dir(deepprop))

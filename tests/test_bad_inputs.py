@@ -345,9 +345,10 @@ def test_battery_size():
 def _api_cases():
     from deepprop.advice import critical_init
     from deepprop.data import load_dataset, safe_unpickle
+    from deepprop.grid_export import export
     from deepprop.sweep.config import from_mapping, load_toml
     from deepprop.sweep.store import Store
-    from deepprop.theory.grid import export, phase_diagram
+    from deepprop.theory.grid import phase_diagram
 
     return [
         ("mean_field-negative", lambda e: deepprop.mean_field("tanh", -1.0, 0.05), ParameterError, "sigma_w2"),

@@ -160,7 +160,8 @@ def test_phase_netcdf_roundtrip(tmp_path, capsys):
 def test_netcdf4_roundtrip_every_variable(tmp_path):
     """The .nc file is NetCDF4 (HDF5 signature), and every variable, coordinate and attribute reads back
     equal, the phase labels as str (not bytes); the grid has NaN (unbounded q*) and inf (critical xi_c)."""
-    from deepprop.theory.grid import export, phase_diagram
+    from deepprop.grid_export import export
+    from deepprop.theory.grid import phase_diagram
 
     ds = phase_diagram("relu", [0.5, 2.0, 3.0], [0.0, 0.1], keep_rate=[1.0, 0.8], show_progress=False)
     assert {"ordered", "critical", "unbounded"} <= set(ds["phase"].values.ravel())
@@ -224,7 +225,7 @@ def test_critical_maximize_depth_is_a_local_maximum_of_xi_c(capsys):
 
 
 def test_phase_grid_resumes_from_saved_blocks(tmp_path, monkeypatch):
-    import deepprop.theory.grid as grid
+    import deepprop.grid_export as grid
 
     sw2, sb2 = np.linspace(1, 4, 9), np.linspace(0, 0.3, 4)
     whole = grid.phase_diagram("tanh", sw2, sb2, keep_rate=0.95)

@@ -5,14 +5,24 @@ import math
 import numpy as np
 import pytest
 import torch
-from reference import ACTS, gauss1, gauss2
+from reference import ACTS, gauss1, gauss2, sampled_layer
 
-from deepprop import get_activation
-from deepprop.theory.kernels import kernel_for
+from deepprop import ACTIVATIONS, get_activation
+from deepprop.theory.kernels import ClosedFormKernel, kernel_for
 from deepprop.theory.maps import TensorPrior, c_map, q_map
 
 ALL = list(ACTS)
+CLOSED = [name for name, act in ACTIVATIONS.items() if act.closed_form is not None]
 T = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+
+
+def test_reference_and_monte_carlo_tests_cover_every_registered_activation():
+    """The quadrature, Monte Carlo and fixed-point tests run over the reference table (tests/reference.py);
+    it must hold every activation deepprop registers, so a new one cannot go untested."""
+    assert set(ACTS) == set(ACTIVATIONS), (set(ACTIVATIONS) - set(ACTS), set(ACTS) - set(ACTIVATIONS))
+    assert set(CLOSED) == {"relu", "erf", "linear"}  # the closed forms tested below against quadrature
+    for name, act in ACTIVATIONS.items():  # each activation's kernel is its own (no table keyed by name)
+        assert isinstance(kernel_for(act), ClosedFormKernel) == (act.closed_form is not None), name
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -68,7 +78,7 @@ def test_pair_kernel_kinked_matches_nested_adaptive_quadrature(name):
         assert pair.slope(c)[i].item() == pytest.approx(ref_s, rel=1e-7)
 
 
-@pytest.mark.parametrize("name", ["relu", "erf", "linear"])
+@pytest.mark.parametrize("name", CLOSED)
 def test_closed_forms_agree_with_quadrature(name):
     act = get_activation(name)
     closed, quad = kernel_for(act), kernel_for(act, closed_form=False)
@@ -93,20 +103,14 @@ def test_relu_arccos_kernel_known_values():
 @pytest.mark.parametrize("name", ALL)
 def test_maps_against_monte_carlo_with_explicit_noise(name):
     """One wide layer by sampling: noise drawn explicitly, expectations by 1e6 samples."""
-    rng = np.random.default_rng(0)
-    n = 1_000_000
     q, c, sw2, sb2, rho, s_add = 0.9, 0.55, 1.7, 0.1, 0.8, 0.3
-    f = ACTS[name][0]
-    z1, z2 = rng.standard_normal(n), rng.standard_normal(n)
-    u1 = math.sqrt(q) * z1
-    u2 = math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
-    keep1, keep2 = (rng.random(n) < rho) / rho, (rng.random(n) < rho) / rho
-    y1 = f(u1) * keep1 + s_add * rng.standard_normal(n)
-    y2 = f(u2) * keep2 + s_add * rng.standard_normal(n)
-    mc_q = sw2 * np.mean(y1 * y1) + sb2
-    mc_qab = sw2 * np.mean(y1 * y2) + sb2
-    se_q = sw2 * np.std(y1 * y1) / math.sqrt(n)
-    se_qab = sw2 * np.std(y1 * y2) / math.sqrt(n)
+
+    def noisy(rng, f1, f2):
+        n = f1.size
+        keep1, keep2 = (rng.random(n) < rho) / rho, (rng.random(n) < rho) / rho
+        return f1 * keep1 + s_add * rng.standard_normal(n), f2 * keep2 + s_add * rng.standard_normal(n)
+
+    mc_q, se_q, mc_qab, se_qab = sampled_layer(ACTS[name][0], q, c, sw2, sb2, noisy)
 
     s = TensorPrior.build(name, sw2, sb2, keep_rate=rho, noise_add=s_add)
     qt = T(q)

@@ -1,32 +1,71 @@
 """deepprop: mean-field theory of signal propagation in deep networks, as an instrument.
 
-The public API in one screen::
+Everything a notebook needs imports from here::
 
-    from deepprop import NetworkPrior, mean_field, trajectory, phase_diagram, critical_sigma_w2, critical_init
+    from deepprop import NetworkPrior, mean_field, trajectory, phase_diagram, critical_init, simulate_forward
 
-    prior = NetworkPrior.build("tanh", sigma_w2=1.76, sigma_b2=0.05, keep_rate=1.0)
-    mean_field(prior)                    # q*, c*, chi1, chi_c, xi_q, xi_c, xi_grad, phase (broadcasts over grids)
-    trajectory(prior, q0=1.0, c0=0.5, depth=50)      # q^l, c^l for l = 0..depth
-    phase_diagram("tanh", sw2_values, sb2_values)    # an xarray.Dataset over the outer-product grid
-    critical_sigma_w2("tanh", sigma_b2=0.05)         # the edge of chaos, chi1 = 1
-    critical_init("relu", keep_rate=0.8)             # where to initialise, and how deep it trains
+    prior = NetworkPrior.build("tanh", sigma_w2=1.76, sigma_b2=0.05, keep_rate=0.9)
+    mf = mean_field(prior)               # q*, c*, chi1, chi_c, xi_q, xi_c, xi_grad, phase (broadcasts over grids)
+    mf.to_dataframe()                    # or mf.to_dataset(), mf[i]; critical_sigma_w2(prior) -> a float
+    trajectory(prior, depth=50)          # q^l, c^l for l = 0..depth from q0 = DEFAULT_Q0 = 1, c0 = 0.6
+    phase_diagram(prior, sw2_values, sb2_values)   # an xarray.Dataset: arrays are dimensions, scalars attributes
+    critical_init(prior)                 # where to initialise, and how deep it trains (warns when not exact)
+    simulate_forward(prior, width=500, depth=20)   # finite random networks beside the theory
+    init_(model), diagnose(model)        # PyTorch models (imported on first use)
 
-Rooms, each importing only the ones below it (see ARCHITECTURE.md): ``activations`` and ``prior`` (what a
-random network is) -> ``theory`` (Gaussian expectations -> maps -> fixed points -> depth scales) ->
-``networks`` (finite random networks in torch) -> ``simulate`` / ``sweep`` -> ``plots`` / ``report`` -> ``cli``.
+Every public function takes a :class:`NetworkPrior` first; ``mean_field("tanh", 1.76, 0.05, keep_rate=0.9)``
+(an activation and loose numbers) is a convenience converted into one. Noise kinds beyond dropout
+(``keep_rate``), multiplicative (``noise_mult``) and additive (``noise_add``) Gaussian noise go in
+``extra_noise`` (e.g. :class:`UniformDropout`). Long computations are silent unless given a
+``progress(done, total)`` callback.
+
+Rooms, each importing only the ones below it (see ARCHITECTURE.md): ``activations``, ``noise_models`` and
+``prior`` (what a random network is) -> ``theory`` (Gaussian expectations -> maps -> fixed points -> depth
+scales) -> ``networks`` (finite random networks in torch), ``advice``, ``grid_export`` -> ``simulate`` /
+``sweep`` -> ``integrations`` -> ``plots`` / ``report`` -> ``cli``.
 """
 
 from deepprop import _aliases
 from deepprop._version import __version__
-from deepprop.activations import ACTIVATIONS, Activation, get_activation
+from deepprop.activations import ACTIVATIONS, Activation, ClosedForm, get_activation
 from deepprop.errors import DatasetError, DeeppropError, MissingExtraError, ParameterError, StoreError
+from deepprop.noise_models import Dropout, GaussianAdditive, GaussianMultiplicative, NoiseKind, UniformDropout
 from deepprop.prior import NetworkPrior, Noise
-from deepprop.theory.meanfield import MeanField, critical_sigma_w2, mean_field, measured_depth_scales, trajectory
+from deepprop.results import Progress, format_number
+from deepprop.theory.meanfield import (
+    DEFAULT_C0,
+    DEFAULT_Q0,
+    MeanField,
+    critical_sigma_w2,
+    mean_field,
+    measured_depth_scales,
+    trajectory,
+)
 
-_LAZY = {  # heavier rooms (xarray, the advice search) load on first use
+_LAZY = {  # heavier rooms (xarray, the advice search, torch models, simulations) load on first use
     "phase_diagram": "deepprop.theory.grid",
+    "gradient_theory": "deepprop.theory.backprop",
+    "jacobian_moments": "deepprop.theory.spectrum",
+    "equal_gain_information": "deepprop.theory.spectrum",
+    "information_map": "deepprop.theory.spectrum",
+    "phase_diagram_resumable": "deepprop.grid_export",
+    "export": "deepprop.grid_export",
     "critical_init": "deepprop.advice",
     "CriticalInit": "deepprop.advice",
+    "AdviceWarning": "deepprop.advice",
+    "maximize_xi_c": "deepprop.advice",
+    "Ensemble": "deepprop.networks",
+    "simulate_forward": "deepprop.simulate",
+    "simulate_gradients": "deepprop.simulate",
+    "jacobian_spectrum": "deepprop.simulate",
+    "ForwardResult": "deepprop.simulate",
+    "GradientResult": "deepprop.simulate",
+    "JacobianResult": "deepprop.simulate",
+    "init_": "deepprop.integrations.pytorch",
+    "diagnose": "deepprop.integrations.pytorch",
+    "InitReport": "deepprop.integrations.pytorch",
+    "Diagnosis": "deepprop.integrations.pytorch",
+    "UnrecognisedModuleWarning": "deepprop.integrations.pytorch",
 }
 
 
@@ -38,26 +77,19 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'deepprop' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 _aliases.install()
 
-__all__ = [
-    "ACTIVATIONS",
-    "Activation",
-    "CriticalInit",
-    "DatasetError",
-    "DeeppropError",
-    "MeanField",
-    "MissingExtraError",
-    "NetworkPrior",
-    "Noise",
-    "ParameterError",
-    "StoreError",
-    "__version__",
-    "critical_init",
-    "critical_sigma_w2",
-    "get_activation",
-    "mean_field",
-    "measured_depth_scales",
-    "phase_diagram",
-    "trajectory",
+__all__ = [  # the eager names above and every lazy one (a test checks both lists)
+    "ACTIVATIONS", "Activation", "AdviceWarning", "ClosedForm", "CriticalInit", "DEFAULT_C0", "DEFAULT_Q0",
+    "DatasetError", "DeeppropError", "Diagnosis", "Dropout", "Ensemble", "ForwardResult", "GaussianAdditive",
+    "GaussianMultiplicative", "GradientResult", "InitReport", "JacobianResult", "MeanField", "MissingExtraError",
+    "NetworkPrior", "Noise", "NoiseKind", "ParameterError", "Progress", "StoreError", "UniformDropout",
+    "UnrecognisedModuleWarning", "__version__", "critical_init", "critical_sigma_w2", "diagnose",
+    "equal_gain_information", "export", "format_number", "get_activation", "gradient_theory", "information_map",
+    "init_", "jacobian_moments", "jacobian_spectrum", "maximize_xi_c", "mean_field", "measured_depth_scales",
+    "phase_diagram", "phase_diagram_resumable", "simulate_forward", "simulate_gradients", "trajectory",
 ]

@@ -4,7 +4,11 @@ An :class:`Activation` bundles a torch-compatible elementwise function ``fn``, i
 ``derivative`` (analytic for the built-ins, autograd for user callables) and ``kinks``: the points
 where ``fn`` or one of its first two derivatives jumps (relu at 0, hard_tanh at +-1). Quadrature
 splits the Gaussian integrals at the kinks, so non-smooth activations are integrated as accurately as
-smooth ones.
+smooth ones. An activation whose Gaussian integrals have a closed form carries it (:class:`ClosedForm`:
+relu's arc-cosine kernel, erf's arcsine kernel, linear); the theory uses it instead of quadrature.
+
+A new activation is one entry of :data:`ACTIVATIONS` (and its reference in ``tests/reference.py``, which a
+test checks covers every entry).
 """
 
 from __future__ import annotations
@@ -37,6 +41,23 @@ def _autograd_derivative(fn: TensorFn) -> TensorFn:
 
 
 @dataclass(frozen=True)
+class ClosedForm:
+    """Closed forms of an activation's Gaussian integrals, elementwise over tensors q (variances) and c
+    (correlations); u1 = sqrt(q) z1, u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2), z1, z2 independent N(0, 1).
+
+    ``second_moment(q)`` = E[phi(sqrt(q) z)^2]; ``second_moment_slope(q)`` = its derivative in q;
+    ``derivative_moment(q)`` = E[phi'(sqrt(q) z)^2]; ``pair(q, c)`` = E[phi(u1) phi(u2)];
+    ``pair_slope(q, c)`` = d pair / dc = q E[phi'(u1) phi'(u2)] (Price's theorem).
+    """
+
+    second_moment: TensorFn
+    second_moment_slope: TensorFn
+    derivative_moment: TensorFn
+    pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    pair_slope: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
 class Activation:
     """An elementwise nonlinearity phi.
 
@@ -53,6 +74,8 @@ class Activation:
     homogeneous : bool
         True when phi(a x) = a phi(x) for a > 0 (relu, linear): then, without bias and additive
         noise, the correlation map does not depend on q.
+    closed_form : ClosedForm, optional
+        Closed forms of the Gaussian integrals (the kernel), where they exist.
     """
 
     name: str
@@ -60,7 +83,7 @@ class Activation:
     derivative: TensorFn | None = None
     kinks: tuple[float, ...] = ()
     homogeneous: bool = False
-    closed_form: bool = field(default=False, compare=False)
+    closed_form: ClosedForm | None = field(default=None, compare=False)
     both: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -163,13 +186,43 @@ def _ones(x: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(x)
 
 
+def _relu_pair(q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    c = c.clamp(-1.0, 1.0)
+    return q / (2 * math.pi) * (torch.sqrt(1 - c * c) + (math.pi - torch.arccos(c)) * c)
+
+
+RELU_KERNEL = ClosedForm(  # the arc-cosine kernel of degree 1: V = q/2, E[phi'^2] = 1/2
+    second_moment=lambda q: 0.5 * q,
+    second_moment_slope=lambda q: torch.full_like(q, 0.5),
+    derivative_moment=lambda q: torch.full_like(q, 0.5),
+    pair=_relu_pair,
+    pair_slope=lambda q, c: q * (math.pi - torch.arccos(c.clamp(-1.0, 1.0))) / (2 * math.pi),
+)
+
+ERF_KERNEL = ClosedForm(  # K = (2/pi) arcsin(2 q c / (1 + 2 q)), E[phi'^2] = (4/pi) / sqrt(1 + 4 q)
+    second_moment=lambda q: (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q)),
+    second_moment_slope=lambda q: (4 / math.pi) / ((1 + 2 * q) * torch.sqrt(1 + 4 * q)),
+    derivative_moment=lambda q: (4 / math.pi) / torch.sqrt(1 + 4 * q),
+    pair=lambda q, c: (2 / math.pi) * torch.arcsin(2 * q * c / (1 + 2 * q)),
+    pair_slope=lambda q, c: (4 * q / math.pi) / torch.sqrt((1 + 2 * q) ** 2 - 4 * q * q * c * c),
+)
+
+LINEAR_KERNEL = ClosedForm(  # V = q, K = q c
+    second_moment=lambda q: q.clone(),
+    second_moment_slope=torch.ones_like,
+    derivative_moment=torch.ones_like,
+    pair=lambda q, c: q * c,
+    pair_slope=lambda q, c: q * torch.ones_like(c),
+)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
         Activation("tanh", _tanh, lambda x: 1 - _tanh(x) ** 2, both=_tanh_both),
-        Activation("relu", torch.relu, _relu_d, kinks=(0.0,), homogeneous=True, closed_form=True),
-        Activation("erf", torch.erf, _erf_d, closed_form=True),
-        Activation("linear", _linear, _ones, homogeneous=True, closed_form=True),
+        Activation("relu", torch.relu, _relu_d, kinks=(0.0,), homogeneous=True, closed_form=RELU_KERNEL),
+        Activation("erf", torch.erf, _erf_d, closed_form=ERF_KERNEL),
+        Activation("linear", _linear, _ones, homogeneous=True, closed_form=LINEAR_KERNEL),
         Activation("sigmoid", torch.sigmoid, _sigmoid_d),
         Activation("hard_tanh", _hard_tanh, _hard_tanh_d, kinks=(-1.0, 1.0)),
         Activation("elu", _elu, _elu_d, kinks=(0.0,)),

@@ -27,14 +27,16 @@ the best grid point by a bounded, vectorised zoom (one batched engine call per t
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from deepprop.activations import Activation, get_activation
+from deepprop.activations import Activation
 from deepprop.errors import ParameterError
-from deepprop.prior import Noise, check_finite_nonnegative
+from deepprop.prior import Network, NetworkPrior, Noise, as_prior, check_finite_nonnegative
+from deepprop.results import format_number
 from deepprop.validation import check_positive_int
 
 DEFAULT_SIGMA_B2 = 0.05
@@ -64,6 +66,11 @@ _ZOOM = 7
 _MAX_ROUNDS = 80
 
 
+class AdviceWarning(UserWarning):
+    """:func:`critical_init` returned a setting that is not an exact critical initialisation, or that sits on
+    a bound of its search (the ``warning`` field of the result says which)."""
+
+
 @dataclass(frozen=True)
 class CriticalInit:
     """A recommended initialisation and what the mean-field theory predicts for it.
@@ -81,8 +88,15 @@ class CriticalInit:
     max_depth : float
         depth_multiple * xi_c: the predicted maximum trainable depth.
     exact : bool
-        True for an exact critical point (chi_1 = 1, signal variance preserved), False when no critical
-        point exists and the deepest-trainable (largest xi_c) setting is returned instead.
+        True for an exact critical initialisation (chi_1 = 1 with the signal variance preserved), False when
+        none exists and the deepest-trainable (largest xi_c) setting is returned instead.
+    critical : bool
+        chi_1 = 1 within the engine's tolerance at the recommendation: the one meaning of "critical" in
+        deepprop (``mean_field(...).phase == "critical"``, :func:`~deepprop.theory.meanfield.critical_sigma_w2`).
+        With multiplicative noise a critical point keeps gradients stable but not correlations (c* < 1,
+        xi_c finite), which is why the largest xi_c may sit elsewhere.
+    critical_sigma_w2 : float
+        The sigma_w2 with chi_1 = 1 at the recommended sigma_b2 and this noise (NaN where there is none).
     explanation : str
         One or two sentences saying why this choice.
     regime : str
@@ -92,6 +106,9 @@ class CriticalInit:
     on_boundary : bool
         True when the search stopped on an edge of the search box or on the q* cap: the optimum may lie
         beyond it.
+    warning : str or None
+        Why to be careful with this advice (not exact, or on a search bound); also raised as an
+        :class:`AdviceWarning` when :func:`critical_init` returns it.
     """
 
     activation: str
@@ -111,6 +128,9 @@ class CriticalInit:
     depth: int | None = None
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE
     on_boundary: bool = False
+    critical: bool = False
+    critical_sigma_w2: float = math.nan
+    warning: str | None = None
 
     def to_dict(self) -> dict:
         """Plain Python scalars, ready for JSON."""
@@ -135,8 +155,7 @@ class DeepestSetting:
 def _mean_field(act: Activation, sw2, sb2, noise: Noise, depth_multiple: float):
     from deepprop.theory.meanfield import mean_field
 
-    return mean_field(act, sw2, sb2, keep_rate=float(noise.keep_rate), noise_mult=float(noise.noise_mult),
-                      noise_add=float(noise.noise_add), depth_multiple=depth_multiple)
+    return mean_field(NetworkPrior(act, sw2, sb2, noise), depth_multiple=depth_multiple)
 
 
 def _scalar(x) -> float:
@@ -164,18 +183,27 @@ def _feasible_score(mf, q_star_range: tuple[float, float]) -> np.ndarray:
     return score
 
 
+def _network(prior: Network, noise: dict) -> tuple[Activation, Noise]:
+    """The activation and (single-valued) noise of a prior or of the loose form; the prior's sigma_w2 and
+    sigma_b2 are what the advice chooses, so they are not used."""
+    if isinstance(prior, NetworkPrior):
+        if noise:
+            raise ParameterError("prior", "pass either a NetworkPrior or noise values, not both")
+    else:
+        prior = as_prior(prior, 1.0, 0.0, **noise)
+    return prior.activation, prior.noise.single()
+
+
 def maximize_xi_c(
-    activation: str | Activation,
+    prior: Network,
     *,
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     sigma_b2: float | None = None,
     sigma_w2_range: tuple[float, float] = SEARCH_SIGMA_W2,
     sigma_b2_range: tuple[float, float] = SEARCH_SIGMA_B2,
     q_star_range: tuple[float, float] = DEFAULT_Q_STAR_RANGE,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
     xtol: float = 1e-6,
+    **noise: float,
 ) -> DeepestSetting:
     """The bounded-signal (sigma_w^2, sigma_b^2) with the largest xi_c: the deepest trainable setting.
 
@@ -190,9 +218,10 @@ def maximize_xi_c(
     point walks out of the window and shrinks it three-fold otherwise, until the step is below ``xtol``
     (unit-square coordinates). Each round is one batched engine call (a handful of vectorised calls
     instead of ~100 scalar ones). An infinite xi_c (an exact critical point) is returned as is.
+
+    ``prior``: a NetworkPrior (its activation and noise) or an activation with the noise keywords.
     """
-    act = get_activation(activation)
-    noise = Noise(keep_rate, noise_mult, noise_add)
+    act, noise = _network(prior, noise)
     w_lo, w_hi = (float(v) for v in sigma_w2_range)
     b_lo, b_hi = (float(v) for v in sigma_b2_range)
     if not (0 < w_lo < w_hi and math.isfinite(w_hi)):
@@ -262,8 +291,7 @@ def _variance_gain(act: Activation, q: np.ndarray, noise: Noise) -> np.ndarray:
     """V(q) = mu2 E[phi(sqrt(q) z)^2] + s_add^2: one engine step of the variance map at sw2 = 1, sb2 = 0."""
     from deepprop.theory.meanfield import trajectory
 
-    q1, _ = trajectory(act, 1.0, 0.0, q0=np.array(q), c0=1.0, depth=1, keep_rate=float(noise.keep_rate),
-                       noise_mult=float(noise.noise_mult), noise_add=float(noise.noise_add))
+    q1, _ = trajectory(NetworkPrior(act, 1.0, 0.0, noise), q0=np.array(q), c0=1.0, depth=1)
     return q1[..., 1]
 
 
@@ -281,10 +309,6 @@ def _check_depth(depth: int | None) -> int | None:
     return None if depth is None else check_positive_int("depth", depth)
 
 
-def _fmt(x: float) -> str:
-    return "inf" if x == math.inf else f"{x:.4g}"
-
-
 def depth_sentence(depth: int, max_depth: float, depth_multiple: float) -> str:
     """'depth 120 > 6*xi_c = 71: expect it not to train' style comparison."""
     k = f"{depth_multiple:g}*xi_c"
@@ -298,27 +322,30 @@ def depth_sentence(depth: int, max_depth: float, depth_multiple: float) -> str:
 
 
 def critical_init(
-    activation: str | Activation,
+    prior: Network,
     *,
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     sigma_b2: float | None = None,
     depth: int | None = None,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
     q_star_range: tuple[float, float] = DEFAULT_Q_STAR_RANGE,
+    **noise: float,
 ) -> CriticalInit:
     """Recommend (sigma_w^2, sigma_b^2) for a network with this activation and noise; see module doc.
 
-    ``keep_rate`` is the probability of KEEPING a unit (``nn.Dropout(p)`` has keep_rate = 1 - p),
+    ``critical_init(prior)`` takes the activation and noise of a NetworkPrior (its sigma_w2 and sigma_b2 are
+    what is chosen; pass ``sigma_b2`` to hold the bias fixed), ``critical_init("relu", keep_rate=0.8)`` the
+    loose form: ``keep_rate`` is the probability of KEEPING a unit (``nn.Dropout(p)`` has keep_rate = 1 - p),
     ``noise_mult`` the std of multiplicative Gaussian noise eps ~ N(1, s^2), ``noise_add`` the std of
     additive Gaussian noise. ``depth`` (optional) adds a verdict on whether a network of that many
     layers is predicted to train (depth <= depth_multiple * xi_c).
+
+    Whenever the answer is not exact or sits on a bound of the search, the result's ``warning`` says so and
+    an :class:`AdviceWarning` is raised.
     """
-    act = get_activation(activation)
-    noise = Noise(keep_rate, noise_mult, noise_add)
+    act, noise = _network(prior, noise)
     kr, nm, na = float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add)
     mu2 = float(noise.mu2)
+    additive = float(noise.add_var) > 0
     if sigma_b2 is not None:
         sigma_b2 = float(check_finite_nonnegative("sigma_b2", sigma_b2))
     depth = _check_depth(depth)
@@ -326,11 +353,21 @@ def critical_init(
         raise ParameterError("depth_multiple", f"must be finite and > 0 (got {depth_multiple})")
     common = dict(activation=act.name, keep_rate=kr, noise_mult=nm, noise_add=na, depth=depth,
                   depth_multiple=depth_multiple)
-    noise_text = _noise_text(kr, nm, na)
+    noise_text = _noise_text(noise)
+    result = _advise(act, noise, sigma_b2, q_star_range, depth_multiple, common, noise_text, mu2, additive)
+    if result.warning is not None:
+        warnings.warn(result.warning, AdviceWarning, stacklevel=2)
+    return result
 
-    if na == 0 and act.homogeneous and not sigma_b2:
+
+def _advise(act: Activation, noise: Noise, sigma_b2: float | None, q_star_range: tuple[float, float],
+            depth_multiple: float, common: dict, noise_text: str, mu2: float, additive: bool) -> CriticalInit:
+    """The three regimes of the module docstring, in order."""
+    kr, nm = common["keep_rate"], common["noise_mult"]
+    if not additive and act.homogeneous and not sigma_b2:
         m2 = homogeneous_second_moment(act)
-        sw2 = kr / ((1.0 + nm * nm) * m2)  # = 1 / (mu2 E[phi^2]); exactly 2 rho for relu with dropout
+        extra_mu2 = float(np.prod([float(k.mu2()) for k in noise.extra])) if noise.extra else 1.0
+        sw2 = kr / ((1.0 + nm * nm) * m2) / extra_mu2  # = 1 / (mu2 E[phi^2]); exactly 2 rho for relu with dropout
         mf = _mean_field(act, sw2, 0.0, noise, depth_multiple)
         head = (f"{act.name} is positively homogeneous: sigma_w2 = 1/(mu2 E[phi(z)^2]) = {sw2:.6g} "
                 f"with sigma_b2 = 0 preserves the signal variance exactly (chi_1 = 1)")
@@ -341,7 +378,7 @@ def critical_init(
                     f"(c* = {_scalar(mf.c_star):.5f}), so xi_c = {_scalar(mf.xi_c):.4g} stays finite")
         return _result(mf, sw2, 0.0, True, "relu-family", head + tail, common, False)
 
-    if na == 0 and mu2 == 1.0 and not act.homogeneous:
+    if not additive and mu2 == 1.0 and not act.homogeneous:
         sb2 = DEFAULT_SIGMA_B2 if sigma_b2 is None else sigma_b2
         from deepprop.theory.meanfield import critical_sigma_w2
 
@@ -352,19 +389,20 @@ def critical_init(
         if mf is not None and str(np.asarray(mf.phase).reshape(())) == "critical":
             text = (f"{act.name} at sigma_b2 = {sb2:g}: sigma_w2 = {sw2:.6g} lies on the critical line "
                     f"chi_1 = 1, where xi_c diverges (the order-to-chaos transition)")
-            return _result(mf, sw2, sb2, True, "critical-line", text, common, False, critical=True)
+            return _result(mf, sw2, sb2, True, "critical-line", text, common, False, divergent=True)
 
-    best = maximize_xi_c(act, keep_rate=kr, noise_mult=nm, noise_add=na, sigma_b2=sigma_b2,
-                         q_star_range=q_star_range, depth_multiple=depth_multiple)
+    best = maximize_xi_c(NetworkPrior(act, 1.0, 0.0, noise), sigma_b2=sigma_b2, q_star_range=q_star_range,
+                         depth_multiple=depth_multiple)
     if not best.feasible:
         text = (f"no bounded-signal setting found for {act.name} with {noise_text or 'no noise'} in the "
                 f"search box sigma_w2 in {SEARCH_SIGMA_W2}, sigma_b2 in {SEARCH_SIGMA_B2}")
         nan = math.nan
         return CriticalInit(sigma_w2=nan, sigma_b2=nan, chi1=nan, xi_c=nan, max_depth=nan, exact=False,
-                            explanation=text, regime="none", q_star=nan, c_star=nan, **common)
+                            explanation=text, regime="none", q_star=nan, c_star=nan, **common,
+                            warning="no advice: " + text)
     mf = _mean_field(act, best.sigma_w2, best.sigma_b2, noise, depth_multiple)
     where = "at the given sigma_b2" if sigma_b2 is not None else "over sigma_w2 and sigma_b2"
-    if na > 0:
+    if additive:
         regime = "additive-noise"
         head = (f"no critical initialisation exists with additive noise ({noise_text}): the signal "
                 f"either grows without bound or settles on a noise floor that decorrelates inputs; the "
@@ -372,7 +410,9 @@ def critical_init(
                 f"sigma_b2 = {best.sigma_b2:.4g} (xi_c = {best.xi_c:.4g})")
     else:
         regime = "max-xi_c"
-        why = (f"with {noise_text} there is no critical point (c* < 1 everywhere)" if mu2 != 1.0 else
+        why = (f"with {noise_text} there is no critical point of the correlations (c* < 1 everywhere; "
+               f"chi_1 = 1 still keeps gradients stable, at sigma_w2 = "
+               f"{format_number(_critical_sigma_w2(act, best.sigma_b2, noise), 4)})" if mu2 != 1.0 else
                f"{act.name} has no critical point at sigma_b2 = {sigma_b2:g}" if sigma_b2 is not None else
                f"{act.name} has no critical point at sigma_b2 = {DEFAULT_SIGMA_B2:g}")
         head = (f"{why}; the deepest trainable setting (largest xi_c {where}) is "
@@ -386,7 +426,15 @@ def critical_init(
     return _result(mf, best.sigma_w2, best.sigma_b2, False, regime, head, common, best.on_boundary)
 
 
-def _noise_text(kr: float, nm: float, na: float) -> str:
+def _critical_sigma_w2(act: Activation, sigma_b2: float, noise: Noise) -> float:
+    """sigma_w2 on the critical line chi_1 = 1 at ``sigma_b2`` with this noise (NaN where none)."""
+    from deepprop.theory.meanfield import critical_sigma_w2
+
+    return _scalar(critical_sigma_w2(NetworkPrior(act, 1.0, sigma_b2, noise)))
+
+
+def _noise_text(noise: Noise) -> str:
+    kr, nm, na = noise.scalar()
     parts = []
     if kr != 1.0:
         parts.append(f"dropout keep rate {kr:g}")
@@ -394,51 +442,63 @@ def _noise_text(kr: float, nm: float, na: float) -> str:
         parts.append(f"multiplicative noise std {nm:g}")
     if na:
         parts.append(f"additive noise std {na:g}")
+    parts += [f"{kind.parameter_name} {float(kind.value):g}" for kind in noise.extra if kind.is_active()]
     return ", ".join(parts)
 
 
 def _result(mf, sw2: float, sb2: float, exact: bool, regime: str, text: str, common: dict,
-            on_boundary: bool, critical: bool = False) -> CriticalInit:
-    """Package a recommendation. ``critical``: a noise-free point on chi_1 = 1, where c* = 1 and
+            on_boundary: bool, divergent: bool = False) -> CriticalInit:
+    """Package a recommendation. ``divergent``: a noise-free point on chi_1 = 1, where c* = 1 and
     xi_c = -1/log chi_1 is infinite (the engine's root is exact only to ~1e-12, giving a huge finite value).
     """
-    xi = math.inf if critical else _scalar(mf.xi_c)
-    max_depth = math.inf if critical else _scalar(mf.max_depth)
-    text = text + f"; predicted maximum trainable depth {_fmt(max_depth)} layers."
+    xi = math.inf if divergent else _scalar(mf.xi_c)
+    max_depth = math.inf if divergent else _scalar(mf.max_depth)
+    text = text + f"; predicted maximum trainable depth {format_number(max_depth, 4)} layers."
     if common["depth"] is not None:
         text += " " + depth_sentence(common["depth"], max_depth, common["depth_multiple"]) + "."
+    warning = None
+    if not exact:
+        warning = (f"{common['activation']}: not an exact critical initialisation (regime {regime}); "
+                   f"the setting with the largest xi_c is returned: sigma_w2 = {format_number(float(sw2), 4)}, "
+                   f"sigma_b2 = {format_number(float(sb2), 4)}, xi_c = {format_number(xi, 4)}")
+    if on_boundary:
+        warning = (warning + "; " if warning else "") + ("it sits on a bound of the search (box edge or q* "
+                                                          "range): a better setting may lie beyond it")
+    noise = mf.prior.noise
     return CriticalInit(sigma_w2=float(sw2), sigma_b2=float(sb2), chi1=_scalar(mf.chi1), xi_c=xi,
                         max_depth=max_depth, exact=exact, explanation=text, regime=regime,
-                        q_star=_scalar(mf.q_star), c_star=1.0 if critical else _scalar(mf.c_star),
-                        on_boundary=on_boundary,
-                        **common)
+                        q_star=_scalar(mf.q_star), c_star=1.0 if divergent else _scalar(mf.c_star),
+                        on_boundary=on_boundary, critical=str(np.asarray(mf.phase).reshape(())) == "critical",
+                        critical_sigma_w2=float(sw2) if divergent else _critical_sigma_w2(mf.prior.activation,
+                                                                                             float(sb2), noise),
+                        warning=warning, **common)
 
 
 def maximize_depth_result(
-    activation: str | Activation,
+    prior: Network,
     *,
     sigma_b2: float | None = None,
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
+    **noise: float,
 ) -> dict:
     """The deepest trainable setting (:func:`maximize_xi_c`) and the mean-field point there, as a dict.
 
-    With ``sigma_b2`` given only sigma_w^2 is searched; otherwise both over the search box
+    ``prior``: a NetworkPrior (its activation and noise) or an activation with the noise keywords. With
+    ``sigma_b2`` given only sigma_w^2 is searched; otherwise both over the search box
     (:data:`SEARCH_SIGMA_W2` x :data:`SEARCH_SIGMA_B2`). Keys: activation, the noise, the search box,
     ``feasible`` and ``on_boundary``, and where feasible sigma_w2, sigma_b2, q_star, c_star, chi1, xi_c,
     max_depth (= 6 xi_c) and phase of :func:`deepprop.theory.meanfield.mean_field` at the optimum.
     """
     from deepprop.theory.meanfield import mean_field
 
-    kw = dict(keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add)
-    act = get_activation(activation)
-    best = maximize_xi_c(act, sigma_b2=sigma_b2, **kw)
-    out = {"activation": act.name, **kw, "search_sigma_w2": list(SEARCH_SIGMA_W2),
+    act, nz = _network(prior, noise)
+    best = maximize_xi_c(NetworkPrior(act, 1.0, 0.0, nz), sigma_b2=sigma_b2)
+    kr, nm, na = nz.scalar()
+    out = {"activation": act.name, "keep_rate": kr, "noise_mult": nm, "noise_add": na,
+           "search_sigma_w2": list(SEARCH_SIGMA_W2),
            "search_sigma_b2": list(SEARCH_SIGMA_B2) if sigma_b2 is None else [sigma_b2, sigma_b2],
            "feasible": best.feasible, "on_boundary": best.on_boundary}
     if best.feasible:
-        point = mean_field(act, best.sigma_w2, best.sigma_b2, **kw).to_dict()
+        point = mean_field(NetworkPrior(act, best.sigma_w2, best.sigma_b2, nz)).to_dict()
         out.update({k: point[k] for k in ("sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
                                           "max_depth", "phase")})
     return out

@@ -4,14 +4,11 @@ Every room of deepprop takes this one description: the theory (``mean_field(prio
 networks (``Ensemble.from_prior``), the sweeps and the initialisation advice. It is validated once,
 here; its numeric fields broadcast like numpy arrays, so one prior can stand for a whole grid.
 
-Noise models of follow-ups section 1, reduced to the two numbers the maps need:
-
-Noise acts on each layer's input y (the previous post-activation), independently per unit and input:
-
-* multiplicative, z = W (y * eps) + b with E[eps] = 1: only mu2 = E[eps^2] enters the maps.
-  Inverted dropout with keep rate rho has mu2 = 1/rho; Gaussian eps ~ N(1, s^2) has mu2 = 1 + s^2;
-  both together multiply: mu2 = (1 + s^2) / rho.
-* additive, z = W (y + eps) + b with eps ~ N(0, s^2): adds s^2 to E[phi^2] in the variance map.
+Noise on each layer's input (follow-ups section 1) is a :class:`Noise`: the three standard kinds
+(dropout ``keep_rate``, multiplicative Gaussian ``noise_mult``, additive Gaussian ``noise_add``) and any
+other kinds (``extra``), each a class of :mod:`deepprop.noise_models`. The maps need two numbers from it,
+mu2 = E[eps^2] of the multiplicative noise and the additive variance s_add^2; the backprop theory and the
+spectrum need E[eps^4] and the law of eps^2; the finite networks draw it. All of them ask the kinds.
 
 ``keep_rate`` is the probability of KEEPING a unit (rho in the paper; rho = 1 means no dropout).
 PyTorch's ``nn.Dropout(p)`` drops with probability p, i.e. keep_rate = 1 - p.
@@ -26,66 +23,90 @@ from numpy.typing import ArrayLike
 
 from deepprop.activations import Activation, TensorFn, get_activation
 from deepprop.errors import ParameterError
-
-
-def check_finite_nonnegative(name: str, value: ArrayLike) -> np.ndarray:
-    """Return ``value`` as a float64 array, or raise ParameterError if any entry is < 0 or not finite."""
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ParameterError(name, f"must be finite and >= 0 (got {_show(arr, ~np.isfinite(arr))})")
-    if np.any(arr < 0):
-        raise ParameterError(name, f"must be finite and >= 0 (got {_show(arr, arr < 0)})")
-    return arr
-
-
-def check_keep_rate(value: ArrayLike, name: str = "keep_rate") -> np.ndarray:
-    """Return the keep rate as an array, or raise unless every entry lies in (0, 1]."""
-    arr = np.asarray(value, dtype=np.float64)
-    bad = ~np.isfinite(arr) | (arr <= 0) | (arr > 1)
-    if np.any(bad):
-        raise ParameterError(name, f"must be in (0, 1], the probability of keeping a unit (got {_show(arr, bad)})")
-    return arr
-
-
-def _show(arr: np.ndarray, bad: np.ndarray) -> str:
-    return repr(float(np.asarray(arr)[np.asarray(bad)].ravel()[0]))
+from deepprop.noise_models import (
+    NoiseKind,
+    check_finite_nonnegative,
+    check_keep_rate,
+    combined_law,
+    is_noise_kind,
+    product,
+    standard_kinds,
+    total_add_var,
+)
 
 
 @dataclass(frozen=True)
 class Noise:
-    """Per-layer input noise: dropout keep rate, multiplicative and additive Gaussian noise stds.
+    """Per-layer input noise: the dropout keep rate, the stds of multiplicative and additive Gaussian noise,
+    and any ``extra`` kinds (:class:`~deepprop.noise_models.NoiseKind`, e.g. ``UniformDropout(0.5)``).
 
-    Attributes broadcast like numpy arrays. ``mu2`` is E[eps^2] of the multiplicative noise and
-    ``add_var`` the variance s_add^2 of the additive noise.
+    Numbers broadcast like numpy arrays. ``mu2`` is E[eps^2] of the multiplicative noise (all kinds
+    together), ``mu4`` its E[eps^4] and ``add_var`` the variance s_add^2 of the additive noise.
     """
 
     keep_rate: ArrayLike = 1.0
     noise_mult: ArrayLike = 0.0
     noise_add: ArrayLike = 0.0
+    extra: tuple[NoiseKind, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "keep_rate", check_keep_rate(self.keep_rate))
-        object.__setattr__(self, "noise_mult", check_finite_nonnegative("noise_mult", self.noise_mult))
-        object.__setattr__(self, "noise_add", check_finite_nonnegative("noise_add", self.noise_add))
+        standard = tuple(k.checked() for k in standard_kinds(self.keep_rate, self.noise_mult, self.noise_add))
+        for name, kind in zip(("keep_rate", "noise_mult", "noise_add"), standard, strict=True):
+            object.__setattr__(self, name, kind.value)
+        extra = tuple(self.extra) if isinstance(self.extra, list | tuple) else (self.extra,)
+        for kind in extra:
+            if not is_noise_kind(kind):
+                raise ParameterError("extra", "must be noise kinds of deepprop.noise_models (got "
+                                              f"{type(kind).__name__})")
+        object.__setattr__(self, "extra", tuple(k.checked() for k in extra))
+
+    @property
+    def kinds(self) -> tuple[NoiseKind, ...]:
+        """Every kind of noise on a layer's input, in the order their random streams are drawn."""
+        return standard_kinds(self.keep_rate, self.noise_mult, self.noise_add) + self.extra
 
     @property
     def mu2(self) -> np.ndarray:
-        """Second moment of the multiplicative noise, (1 + noise_mult^2) / keep_rate."""
-        return (1.0 + self.noise_mult**2) / self.keep_rate
+        """Second moment E[eps^2] of the multiplicative noise: the product over the kinds."""
+        return product(self.kinds, "mu2")
+
+    @property
+    def mu4(self) -> np.ndarray:
+        """Fourth moment E[eps^4] of the multiplicative noise: the product over the kinds."""
+        return product(self.kinds, "mu4")
 
     @property
     def add_var(self) -> np.ndarray:
-        """Variance of the additive noise, noise_add^2."""
-        return self.noise_add**2
+        """Variance of the additive noise, noise_add^2 (plus that of any additive extra kind)."""
+        return total_add_var(self.kinds)
+
+    def eps2_law(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """The law of eps^2 / E[eps^2] given eps != 0 (atoms, probabilities) and P(eps != 0); scalars only."""
+        return combined_law(self.kinds)
 
     @property
     def active(self) -> bool:
         """True where any noise is present anywhere in the (broadcast) arrays."""
-        return bool(np.any(self.keep_rate < 1.0) or np.any(self.noise_mult > 0) or np.any(self.noise_add > 0))
+        return any(kind.is_active() for kind in self.kinds)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The numbers of every kind (standard ones first), for broadcasting."""
+        return tuple(np.asarray(kind.value) for kind in self.kinds)
+
+    def numbers(self) -> dict[str, np.ndarray]:
+        """Every kind's number by its name (keep_rate, noise_mult, noise_add, then any extra kinds'): the
+        record of this noise in parameters and JSON."""
+        return {kind.parameter_name: kind.value for kind in self.kinds}
 
     def scalar(self) -> tuple[float, float, float]:
         """(keep_rate, noise_mult, noise_add) as floats; ParameterError unless each is a single value."""
         return tuple(_one_value(name, getattr(self, name)) for name in ("keep_rate", "noise_mult", "noise_add"))
+
+    def single(self) -> Noise:
+        """This noise with every number a single value (a finite network's); ParameterError otherwise."""
+        for kind in self.kinds:
+            _one_value(kind.parameter_name, kind.value)
+        return self
 
 
 def _one_value(name: str, value: np.ndarray) -> float:
@@ -130,73 +151,80 @@ class NetworkPrior:
         keep_rate: ArrayLike = 1.0,
         noise_mult: ArrayLike = 0.0,
         noise_add: ArrayLike = 0.0,
+        extra_noise: NoiseKind | tuple[NoiseKind, ...] = (),
     ) -> NetworkPrior:
-        """The prior from loose numbers (the keyword names used throughout deepprop)."""
-        return cls(activation, sigma_w2, sigma_b2, Noise(keep_rate, noise_mult, noise_add))
+        """The prior from loose numbers (the keyword names used throughout deepprop); ``extra_noise``: other
+        kinds of noise (:mod:`deepprop.noise_models`), e.g. ``UniformDropout(0.5)``."""
+        return cls(activation, sigma_w2, sigma_b2, Noise(keep_rate, noise_mult, noise_add, extra_noise))
+
+    def replace(self, **numbers: ArrayLike) -> NetworkPrior:
+        """The same prior with some of its numbers (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add)
+        replaced, the activation and any extra noise kinds kept: one point or one axis of a grid."""
+        unknown = set(numbers) - set(PRIOR_FIELDS)
+        if unknown:
+            raise TypeError(f"replace() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        values = {**self.keywords(), **numbers}
+        return NetworkPrior.build(self.activation, **values, extra_noise=self.noise.extra)
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        n = self.noise
-        return (self.sigma_w2, self.sigma_b2, n.keep_rate, n.noise_mult, n.noise_add)
+        return (self.sigma_w2, self.sigma_b2, *self.noise.arrays())
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Broadcast shape of all numeric fields."""
         return np.broadcast_shapes(*(np.shape(a) for a in self._arrays()))
 
-    @property
-    def keep_rate(self) -> np.ndarray:
-        return self.noise.keep_rate
-
-    @property
-    def noise_mult(self) -> np.ndarray:
-        return self.noise.noise_mult
-
-    @property
-    def noise_add(self) -> np.ndarray:
-        return self.noise.noise_add
-
-    @property
-    def mu2(self) -> np.ndarray:
-        return self.noise.mu2
-
-    @property
-    def add_var(self) -> np.ndarray:
-        return self.noise.add_var
+    keep_rate = property(lambda self: self.noise.keep_rate, doc="The dropout keep rate (of :attr:`noise`).")
+    noise_mult = property(lambda self: self.noise.noise_mult, doc="Multiplicative Gaussian noise std.")
+    noise_add = property(lambda self: self.noise.noise_add, doc="Additive Gaussian noise std.")
+    mu2 = property(lambda self: self.noise.mu2, doc="E[eps^2] of the multiplicative noise (all kinds).")
+    add_var = property(lambda self: self.noise.add_var, doc="Variance of the additive noise (all kinds).")
 
     def keywords(self) -> dict[str, np.ndarray]:
         """sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add as a dict (the loose-argument form)."""
-        return dict(zip(PRIOR_FIELDS, self._arrays(), strict=True))
+        return dict(zip(PRIOR_FIELDS, self._arrays()[:len(PRIOR_FIELDS)], strict=True))
 
     def broadcast(self) -> dict[str, np.ndarray]:
         """:meth:`keywords` with every array broadcast to :attr:`shape` (copies)."""
-        arrays = np.broadcast_arrays(*self._arrays())
+        arrays = np.broadcast_arrays(*self._arrays())[:len(PRIOR_FIELDS)]
         return {k: np.array(a) for k, a in zip(PRIOR_FIELDS, arrays, strict=True)}
 
 
 PRIOR_FIELDS = ("sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")
 """The five numbers of a network prior, in the order every table and JSON record uses."""
 
+NOISE_KEYWORDS = ("keep_rate", "noise_mult", "noise_add", "extra_noise")
+"""The noise keywords of the loose form (:meth:`NetworkPrior.build`)."""
+
+
+Network = str | Activation | TensorFn | NetworkPrior
+"""What the public functions take first: a :class:`NetworkPrior`, or (a convenience converted once, by
+:func:`as_prior`) an activation followed by sigma_w2, sigma_b2 and the noise keywords of
+:meth:`NetworkPrior.build`."""
+
 
 def as_prior(
-    activation: str | Activation | TensorFn | NetworkPrior,
+    activation: Network,
     sigma_w2: ArrayLike | None = None,
     sigma_b2: ArrayLike | None = None,
-    *,
-    keep_rate: ArrayLike = 1.0,
-    noise_mult: ArrayLike = 0.0,
-    noise_add: ArrayLike = 0.0,
+    **noise: ArrayLike,
 ) -> NetworkPrior:
     """Accept either a :class:`NetworkPrior` (and nothing else) or the loose numbers that build one.
 
     This is how every public function takes its network: ``mean_field(prior)`` and
-    ``mean_field("tanh", 1.76, 0.05, keep_rate=0.9)`` mean the same.
+    ``mean_field("tanh", 1.76, 0.05, keep_rate=0.9)`` mean the same. ``noise``: the keywords of
+    :meth:`NetworkPrior.build` (keep_rate, noise_mult, noise_add, extra_noise); any other is a TypeError.
     """
     if isinstance(activation, NetworkPrior):
-        loose = (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add) != (None, None, 1.0, 0.0, 0.0)
-        if loose:
+        if sigma_w2 is not None or sigma_b2 is not None or noise:
             raise ParameterError("prior", "pass either a NetworkPrior or sigma_w2/sigma_b2/noise values, not both")
         return activation
     if sigma_w2 is None:
         raise ParameterError("sigma_w2", "is required (or pass a NetworkPrior)")
-    return NetworkPrior.build(activation, sigma_w2, 0.0 if sigma_b2 is None else sigma_b2,
-                              keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add)
+    return NetworkPrior.build(activation, sigma_w2, 0.0 if sigma_b2 is None else sigma_b2, **noise)
+
+
+__all__ = [
+    "NOISE_KEYWORDS", "PRIOR_FIELDS", "Network", "NetworkPrior", "Noise", "as_prior",
+    "check_finite_nonnegative", "check_keep_rate",  # the checks live with the noise kinds; imported from here too
+]

@@ -22,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from deepprop.cli.common import headless_plots
     from deepprop.report.runner import run_report, table_text
 
+    headless_plots()
     result = run_report(args.only, args.tier, args.out, device=args.device, data_dir=args.data_dir,
                         force=args.force, quiet=args.quiet, log=None if args.quiet else print)
     sys.stdout.write(table_text(result) + "\n")

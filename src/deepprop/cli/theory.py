@@ -156,7 +156,8 @@ def run_critical(args: argparse.Namespace) -> int:
 
 
 def run_phase(args: argparse.Namespace) -> int:
-    from deepprop.theory.grid import check_export_path, check_grid_memory, export, phase_diagram_resumable
+    from deepprop.grid_export import check_export_path, export, phase_diagram_resumable
+    from deepprop.theory.grid import check_grid_memory
 
     out = check_export_path(args.out)
     common.check_device(args.device)
@@ -165,10 +166,11 @@ def run_phase(args: argparse.Namespace) -> int:
     if common.progress(args):
         print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()
-    with common.quiet_stderr(args):
+    with common.bar(args, desc=f"phase grid ({args.activation})", unit="block") as bar:
         ds = phase_diagram_resumable(
             args.activation, args.sigma_w2, args.sigma_b2, work_dir=out.parent,
             block_points=args.block_points, depth_multiple=args.depth_multiple, device=args.device,
+            progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
             **common.noise_kwargs(args),
         )
     path = export(ds, out)
@@ -190,11 +192,10 @@ def run_figures(args: argparse.Namespace) -> int:
 
     steps = [(f.__name__, lambda f=f: [f(out, args.quick)]) for f in (figure1, figure2, figure3)]
     if args.simulation:
-        from deepprop.plots.critical_init import noisy_relu_figure
         from deepprop.plots.simulation import FIGURES
 
-        steps += [(f.__name__, lambda f=f: [f(out, device=args.device)]) for f in FIGURES]
-        steps.append(("noisy_relu_figure", lambda: [noisy_relu_figure(out)]))
+        steps += [(draw.__name__, lambda run=run, draw=draw: [draw(run(device=args.device), out)])
+                  for run, draw in FIGURES]
     paths: list[Path] = []
     with common.bar(args, total=len(steps), desc="figures", unit="figure") as bar:
         for name, draw in steps:

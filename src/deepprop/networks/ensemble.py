@@ -15,7 +15,6 @@ so that E[eps_mult] = 1 and E[eps_mult^2] = mu2 = (1 + s_mult^2) / rho.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ from deepprop.activations import Activation
 from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, unit_weights
-from deepprop.prior import NetworkPrior, Noise
+from deepprop.prior import Network, NetworkPrior, Noise, as_prior
 from deepprop.validation import check_positive_int
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -76,34 +75,26 @@ class Ensemble:
     @classmethod
     def build(
         cls,
-        activation: str | Activation | Callable[[torch.Tensor], torch.Tensor] | NetworkPrior,
+        prior: Network,
         sigma_w2: float | tuple[float, ...] | list[float] | None = None,
         sigma_b2: float | None = None,
         width: int = 0,
         *,
         networks: int = 1,
         weights: str = "gaussian",
-        keep_rate: float = 1.0,
-        noise_mult: float = 0.0,
-        noise_add: float = 0.0,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype = "float64",
+        **noise: float,
     ) -> Ensemble:
         """Validate every hyperparameter (ParameterError naming the bad one) and build the spec.
 
         ``Ensemble.build(prior, width=N, ...)`` takes a NetworkPrior whose sigma_w2 is a scalar or 1-d
-        array and whose other fields are scalars; the loose form takes the same numbers one by one.
+        array and whose other fields are scalars (as :meth:`from_prior`); the loose form
+        ``Ensemble.build("tanh", sigma_w2, sigma_b2, N, keep_rate=...)`` takes the same numbers one by one.
         """
-        if isinstance(activation, NetworkPrior):
-            if sigma_w2 is not None or sigma_b2 is not None or (keep_rate, noise_mult, noise_add) != (1.0, 0.0, 0.0):
-                raise ParameterError("prior", "pass either a NetworkPrior or sigma_w2/sigma_b2/noise values, not both")
-            prior = activation
-        else:
-            if sigma_w2 is None:
-                raise ParameterError("sigma_w2", "is required (or pass a NetworkPrior)")
-            sw = np.atleast_1d(np.asarray(sigma_w2, dtype=np.float64))
-            prior = NetworkPrior.build(activation, sw, 0.0 if sigma_b2 is None else sigma_b2, keep_rate=keep_rate,
-                                       noise_mult=noise_mult, noise_add=noise_add)
+        if not isinstance(prior, NetworkPrior) and sigma_w2 is not None:
+            sigma_w2 = np.atleast_1d(np.asarray(sigma_w2, dtype=np.float64))
+        prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
         return cls.from_prior(prior, width, networks=networks, weights=weights, device=device, dtype=dtype)
 
     @classmethod
@@ -125,7 +116,7 @@ class Ensemble:
             raise ParameterError("sigma_w2", f"must be finite and > 0 (got {float(sw[sw <= 0][0])!r})")
         if weights not in WEIGHT_KINDS:
             raise ParameterError("weights", f"must be one of {', '.join(WEIGHT_KINDS)} (got {weights!r})")
-        keep, mult, add = prior.noise.scalar()
+        noise = prior.noise.single()
         if np.size(prior.sigma_b2) != 1:
             raise ParameterError("sigma_b2", "must be a single value for a finite ensemble")
         return cls(
@@ -135,7 +126,7 @@ class Ensemble:
             width=check_positive_int("width", width),
             networks=check_positive_int("networks", networks),
             weights=weights,
-            noise=Noise(keep, mult, add),
+            noise=noise,
             device=resolve_device(device),
             dtype=resolve_dtype(dtype),
         )
@@ -175,8 +166,7 @@ class Ensemble:
         return (b * self.sigma_b2**0.5).repeat(len(self.sigma_w2), 1, 1)
 
     def layer_noise(self) -> LayerNoise:
-        keep, mult, add = self.noise.scalar()
-        return LayerNoise(keep, mult, add)
+        return LayerNoise.of(self.noise)
 
     def draw_noise(self, gen: torch.Generator, like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Fresh (multiplicative, additive) noise shaped like ``like`` (None where that noise is off).

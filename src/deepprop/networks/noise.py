@@ -1,58 +1,64 @@
-"""Layer-input noise of follow-ups section 1, drawn for a whole batch of networks at once.
+"""Layer-input noise drawn for a whole batch of networks at once, kind by kind (:mod:`deepprop.noise_models`).
 
 Each layer's input y = phi(z) becomes y * eps_mult + eps_add, independently per network, unit and input:
-
-    eps_mult = Bernoulli(rho) / rho * N(1, s_mult^2),    eps_add ~ N(0, s_add^2),
-
-so E[eps_mult] = 1 and E[eps_mult^2] = mu2 = (1 + s_mult^2) / rho (``deepprop.prior.Noise``). rho is
-the KEEP rate. The random numbers come from the caller (a torch.Generator for simulations, a
-counter-based hash for training, :mod:`deepprop.networks.random`), always in the same order: the
-dropout uniforms (stream 0), the multiplicative normals (stream 1), the additive normals (stream 2).
+eps_mult is the product of the multiplicative kinds' draws (dropout Bernoulli(rho)/rho, Gaussian
+N(1, s_mult^2), ...), eps_add the sum of the additive kinds' (N(0, s_add^2)). The random numbers come from
+the caller (a torch.Generator for simulations, a counter-based hash for training,
+:mod:`deepprop.networks.random`), one stream per kind in the order of :attr:`deepprop.prior.Noise.kinds`:
+the dropout uniforms (stream 0), the multiplicative normals (stream 1), the additive normals (stream 2),
+then any extra kinds (streams 3, 4, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
+
+from deepprop.noise_models import NoiseKind, standard_kinds
+from deepprop.prior import Noise
 
 Draw = Callable[[int], torch.Tensor]
 """``draw(stream)`` -> a tensor of random numbers of the layer's shape."""
 
 
-def _any(x: float | torch.Tensor, test: Callable) -> bool:
-    return bool(torch.any(test(x))) if isinstance(x, torch.Tensor) else bool(test(x))
-
-
 class LayerNoise:
-    """Noise parameters of a batch of networks (floats, or tensors broadcasting against a layer's input).
+    """The noise of a batch of networks: its kinds, with parameters as floats or as tensors broadcasting
+    against a layer's input (one value per network).
 
-    Which kinds of noise are present is decided once, here, so that drawing a layer's noise never
-    synchronises with a GPU.
+    ``LayerNoise(keep_rate, noise_mult, noise_add, extra=())`` builds the standard kinds from their numbers;
+    :meth:`of` takes a :class:`~deepprop.prior.Noise`. Which kinds are present is decided once, here, so
+    that drawing a layer's noise never synchronises with a GPU.
     """
 
-    def __init__(self, keep_rate: float | torch.Tensor, noise_mult: float | torch.Tensor,
-                 noise_add: float | torch.Tensor):
-        self.keep_rate, self.noise_mult, self.noise_add = keep_rate, noise_mult, noise_add
-        self.dropout = _any(keep_rate, lambda r: r < 1.0)
-        self.gauss_mult = _any(noise_mult, lambda s: s > 0.0)
-        self.gauss_add = _any(noise_add, lambda s: s > 0.0)
+    def __init__(self, keep_rate: float | torch.Tensor = 1.0, noise_mult: float | torch.Tensor = 0.0,
+                 noise_add: float | torch.Tensor = 0.0, extra: Sequence[NoiseKind] = ()):
+        self.kinds: tuple[NoiseKind, ...] = standard_kinds(keep_rate, noise_mult, noise_add) + tuple(extra)
+        self.present = tuple(kind.is_active() for kind in self.kinds)
+
+    @classmethod
+    def of(cls, noise: Noise) -> LayerNoise:
+        """The layer noise of a (single-valued) prior noise."""
+        noise = noise.single()
+        extra = tuple(type(kind)(float(kind.value)) for kind in noise.extra)  # a kind is built from its value
+        return cls(float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add), extra)
 
     @property
     def active(self) -> bool:
-        return self.dropout or self.gauss_mult or self.gauss_add
+        return any(self.present)
 
     def factors(self, uniform: Draw, normal: Draw, dtype: torch.dtype
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(eps_mult, eps_add) for one layer in ``dtype``, None where that noise is off."""
         mult = add = None
-        if self.dropout:
-            mult = (uniform(0) < self.keep_rate).to(dtype) / self.keep_rate
-        if self.gauss_mult:
-            m = 1.0 + self.noise_mult * normal(1)
-            mult = m if mult is None else mult * m
-        if self.gauss_add:
-            add = self.noise_add * normal(2)
+        for stream, (kind, present) in enumerate(zip(self.kinds, self.present, strict=True)):
+            if not present:
+                continue
+            eps = kind.draw(lambda s=stream: uniform(s), lambda s=stream: normal(s), dtype)
+            if kind.multiplicative:
+                mult = eps if mult is None else mult * eps
+            else:
+                add = eps if add is None else add + eps
         return mult, add
 
     def apply(self, y: torch.Tensor, uniform: Draw, normal: Draw) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -26,7 +26,7 @@ def figure1(out: Path, quick: bool = False) -> Path:
     n = 61 if quick else 201
     sw2 = np.linspace(0.5, 4.0, n)
     sb2 = np.linspace(0.0, 0.3, n // 2 + 1)
-    mf = mean_field("tanh", sw2[:, None], sb2[None, :], show_progress=False)
+    mf = mean_field("tanh", sw2[:, None], sb2[None, :])
     fig, ax = panels(3)
     im = ax[0].pcolormesh(sw2, sb2, np.log(mf.chi1.T), cmap="RdBu_r", vmin=-1, vmax=1, shading="auto")
     crit_b = np.linspace(0.0, 0.3, 16 if quick else 31)
@@ -51,16 +51,24 @@ def figure1(out: Path, quick: bool = False) -> Path:
     return save(fig, out / "fig1_phase_diagram.png")
 
 
+def _correlation_maps(ax, curves, c: np.ndarray, xlabel: str, ylabel: str, title: str) -> None:
+    """Panel (a) of figs. 2 and 3: correlation maps c^{l+1}(c^l) beside the diagonal."""
+    for values, col, text in curves:
+        ax.plot(c, values, color=col, label=text)
+    ax.plot(c, c, "k--", lw=0.8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+
+
 def figure2(out: Path, quick: bool = False) -> Path:
     """(a) correlation map for ordered / critical / chaotic; (b, c) xi_q and xi_c, theory vs measured."""
     fig, ax = panels(3)
     c = np.linspace(0.0, 1.0, 201)
-    crit = float(critical_sigma_w2("tanh", 0.05))
-    for sw2, col, name in ((1.2, "red", "ordered"), (crit, "purple", "critical"), (3.5, "blue", "chaotic")):
-        ax[0].plot(c, correlation_map_curve("tanh", sw2, 0.05, c), color=col, label=f"{name} ($\\sigma_w^2$={sw2:.2f})")
-    ax[0].plot(c, c, "k--", lw=0.8)
-    ax[0].set(xlabel=r"$c^l_{ab}$", ylabel=r"$c^{l+1}_{ab}$", title=r"correlation map, $\sigma_b^2=0.05$")
-    ax[0].legend(fontsize=8)
+    crit = critical_sigma_w2("tanh", 0.05)
+    _correlation_maps(ax[0], [(correlation_map_curve("tanh", sw2, 0.05, c), col, f"{name} ($\\sigma_w^2$={sw2:.2f})")
+                              for sw2, col, name in ((1.2, "red", "ordered"), (crit, "purple", "critical"),
+                                                     (3.5, "blue", "chaotic"))],
+                      c, r"$c^l_{ab}$", r"$c^{l+1}_{ab}$", r"correlation map, $\sigma_b^2=0.05$")
     sw2 = np.linspace(0.2, 3.0, 29 if quick else 113)
     sb2s = [0.01, 0.05, 0.1, 0.2, 0.3]
     for sb2, col in zip(sb2s, ramp(len(sb2s), "viridis"), strict=True):
@@ -81,19 +89,14 @@ def figure3(out: Path, quick: bool = False) -> Path:
     """Dropout: (a) correlation map near criticality; (b) c* and (c) xi_c against sigma_w^2, rho 1 -> 0.8."""
     fig, ax = panels(3)
     c = np.linspace(0.0, 1.0, 201)
-    crit = float(critical_sigma_w2("tanh", 0.05))
-    for rho, col in zip((1.0, 0.95, 0.8), ("black", "purple", "blue"), strict=True):
-        ax[0].plot(c, correlation_map_curve("tanh", crit, 0.05, c, keep_rate=rho), color=col, label=rf"$\rho$={rho:g}")
-    ax[0].plot(c, c, "k--", lw=0.8)
-    ax[0].set(
-        xlabel=r"$\bar c^l_{ab}$",
-        ylabel=r"$\bar c^{l+1}_{ab}$",
-        title=rf"$\sigma_w^2$={crit:.3f} (critical for $\rho$=1)",
-    )
-    ax[0].legend(fontsize=8)
+    crit = critical_sigma_w2("tanh", 0.05)
+    _correlation_maps(ax[0], [(correlation_map_curve("tanh", crit, 0.05, c, keep_rate=rho), col, rf"$\rho$={rho:g}")
+                              for rho, col in zip((1.0, 0.95, 0.8), ("black", "purple", "blue"), strict=True)],
+                      c, r"$\bar c^l_{ab}$", r"$\bar c^{l+1}_{ab}$",
+                      rf"$\sigma_w^2$={crit:.3f} (critical for $\rho$=1)")
     sw2 = np.linspace(1.0, 4.0, 61 if quick else 241)
     rhos = np.array([1.0, 0.99, 0.98, 0.95, 0.9, 0.85, 0.8])
-    mf = mean_field("tanh", sw2[:, None], 0.05, keep_rate=rhos[None, :], show_progress=False)
+    mf = mean_field("tanh", sw2[:, None], 0.05, keep_rate=rhos[None, :])
     for j, col in enumerate(ramp(len(rhos), "cool")):
         colour = "black" if j == 0 else col
         ax[1].plot(sw2, mf.c_star[:, j], color=colour, label=rf"{rhos[j]:g}")
@@ -104,9 +107,3 @@ def figure3(out: Path, quick: bool = False) -> Path:
     for a, letter in zip(ax, "abc", strict=True):
         label(a, letter)
     return save(fig, out / "fig3_dropout.png")
-
-
-def draw_all(out: Path, quick: bool = False) -> list[Path]:
-    """Write figures 1-3 into ``out``; returns the paths."""
-    out = Path(out)
-    return [figure1(out, quick), figure2(out, quick), figure3(out, quick)]

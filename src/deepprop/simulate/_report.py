@@ -1,19 +1,10 @@
-"""Turning results into plain JSON-ready Python values (NaN and inf become None, with a reason)."""
+"""Statistics over the networks of an ensemble (mean and standard error)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-
-from deepprop.jsonout import strict
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready Python values through the one serializer (:func:`deepprop.jsonout.strict`): non-finite
-    numbers become None with ``<key>_reason`` beside them."""
-    return strict(value)
 
 
 def stats_over_networks(per_network: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,15 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from deepprop.prior import NOISE_KEYWORDS, Network, NetworkPrior, as_prior
+from deepprop.results import Result
 from deepprop.simulate._inputs import load_inputs
-from deepprop.simulate._report import plain
-from deepprop.simulate.fitting import fit_log_linear
+from deepprop.simulate.fitting import fit_log_linear, relative, relative_error
 from deepprop.simulate.gradients import BACKPROP_MODES, simulate_gradients
 from deepprop.theory.backprop import pair_covariance_profile
 
 
 @dataclass
-class BackpropScales:
+class BackpropScales(Result):
     """One (keep rate, sigma_w2): theory and the fits (value, jackknife error, reason) per backprop mode."""
 
     keep_rate: float
@@ -42,9 +43,9 @@ class BackpropScales:
 
     def rel_err(self, mode: str, which: str) -> float:
         """fit / theory - 1 for ``which`` in ("single", "pair")."""
-        return _rel(self.fits[mode][which][0], self.xi_grad if which == "single" else self.xi_cov)
+        return relative_error(self.fits[mode][which][0], self.xi_grad if which == "single" else self.xi_cov)
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"keep_rate": self.keep_rate, "sigma_w2": self.sigma_w2, "xi_grad": self.xi_grad,
                                "xi_cov": self.xi_cov}
         for mode, f in self.fits.items():
@@ -53,17 +54,13 @@ class BackpropScales:
                 out[f"{which}_{mode}_err"] = e
                 out[f"{which}_{mode}_reason"] = r
                 out[f"{which}_{mode}_rel_err"] = self.rel_err(mode, which)
-        return plain(out)
-
-
-def _rel(a: float, b: float) -> float:
-    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
+        return out
 
 
 def backprop_depth_scales(
-    activation: Any = "tanh",
-    sigma_w2: Sequence[float] = (1.25, 2.5, 3.5),
-    sigma_b2: float = 0.05,
+    prior: Network = "tanh",
+    sigma_w2: Sequence[float] | None = None,
+    sigma_b2: float | None = None,
     *,
     keep_rates: Sequence[float] = (1.0, 0.95, 0.9),
     width: int = 300,
@@ -75,13 +72,21 @@ def backprop_depth_scales(
     **kwargs: Any,
 ) -> list[BackpropScales]:
     """Single-input (eq. 16) and pair (eq. 17) depth scales, shared and independent backprop, per keep rate
-    and sigma_w2 (module docstring). Extra keyword arguments go to :func:`simulate_gradients`."""
+    and sigma_w2 (module docstring). ``prior``: a NetworkPrior (its sigma_w2 the sweep, its keep rate replaced
+    by each of ``keep_rates``) or an activation with the loose ``sigma_w2`` (default (1.25, 2.5, 3.5)) and
+    ``sigma_b2`` (default 0.05). Extra keyword arguments go to :func:`simulate_gradients`."""
+    if isinstance(prior, NetworkPrior):
+        base = as_prior(prior, sigma_w2, sigma_b2)
+    else:
+        base = as_prior(prior, np.atleast_1d((1.25, 2.5, 3.5) if sigma_w2 is None else sigma_w2),
+                        0.05 if sigma_b2 is None else sigma_b2)
+    sweep = np.atleast_1d(base.sigma_w2)
     rows: list[BackpropScales] = []
     for rho in keep_rates:
-        res = {m: simulate_gradients(activation, list(sigma_w2), sigma_b2, width=width, depth=depth,
-                                     networks=networks, batch_size=batch_size, dataset=dataset, backprop=m,
-                                     keep_rate=rho, seed=seed, **kwargs).points for m in BACKPROP_MODES}
-        for i, sw in enumerate(sigma_w2):
+        res = {m: simulate_gradients(base.replace(keep_rate=rho), width=width, depth=depth, networks=networks,
+                                     batch_size=batch_size, dataset=dataset, backprop=m, seed=seed,
+                                     **kwargs).points for m in BACKPROP_MODES}
+        for i, sw in enumerate(sweep):
             th = res["shared"][i].theory or {}
             fits = {}
             for m in BACKPROP_MODES:
@@ -93,7 +98,7 @@ def backprop_depth_scales(
 
 
 @dataclass
-class VarianceMeanRow:
+class VarianceMeanRow(Result):
     """var = prefactor * mean^exponent for one activation, keep rate and gradient statistic."""
 
     activation: str
@@ -104,9 +109,6 @@ class VarianceMeanRow:
     ci_high: float
     prefactor: float
     n_points: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain(self.__dict__)
 
 
 DEFAULT_LAW_SWEEPS: dict[str, tuple[float, ...]] = {
@@ -142,7 +144,7 @@ def variance_mean_laws(
 
 
 @dataclass
-class CovarianceTransient:
+class CovarianceTransient(Result):
     """Eq. 17 at one sigma_w2: the measured same-label covariance scale, the asymptotic xi_cov and the same
     log-linear fit (same layers) of the mean-field profile through the forward transient from the data."""
 
@@ -155,17 +157,17 @@ class CovarianceTransient:
     window: tuple[int, int] | None
     c_first: float  # mean same-label c at the window's first layer (theory)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain({**self.__dict__, "window": None if self.window is None else list(self.window),
-                      "rel_err_transient": _rel(self.xi_cov_fit, self.xi_cov_transient),
-                      "rel_err_asymptotic": _rel(self.xi_cov_fit, self.xi_cov),
-                      "transient_effect": _rel(self.xi_cov_transient, self.xi_cov)})
+    RECORD_EXTRA = ("rel_err_transient", "rel_err_asymptotic", "transient_effect")
+
+    rel_err_transient = relative("xi_cov_fit", "xi_cov_transient", "the measurement against the transient theory")
+    rel_err_asymptotic = relative("xi_cov_fit", "xi_cov", "the measurement against the asymptotic xi_cov")
+    transient_effect = relative("xi_cov_transient", "xi_cov", "the transient theory against the asymptotic xi_cov")
 
 
 def covariance_transient(
-    activation: Any,
-    sigma_w2: Sequence[float],
-    sigma_b2: float,
+    prior: Network,
+    sigma_w2: Sequence[float] | None = None,
+    sigma_b2: float | None = None,
     *,
     width: int = 300,
     depth: int = 100,
@@ -173,17 +175,20 @@ def covariance_transient(
     batch_size: int = 32,
     dataset: str = "digits",
     data_dir: str | None = None,
-    keep_rate: float = 1.0,
     seed: int = 0,
     **kwargs: Any,
 ) -> list[CovarianceTransient]:
     """Run :func:`simulate_gradients` and set each ``xi_cov_fit`` beside the theory of the transient: the
     profile of :func:`deepprop.theory.backprop.pair_covariance_profile` for the same batch's same-label
     pairs, fitted log-linearly over the layers the measurement's fit used (the top ``points`` layers
-    ending at depth - 1)."""
-    res = simulate_gradients(activation, list(sigma_w2), sigma_b2, width=width, depth=depth, networks=networks,
-                             batch_size=batch_size, dataset=dataset, data_dir=data_dir, keep_rate=keep_rate,
-                             seed=seed, **kwargs)
+    ending at depth - 1). ``prior``: a NetworkPrior (its sigma_w2 the sweep) or the loose form
+    ``("tanh", sigma_w2, sigma_b2, keep_rate=...)``; other keyword arguments go to :func:`simulate_gradients`."""
+    noise = {k: kwargs.pop(k) for k in NOISE_KEYWORDS if k in kwargs}
+    if not isinstance(prior, NetworkPrior) and sigma_w2 is not None:
+        sigma_w2 = np.atleast_1d(np.asarray(sigma_w2, dtype=np.float64))
+    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    res = simulate_gradients(prior, width=width, depth=depth, networks=networks, batch_size=batch_size,
+                             dataset=dataset, data_dir=data_dir, seed=seed, **kwargs)
     data = load_inputs(dataset, data_dir)
     idx = np.random.default_rng(seed).choice(data.x.shape[0], size=batch_size, replace=False)
     x, y = data.x[idx].astype(np.float64), data.y[idx]
@@ -194,7 +199,7 @@ def covariance_transient(
         th = p.theory or {}
         window, xi_t, c_first = None, math.nan, math.nan
         if fit.n_points >= 3 and len(pairs):
-            prof = pair_covariance_profile(activation, p.sigma_w2, sigma_b2, x, pairs, depth, keep_rate=keep_rate)
+            prof = pair_covariance_profile(prior.replace(sigma_w2=p.sigma_w2), x=x, pairs=pairs, depth=depth)
             top = depth - 1
             window = (top - fit.n_points + 1, top)
             mask = (prof["layers"] >= window[0]) & (prof["layers"] <= window[1])

@@ -31,9 +31,11 @@ import torch
 
 from deepprop.errors import ParameterError
 from deepprop.networks import Ensemble
+from deepprop.prior import Network, NetworkPrior, as_prior
+from deepprop.results import Result
 from deepprop.simulate import _theory
-from deepprop.simulate._report import plain, stats_over_networks
-from deepprop.simulate.fitting import fit_exponential_approach, fit_log_linear, leading_run
+from deepprop.simulate._report import stats_over_networks
+from deepprop.simulate.fitting import fit_exponential_approach, fit_log_linear, leading_run, relative
 from deepprop.simulate.forward import initial_pairs, propagate_pairs
 from deepprop.validation import check_positive_int
 
@@ -42,7 +44,7 @@ AGREE_SIGMA = 2.0  # or within 2 bootstrap standard errors of it (statistics-lim
 
 
 @dataclass
-class CorrelationScaleFit:
+class CorrelationScaleFit(Result):
     """One setting (keep rate, width, start): measured fit, same-window theory fit and the asymptotic xi_c."""
 
     keep_rate: float
@@ -63,20 +65,11 @@ class CorrelationScaleFit:
     replicate_fits: list[float] = field(default_factory=list)
     note: str | None = None
 
-    @property
-    def rel_err_window(self) -> float:
-        """xi_c_fit / xi_c_fit_theory - 1: the finite-width discrepancy at equal window."""
-        return _rel(self.xi_c_fit, self.xi_c_fit_theory)
-
-    @property
-    def rel_err_asymptotic(self) -> float:
-        """xi_c_fit / xi_c - 1: what a comparison with eq. 9 alone reports."""
-        return _rel(self.xi_c_fit, self.xi_c)
-
-    @property
-    def window_effect(self) -> float:
-        """xi_c_fit_theory / xi_c - 1: the part of that discrepancy the infinite-width theory itself shows."""
-        return _rel(self.xi_c_fit_theory, self.xi_c)
+    rel_err_window = relative("xi_c_fit", "xi_c_fit_theory",
+                              "xi_c_fit / xi_c_fit_theory - 1: the finite-width discrepancy at equal window")
+    rel_err_asymptotic = relative("xi_c_fit", "xi_c", "xi_c_fit / xi_c - 1: what a comparison with eq. 9 alone reports")
+    window_effect = relative("xi_c_fit_theory", "xi_c", "xi_c_fit_theory / xi_c - 1: the part of that discrepancy "
+                             "the infinite-width theory itself shows")
 
     @property
     def z_window(self) -> float:
@@ -95,21 +88,7 @@ class CorrelationScaleFit:
         ok = abs(self.rel_err_window) <= AGREE_REL or (math.isfinite(z) and abs(z) <= AGREE_SIGMA)
         return "agrees" if ok else "differs"
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain({
-            "keep_rate": self.keep_rate, "width": self.width, "start": self.start, "c0": self.c0,
-            "depth": self.depth, "networks": self.networks, "xi_c": self.xi_c, "c_star": self.c_star,
-            "xi_c_fit": self.xi_c_fit, "xi_c_fit_err": self.xi_c_fit_err, "xi_c_fit_reason": self.xi_c_fit_reason,
-            "xi_c_fit_theory": self.xi_c_fit_theory, "xi_c_fit_theory_reason": self.xi_c_fit_theory_reason,
-            "c_star_fit": self.c_star_fit, "rel_err_window": self.rel_err_window,
-            "rel_err_asymptotic": self.rel_err_asymptotic, "window_effect": self.window_effect,
-            "z_window": self.z_window, "verdict": self.verdict, "anchored": self.anchored,
-            "replicate_fits": self.replicate_fits, "note": self.note,
-        })
-
-
-def _rel(a: float, b: float) -> float:
-    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
+    RECORD_EXTRA = ("rel_err_window", "rel_err_asymptotic", "window_effect", "z_window", "verdict")
 
 
 def _bootstrap(fit: Callable[[np.ndarray], float], per_net: np.ndarray, draws: int = 64, seed: int = 0) -> float:
@@ -208,9 +187,9 @@ def _combine(fits: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def correlation_scale_fidelity(
-    activation: Any = "tanh",
-    sigma_w2: float = 2.0,
-    sigma_b2: float = 0.05,
+    prior: Network = "tanh",
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
     *,
     keep_rates: Sequence[float] = (1.0, 0.99, 0.95, 0.9, 0.8),
     widths: Sequence[int] = (300, 1000),
@@ -225,7 +204,10 @@ def correlation_scale_fidelity(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float32",
 ) -> list[CorrelationScaleFit]:
-    """Per (keep rate, width) ``replicates`` independent ensembles of ``networks`` networks carrying ``pairs``
+    """``correlation_scale_fidelity(prior, keep_rates=..., ...)`` (its keep rate replaced by each of
+    ``keep_rates``) or the loose ``("tanh", sigma_w2, sigma_b2)`` (defaults 2.0 and 0.05).
+
+    Per (keep rate, width) ``replicates`` independent ensembles of ``networks`` networks carrying ``pairs``
     input pairs from each of two starts, c0 = ``c0_far`` and c0 = c* + ``near_offset`` (clipped to
     [-0.95, 0.99]), at q0 = q*; depth ``depth`` or :func:`default_depth`. Returns one
     :class:`CorrelationScaleFit` per (keep rate, width, start), in that order.
@@ -237,14 +219,18 @@ def correlation_scale_fidelity(
     if not (math.isfinite(c0_far) and -1.0 < c0_far < 1.0):
         raise ParameterError("c0_far", f"must be in (-1, 1) (got {c0_far!r})")
     pairs = check_positive_int("pairs", pairs)
+    if isinstance(prior, NetworkPrior):
+        base = as_prior(prior, sigma_w2, sigma_b2)
+    else:  # the loose form's defaults: tanh just inside the chaotic phase
+        base = as_prior(prior, 2.0 if sigma_w2 is None else sigma_w2, 0.05 if sigma_b2 is None else sigma_b2)
     rows: list[CorrelationScaleFit] = []
     for rho in keep_rates:
         for width in widths:
-            ens = Ensemble.build(activation, float(sigma_w2), sigma_b2, width, networks=networks, weights=weights,
-                                 keep_rate=rho, device=device, dtype=dtype)
+            ens = Ensemble.build(base.replace(keep_rate=rho), width=width, networks=networks, weights=weights,
+                                 device=device, dtype=dtype)
             th = {k: float(np.ravel(v)[0]) for k, v in _theory.point(ens).items() if k != "phase"}
             if not (math.isfinite(th["q_star"]) and math.isfinite(th["c_star"])):
-                raise ParameterError("sigma_w2", f"no finite fixed point (q*, c*) at sigma_w2={sigma_w2}, "
+                raise ParameterError("sigma_w2", f"no finite fixed point (q*, c*) at sigma_w2={ens.sigma_w2[0]}, "
                                                  f"keep_rate={rho}")
             d = check_positive_int("depth", depth) if depth is not None else default_depth(th["xi_c"])
             starts = {"far": c0_far, "near": float(np.clip(th["c_star"] + near_offset, -0.95, 0.99))}

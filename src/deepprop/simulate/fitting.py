@@ -31,6 +31,16 @@ class LogLinearFit:
         return self.n_points >= 3 and math.isfinite(self.slope)
 
 
+def relative_error(a: float, b: float) -> float:
+    """a / b - 1, NaN where either is not finite or b is 0."""
+    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
+
+
+def relative(measured: str, reference: str, doc: str) -> property:
+    """A read-only property: :func:`relative_error` of two attributes of a result record."""
+    return property(lambda self: relative_error(getattr(self, measured), getattr(self, reference)), doc=doc)
+
+
 def fit_log_linear(x: ArrayLike, y: ArrayLike, mask: ArrayLike | None = None) -> LogLinearFit:
     """Least-squares line through (x, log|y|) over ``mask`` (and finite, nonzero y); slope std error."""
     x = np.asarray(x, dtype=np.float64)
@@ -79,6 +89,28 @@ def fit_relaxation(layers: ArrayLike, residual: ArrayLike, floor: ArrayLike, sta
     if not fit.ok:
         return math.nan, fit.n_points
     return (-1.0 / fit.slope if fit.slope != 0 else math.inf), fit.n_points
+
+
+def relaxation_jackknife(layers: ArrayLike, per_net: np.ndarray, star: float, floor: ArrayLike,
+                         start: int = 0) -> float:
+    """Standard error of :func:`fit_relaxation`'s xi for the network mean of ``per_net`` (networks, layers)
+    against the fixed point ``star``, by the jackknife over networks: each network left out in turn, the
+    slope refitted over the full fit's own layer window, its spread propagated to xi = -1/slope. NaN with
+    fewer than 3 networks or where the full fit has no answer."""
+    per_net = np.asarray(per_net, dtype=np.float64)
+    k = per_net.shape[0]
+    mean = per_net.mean(axis=0)
+    r = np.abs(mean - star)
+    mask = leading_run(r > np.broadcast_to(np.asarray(floor, dtype=np.float64), r.shape), start)
+    full = fit_log_linear(layers, mean - star, mask)
+    if k < 3 or not full.ok or full.slope == 0:
+        return math.nan
+    slopes = np.array([fit_log_linear(layers, np.delete(per_net, i, axis=0).mean(axis=0) - star, mask).slope
+                       for i in range(k)])
+    if not np.all(np.isfinite(slopes)):
+        return math.nan
+    se = math.sqrt((k - 1) / k * float(((slopes - slopes.mean()) ** 2).sum()))
+    return se / full.slope**2
 
 
 def fit_growth(layers: ArrayLike, values: ArrayLike, mask: ArrayLike | None = None) -> tuple[float, float, int]:

@@ -19,6 +19,7 @@ Backpropagation modes (follow-ups section 2):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +31,13 @@ from tqdm.auto import tqdm
 
 from deepprop.checkpoint import Checkpoint
 from deepprop.errors import ParameterError
+from deepprop.jsonout import strict
 from deepprop.networks import Ensemble
+from deepprop.prior import Network
+from deepprop.results import Progress, Result, report_progress
 from deepprop.simulate import _theory
 from deepprop.simulate._inputs import load_inputs
-from deepprop.simulate._report import plain, stats_over_networks
+from deepprop.simulate._report import stats_over_networks
 from deepprop.simulate.fitting import fit_log_linear, leading_run
 from deepprop.validation import check_positive_int
 
@@ -177,7 +181,8 @@ class DepthFit:
     n_points: int
     reason: str | None = None
 
-    def to_dict(self, name: str) -> dict[str, Any]:
+    def as_fields(self, name: str) -> dict[str, Any]:
+        """The fit as the fields ``name``, ``name_err``, ``name_points``, ``name_reason`` of a record."""
         return {name: self.value, f"{name}_err": self.err, f"{name}_points": self.n_points,
                 f"{name}_reason": self.reason}
 
@@ -221,7 +226,7 @@ def fit_depth_profile(layers: np.ndarray, per_net: np.ndarray, mask: np.ndarray,
 
 
 @dataclass
-class GradientPoint:
+class GradientPoint(Result):
     """One sigma_w2: per-layer statistics (means and standard errors over networks), fits and theory.
 
     Three estimators of eq. 16 (see :func:`layer_gradient_stats`): ``xi_grad_fit`` from the per-example
@@ -251,7 +256,7 @@ class GradientPoint:
     def xi_cov_fit(self) -> float:
         return self.fits["xi_cov_fit"].value
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         rows = []
         for i, l in enumerate(self.layers):
             row: dict[str, Any] = {"layer": int(l), "grad_sq_norm_var": self.grad_sq_norm_var[i]}
@@ -261,11 +266,11 @@ class GradientPoint:
         th = self.theory or {}
         out: dict[str, Any] = {"sigma_w2": self.sigma_w2, "layers": rows, "finite": self.finite}
         for name, fit in self.fits.items():
-            out.update(fit.to_dict(name))
+            out.update(fit.as_fields(name))
         for k in ("xi_grad", "xi_grad_typical", "kappa", "chi1", "xi_cov", "chi_c", "xi_c", "phase"):
             out[k] = th.get(k)
         out["xi_cov_reason"] = th.get("xi_cov_reason")
-        return plain(out)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GradientPoint:
@@ -284,7 +289,7 @@ FIT_NAMES = ("xi_grad_fit", "xi_grad_fit_batch", "xi_grad_fit_typical", "xi_cov_
 
 
 @dataclass
-class PowerLaw:
+class PowerLaw(Result):
     """var = prefactor * mean^exponent, with a bootstrap confidence interval on the exponent."""
 
     exponent: float
@@ -293,13 +298,13 @@ class PowerLaw:
     ci_high: float
     n_points: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         return {"exponent": self.exponent, "prefactor": self.prefactor, "ci95": [self.ci_low, self.ci_high],
                 "points": self.n_points}
 
 
 @dataclass
-class GradientResult:
+class GradientResult(Result):
     """A sweep over sigma_w2 and the variance-vs-mean law of the gradient statistics across networks."""
 
     points: list[GradientPoint]
@@ -308,13 +313,13 @@ class GradientResult:
     params: dict[str, Any] = field(default_factory=dict)
     var_mean: dict[str, PowerLaw] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Single sigma_w2: the point's dict; a sweep: {"sweep": [...]}; both with the extra fields."""
+    def record(self) -> dict[str, Any]:
+        """Single sigma_w2: the point's record; a sweep: {"sweep": [...]}; both with the extra fields."""
         extra = {"var_mean_exponent": self.var_mean_exponent, "var_mean_prefactor": self.var_mean_prefactor,
-                 "var_mean": {k: v.to_dict() for k, v in self.var_mean.items()}, "params": self.params}
+                 "var_mean": self.var_mean, "params": self.params}
         if len(self.points) == 1:
-            return plain({**self.points[0].to_dict(), **extra})
-        return plain({"sweep": [p.to_dict() for p in self.points], **extra})
+            return {**self.points[0].to_dict(), **extra}
+        return {"sweep": self.points, **extra}
 
 
 def _fit_point(sw2: float, per_net: dict[str, np.ndarray], depth: int, fit_skip: int,
@@ -390,19 +395,14 @@ def variance_mean_law(points: Sequence[GradientPoint], per_net: Sequence[np.ndar
 
 
 def simulate_gradients(
-    activation: Any,
-    sigma_w2: float | Sequence[float],
-    sigma_b2: float,
-    *,
+    prior: Network,
+    *loose: float | Sequence[float],
     width: int = 300,
     depth: int = 240,
     dataset: str = "digits",
     data_dir: str | None = None,
     batch_size: int = 128,
     backprop: str = "shared",
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     weights: str = "gaussian",
     networks: int = 2,
     seed: int = 0,
@@ -411,21 +411,25 @@ def simulate_gradients(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float32",
     checkpoint: str | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
+    **noise: float,
 ) -> GradientResult:
     """Per-layer ||dE/dW^l||^2 and gradient covariances for each sigma_w2, with exponential fits.
 
+    ``simulate_gradients(prior)`` (its sigma_w2 a value or a 1-d sweep) or the loose form
+    ``simulate_gradients("tanh", sigma_w2, sigma_b2, keep_rate=...)``.
     The sweep is run ``chunk`` sigma_w2 values at a time as one batch of chunk * networks networks
     (all at once by default); all values share the same standard weight draw scaled by sqrt(sigma_w2).
     Fits use layers fit_skip < l <= depth - fit_skip (default depth // 10, at least 2). Finished chunks
     are stored in ``checkpoint`` (JSON) and skipped when the run is repeated with the same parameters.
+    ``progress``: a ``progress(done, total)`` callback over layers (forward, backward, statistics), or True
+    for a bar on stderr.
     """
     if backprop not in BACKPROP_MODES:
         raise ParameterError("backprop", f"must be one of {', '.join(BACKPROP_MODES)} (got {backprop!r})")
-    sweep = [sigma_w2] if isinstance(sigma_w2, (int, float)) else list(sigma_w2)
-    ens_all = Ensemble.build(activation, tuple(sweep), sigma_b2, width, networks=networks, weights=weights,
-                             keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
-                             device=device, dtype=dtype)
+    ens_all = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
+                             dtype=dtype, **noise)
+    sweep = list(ens_all.sigma_w2)
     depth = check_positive_int("depth", depth)
     batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     chunk = len(sweep) if chunk is None else check_positive_int("chunk", chunk)
@@ -441,8 +445,7 @@ def simulate_gradients(
     params = {
         "activation": ens_all.activation.name, "sigma_b2": ens_all.sigma_b2, "width": ens_all.width,
         "depth": depth, "dataset": dataset, "batch_size": batch_size, "backprop": backprop,
-        "keep_rate": ens_all.noise.keep_rate, "noise_mult": ens_all.noise.noise_mult,
-        "noise_add": ens_all.noise.noise_add, "weights": weights, "networks": networks, "seed": int(seed),
+        **ens_all.noise.numbers(), "weights": weights, "networks": networks, "seed": int(seed),
         "chunk": chunk, "fit_skip": fit_skip, "dtype": str(ens_all.dtype).removeprefix("torch."),
     }
     ckpt = Checkpoint(checkpoint, params)
@@ -452,7 +455,7 @@ def simulate_gradients(
     chunks = [sweep[i:i + chunk] for i in range(0, len(sweep), chunk)]
     # One bar over every layer of every chunk (forward, backward, statistics: 3 depth steps a chunk), so that
     # a sweep run as a single chunk still shows its ETA.
-    bar = tqdm(total=3 * depth * len(chunks), desc="gradients", unit="layer", disable=not progress)
+    bar = _LayerCount(3 * depth * len(chunks), progress)
     for part in chunks:
         key = repr([float(s) for s in part])
         if key in ckpt:
@@ -465,7 +468,7 @@ def simulate_gradients(
                 th = {k: v[sweep.index(s)] for k, v in theory.items()}
                 mine = {k: v[j] for k, v in per_net.items()}
                 d = _fit_point(float(s), mine, depth, fit_skip, th).to_dict()
-                d["per_network"] = plain({k: mine[k] for k in LAW_KEYS})
+                d["per_network"] = strict({k: mine[k] for k in LAW_KEYS})
                 done.append(d)
             ckpt.save(key, done)
         for d in ckpt[key]:
@@ -483,13 +486,32 @@ def simulate_gradients(
 LAW_KEYS = ("grad_sq_norm", "per_example_sq_norm")
 
 
+class _LayerCount:
+    """Counts finished layers for ``progress``: a callback gets (done, total), True draws a tqdm bar."""
+
+    def __init__(self, total: int, progress: bool | Progress):
+        self.total, self.done = total, 0
+        self.callback = progress if callable(progress) else None
+        self.bar = tqdm(total=total, desc="gradients", unit="layer", disable=not progress) \
+            if not callable(progress) else None
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        report_progress(self.callback, self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _run_chunk(ens_all: Ensemble, part: Sequence[float], x0: torch.Tensor, labels: torch.Tensor, depth: int,
                n_classes: int, backprop: str, seed: int,
                tick: Callable[..., object] = lambda n=1: None) -> dict[str, np.ndarray]:
     """Per-network statistics, arrays of shape (len(part), networks, depth); ``tick(n)`` reports n layers done
     (depth forward, depth backward, depth statistics)."""
-    ens = Ensemble(ens_all.activation, tuple(float(s) for s in part), ens_all.sigma_b2, ens_all.width,
-                   ens_all.networks, ens_all.weights, ens_all.noise, ens_all.device, ens_all.dtype)
+    ens = dataclasses.replace(ens_all, sigma_w2=tuple(float(s) for s in part))
     x = x0.unsqueeze(0).expand(ens.batch, -1, -1)
     gen = ens.generator(seed)
     if backprop == "shared":

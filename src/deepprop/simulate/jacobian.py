@@ -24,8 +24,10 @@ import torch
 
 from deepprop.errors import ParameterError
 from deepprop.networks import Ensemble
+from deepprop.prior import Network
+from deepprop.results import Result
 from deepprop.simulate import _theory
-from deepprop.simulate._report import plain, stats_over_networks
+from deepprop.simulate._report import stats_over_networks
 from deepprop.theory import spectrum as spectral
 from deepprop.validation import check_positive, check_positive_int
 
@@ -100,21 +102,20 @@ def spectrum_theory(ens: Ensemble, sigma_w2: float, depth: int, q: float, snr: f
     """Free-probability predictions at one point (deepprop.theory.spectrum): theory_spread (var/mean^2 of
     the squared singular values), mi_equal_gain_theory and mi_isometry = log(1 + snr) / 2; a reason
     instead where the theory has no answer."""
-    keep, mult, add = ens.noise.scalar()
-    kw = {"weights": ens.weights, "keep_rate": keep, "noise_mult": mult, "noise_add": add, "q": q}
+    prior = ens.prior.replace(sigma_w2=sigma_w2)
+    kw = {"depth": depth, "weights": ens.weights, "q": q}
     out: dict[str, Any] = {"mi_isometry": 0.5 * math.log1p(snr), "reason": None}
     try:
-        out["theory_spread"] = spectral.jacobian_moments(ens.activation, sigma_w2, ens.sigma_b2, depth, **kw).spread
+        out["theory_spread"] = spectral.jacobian_moments(prior, **kw).spread
         if with_information:
-            out["mi_equal_gain_theory"] = spectral.equal_gain_information(
-                ens.activation, sigma_w2, ens.sigma_b2, depth, snr=snr, **kw)
+            out["mi_equal_gain_theory"] = spectral.equal_gain_information(prior, snr=snr, **kw)
     except ParameterError as exc:
         out["reason"] = str(exc)
     return out
 
 
 @dataclass
-class JacobianPoint:
+class JacobianPoint(Result):
     """Spectrum summary at one sigma_w2 (means and standard errors over networks)."""
 
     sigma_w2: float
@@ -138,9 +139,9 @@ class JacobianPoint:
 
     _depth: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         ratio = self.mean_sq_singular / self.chi1_L if math.isfinite(self.chi1_L) else math.nan
-        return plain({
+        return {
             "sigma_w2": self.sigma_w2, "input_q": self.input_q, "chi1": self.chi1, "chi1_L": self.chi1_L,
             "mean_sq_singular": self.mean_sq_singular, "mean_sq_singular_err": self.mean_sq_singular_err,
             "ratio_to_theory": ratio, "spread": self.spread, "log_sv_std": self.log_sv_std,
@@ -151,47 +152,43 @@ class JacobianPoint:
             "theory_spread": self.theory.get("theory_spread"), "theory_spread_reason": self.theory.get("reason"),
             "mi_equal_gain_theory": self.theory.get("mi_equal_gain_theory"),
             "mi_equal_gain_theory_reason": self.theory.get("reason"),
-        })
+        }
 
 
 @dataclass
-class JacobianResult:
+class JacobianResult(Result):
     points: list[JacobianPoint]
     critical_sigma_w2: float
     params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def mi_peak_sigma_w2(self) -> float:
-        mi = np.array([p.mutual_information for p in self.points])
+    def _peak(self, key: str) -> float:
+        mi = np.array([getattr(p, key) for p in self.points])
         if not np.any(np.isfinite(mi)):
             return math.nan
         return self.points[int(np.nanargmax(mi))].sigma_w2
+
+    @property
+    def mi_peak_sigma_w2(self) -> float:
+        """The sigma_w2 with the largest channel information."""
+        return self._peak("mutual_information")
 
     @property
     def mi_equal_gain_peak_sigma_w2(self) -> float:
         """The sigma_w2 with the largest equal-gain information (the most isometric spectrum shape)."""
-        mi = np.array([p.mi_equal_gain for p in self.points])
-        if not np.any(np.isfinite(mi)):
-            return math.nan
-        return self.points[int(np.nanargmax(mi))].sigma_w2
+        return self._peak("mi_equal_gain")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain({"points": [p.to_dict() for p in self.points], "mi_peak_sigma_w2": self.mi_peak_sigma_w2,
-                      "mi_equal_gain_peak_sigma_w2": self.mi_equal_gain_peak_sigma_w2,
-                      "critical_sigma_w2": self.critical_sigma_w2, "params": self.params})
+    def record(self) -> dict[str, Any]:
+        return {"points": self.points, "mi_peak_sigma_w2": self.mi_peak_sigma_w2,
+                "mi_equal_gain_peak_sigma_w2": self.mi_equal_gain_peak_sigma_w2,
+                "critical_sigma_w2": self.critical_sigma_w2, "params": self.params}
 
 
 def jacobian_spectrum(
-    activation: Any,
-    sigma_w2: float | Sequence[float],
-    sigma_b2: float,
-    *,
+    prior: Network,
+    *loose: float | Sequence[float],
     width: int = 300,
     depth: int = 10,
     weights: str = "gaussian",
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     networks: int = 2,
     input_q: float | None = None,
     signal_var: float = 1.0,
@@ -201,17 +198,19 @@ def jacobian_spectrum(
     seed: int = 0,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float64",
+    **noise: float,
 ) -> JacobianResult:
     """Jacobian spectra of ``networks`` random networks per sigma_w2, at an input with pre-activation
     variance ``input_q`` (default: the engine's q* for each sigma_w2).
 
-    With ``spectrum=False`` only (1/N)||J||_F^2 is measured, by ``probes`` random tangent vectors
-    (Hutchinson's estimator; no N x N Jacobian, no SVD; spread, quantiles and I are then NaN).
+    ``jacobian_spectrum(prior)`` (its sigma_w2 a value or a 1-d sweep, everything else single-valued) or
+    ``jacobian_spectrum("tanh", sigma_w2, sigma_b2, keep_rate=...)``. With ``spectrum=False`` only
+    (1/N)||J||_F^2 is measured, by ``probes`` random tangent vectors (Hutchinson's estimator; no N x N
+    Jacobian, no SVD; spread, quantiles and I are then NaN).
     """
-    sweep = [sigma_w2] if isinstance(sigma_w2, (int, float)) else list(sigma_w2)
-    ens = Ensemble.build(activation, tuple(sweep), sigma_b2, width, networks=networks, weights=weights,
-                         keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
-                         device=device, dtype=dtype)
+    ens = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
+                         dtype=dtype, **noise)
+    sweep = list(ens.sigma_w2)
     depth = check_positive_int("depth", depth)
     signal_var = check_positive("signal_var", signal_var)
     noise_var = check_positive("noise_var", noise_var)
@@ -272,7 +271,6 @@ def jacobian_spectrum(
                                     with_information=spectrum)
         points.append(pt)
     params = {"activation": ens.activation.name, "sigma_b2": ens.sigma_b2, "width": n, "depth": depth,
-              "weights": weights, "keep_rate": ens.noise.keep_rate, "noise_mult": ens.noise.noise_mult,
-              "noise_add": ens.noise.noise_add, "networks": ens.networks, "signal_var": signal_var,
+              "weights": weights, **ens.noise.numbers(), "networks": ens.networks, "signal_var": signal_var,
               "noise_var": noise_var, "seed": int(seed), "dtype": str(ens.dtype).removeprefix("torch.")}
     return JacobianResult(points, crit, params)

@@ -2,7 +2,7 @@
 
 ReLU networks without bias, trained with dropout (keep rate rho) at the noise-aware critical init
 sigma_w^2 = 2 rho and at He's sigma_w^2 = 2, over a range of depths, with the sweep engine. The figure is
-:func:`deepprop.plots.critical_init.init_trainability_figure`.
+:func:`deepprop.plots.critical_init.draw_init_vs_he`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from deepprop.errors import ParameterError
 from deepprop.sweep.config import SweepConfig, from_mapping
 from deepprop.sweep.runner import load_for, plan, run_sweep
 from deepprop.sweep.store import Store
-from deepprop.theory.meanfield import mean_field
+from deepprop.theory.meanfield import mean_field, trajectory
 
 HE_SIGMA_W2 = 2.0
 """He initialisation's sigma_w^2 for ReLU (critical without noise)."""
@@ -111,3 +111,12 @@ def compare_inits(
             )
         )
     return pd.DataFrame(rows).sort_values(["init", "depth"], ignore_index=True), cfg
+
+
+def q_curves(table: pd.DataFrame, cfg: SweepConfig) -> dict[str, np.ndarray]:
+    """The mean-field q^l (q^0 = 1) of each init of the comparison, layers 0 .. the deepest depth (the
+    figure's second panel)."""
+    depth = int(max(cfg.depths))
+    return {str(init): np.asarray(trajectory("relu", float(g["sigma_w2"].iloc[0]), 0.0, q0=1.0, c0=0.5,
+                                             depth=depth, keep_rate=cfg.keep_rates[0])[0]).reshape(-1)
+            for init, g in table.groupby("init")}

@@ -32,15 +32,11 @@ import torch
 from numpy.typing import ArrayLike
 
 from deepprop.activations import get_activation
+from deepprop.errors import ParameterError
+from deepprop.prior import Network, as_prior
 from deepprop.theory.gauss import expect
 from deepprop.theory.meanfield import mean_field
-
-
-def multiplicative_noise_moments(keep_rate: float, noise_mult: float) -> tuple[float, float]:
-    """(E[eps^2], E[eps^4]) of eps = Bernoulli(rho)/rho * N(1, s^2): ((1+s^2)/rho, (1+6s^2+3s^4)/rho^3)."""
-    s2 = float(noise_mult) ** 2
-    rho = float(keep_rate)
-    return (1.0 + s2) / rho, (1.0 + 6.0 * s2 + 3.0 * s2 * s2) / rho**3
+from deepprop.validation import check_positive_int
 
 
 def derivative_moments(activation: Any, q: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -59,28 +55,25 @@ def _signed_scale(rate: np.ndarray) -> np.ndarray:
 
 
 def gradient_theory(
-    activation: Any,
-    sigma_w2: ArrayLike,
-    sigma_b2: ArrayLike,
-    *,
+    prior: Network,
+    *loose: ArrayLike,
     width: int | None = None,
     weights: str = "gaussian",
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
+    **noise: ArrayLike,
 ) -> dict[str, np.ndarray]:
-    """Depth scales of backpropagated gradients (see module docstring), arrays broadcast over the inputs.
+    """Depth scales of backpropagated gradients (see module docstring), arrays broadcast over the prior.
 
-    Returns chi1, chi_c, xi_grad (eq. 16), xi_cov (eq. 17 at the fixed point), kappa and, when ``width``
-    is given, xi_grad_typical = -1 / (log chi1 - kappa / (2 width)). NaN where the engine has no
-    fixed point (phase "unbounded").
+    ``gradient_theory(prior)`` or ``gradient_theory("tanh", sigma_w2, sigma_b2, keep_rate=...)``. Returns
+    chi1, chi_c, xi_grad (eq. 16), xi_cov (eq. 17 at the fixed point), kappa and, when ``width`` is given,
+    xi_grad_typical = -1 / (log chi1 - kappa / (2 width)). NaN where the engine has no fixed point (phase
+    "unbounded"). The noise enters through its moments E[eps^2] and E[eps^4] (:class:`deepprop.prior.Noise`).
     """
-    mf = mean_field(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
-                    noise_add=noise_add, show_progress=False)
+    prior = as_prior(prior, *loose, **noise)
+    mf = mean_field(prior)
     chi1, chi_c = np.asarray(mf.chi1, dtype=np.float64), np.asarray(mf.chi_c, dtype=np.float64)
     q = np.nan_to_num(np.asarray(mf.q_star, dtype=np.float64), nan=1.0)
-    m2, m4 = derivative_moments(activation, np.maximum(q, 1e-12))
-    e2, e4 = multiplicative_noise_moments(keep_rate, noise_mult)
+    m2, m4 = derivative_moments(prior.activation, np.maximum(q, 1e-12))
+    e2, e4 = prior.noise.mu2, prior.noise.mu4
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (e4 * m4) / (e2 * m2) ** 2  # E[a^2] / E[a]^2 with a = (eps phi')^2
     kappa = 3.0 * ratio - 1.0 if weights == "gaussian" else 3.0 * (ratio - 1.0)
@@ -90,7 +83,6 @@ def gradient_theory(
     if width is not None:
         out["xi_grad_typical"] = _signed_scale(chi1 * np.exp(-kappa / (2.0 * float(width))))
     return out
-
 
 
 def _pair_grid(qa: np.ndarray, qb: np.ndarray, c: np.ndarray, nodes: int) -> tuple[np.ndarray, ...]:
@@ -108,29 +100,38 @@ def _pair_grid(qa: np.ndarray, qb: np.ndarray, c: np.ndarray, nodes: int) -> tup
 
 
 def pair_covariance_profile(
-    activation: Any,
-    sigma_w2: float,
-    sigma_b2: float,
-    x: np.ndarray,
-    pairs: np.ndarray,
-    depth: int,
+    prior: Network,
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
+    x: np.ndarray | None = None,
+    pairs: np.ndarray | None = None,
+    depth: int | None = None,
     *,
-    keep_rate: float = 1.0,
     nodes: int = 96,
+    **noise: float,
 ) -> dict[str, np.ndarray]:
     r"""Mean-field gradient covariance of input pairs layer by layer, through the forward TRANSIENT.
 
+    ``pair_covariance_profile(prior, x=x, pairs=pairs, depth=L)`` (a single-valued prior) or
+    ``pair_covariance_profile("tanh", sigma_w2, sigma_b2, x, pairs, L, keep_rate=...)``.
     For inputs x (B, d) (first layer z^1 = W^1 x + b^1 with Var W^1 = sigma_w^2 / d) and index pairs
-    (P, 2), the pair's forward statistics follow the two-input maps with dropout (independent masks):
-    q_a' = sigma_w^2 E[phi(u_a)^2] / rho + sigma_b^2, q_ab' = sigma_w^2 E[phi(u_a) phi(u_b)] + sigma_b^2.
-    The error covariance T^l = delta_a^l . delta_b^l obeys T^l = chi_ab^l T^{l+1} with the LOCAL factor
-    chi_ab^l = sigma_w^2 E[phi'(z_a^l) phi'(z_b^l)] (eq. 17 before c^l has reached c*), and the weight
+    (P, 2), the pair's forward statistics follow the two-input maps with noise (independent per input):
+    q_a' = sigma_w^2 (mu2 E[phi(u_a)^2] + s_add^2) + sigma_b^2, q_ab' = sigma_w^2 E[phi(u_a) phi(u_b)] +
+    sigma_b^2. The error covariance T^l = delta_a^l . delta_b^l obeys T^l = chi_ab^l T^{l+1} with the LOCAL
+    factor chi_ab^l = sigma_w^2 E[phi'(z_a^l) phi'(z_b^l)] (eq. 17 before c^l has reached c*), and the weight
     gradient covariance is G^l = T^l Y^{l-1}, Y^{l-1} = E[phi(z_a^{l-1}) phi(z_b^{l-1})] (Y^0 = x_a.x_b / d).
 
     Returns layers 1..L, ``profile`` = mean over pairs of G^l with T^L = chi_ab^L (equal output-error
     covariance for every pair), ``chi_pair`` (P, L) and the forward ``c`` (P, L).
     """
-    act = get_activation(activation)
+    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    for name, value in (("x", x), ("pairs", pairs), ("depth", depth)):
+        if value is None:
+            raise ParameterError(name, "is required")
+    act = prior.activation
+    sigma_w2, sigma_b2 = float(prior.sigma_w2), float(prior.sigma_b2)
+    mu2, add_var = float(prior.noise.mu2), float(prior.noise.add_var)
+    depth = check_positive_int("depth", depth)
     x = np.asarray(x, dtype=np.float64)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     d = x.shape[1]
@@ -154,8 +155,8 @@ def pair_covariance_profile(
         fa, da, fb, db = (t.numpy() for t in (fa, da, fb, db))
         chi[:, l] = sigma_w2 * (da * db * ww).sum(axis=(1, 2))
         y_prev = (fa * fb * ww).sum(axis=(1, 2))
-        qa = sigma_w2 * (fa * fa * ww).sum(axis=(1, 2)) / keep_rate + sigma_b2
-        qb = sigma_w2 * (fb * fb * ww).sum(axis=(1, 2)) / keep_rate + sigma_b2
+        qa = sigma_w2 * (mu2 * (fa * fa * ww).sum(axis=(1, 2)) + add_var) + sigma_b2
+        qb = sigma_w2 * (mu2 * (fb * fb * ww).sum(axis=(1, 2)) + add_var) + sigma_b2
         qab = sigma_w2 * y_prev + sigma_b2
     log_t = np.cumsum(np.log(chi[:, ::-1]), axis=1)[:, ::-1]  # log T^l = sum_{k >= l} log chi^k
     profile = (np.exp(log_t) * ys).mean(axis=0)

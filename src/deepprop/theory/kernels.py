@@ -10,14 +10,14 @@ u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2) (the pair of pre-activations of eq. 4 wit
 * ``pair(q)``                 a :class:`PairKernel` with ``value(c)`` = K(q, c) = E[phi(u1) phi(u2)]
                               and ``slope(c)`` = dK/dc = q E[phi'(u1) phi'(u2)] (Price's theorem).
 
-Closed forms (relu: arc-cosine kernel of degree 1; erf: arcsin kernel; linear) are used where they
-exist; every other activation goes through :mod:`deepprop.theory.gauss`. A variance q = 0 is evaluated as
+An activation that carries closed forms (:class:`deepprop.activations.ClosedForm`: relu's arc-cosine kernel
+of degree 1, erf's arcsin kernel, linear) is evaluated by them; every other activation goes through
+:mod:`deepprop.theory.gauss`. A variance q = 0 is evaluated as
 the limit q -> 0+ (at q = 1e-30), so that a vanishing signal still has a well-defined slope.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
@@ -83,11 +83,22 @@ class _ClosedPair:
         return _ClosedPair(self.q[mask], self._value, self._slope)
 
 
-class _ClosedKernel:
-    """Base of the closed-form kernels: V and V' are cheap, so both come from their own formulas."""
+class ClosedFormKernel:
+    """An activation's own closed-form kernel (:class:`deepprop.activations.ClosedForm`): V and V' are cheap,
+    so both come from their own formulas."""
 
     def __init__(self, activation: Activation):
         self.activation = activation
+        self.form = activation.closed_form
+
+    def second_moment(self, q):
+        return self.form.second_moment(q)
+
+    def second_moment_slope(self, q):
+        return self.form.second_moment_slope(q)
+
+    def derivative_moment(self, q):
+        return self.form.derivative_moment(q)
 
     def second_moment_and_slope(self, q):
         return self.second_moment(q), self.second_moment_slope(q)
@@ -95,66 +106,8 @@ class _ClosedKernel:
     def moments(self, q):
         return self.second_moment(q), self.second_moment_slope(q), self.derivative_moment(q)
 
-
-class ReluKernel(_ClosedKernel):
-    """phi = max(0, x): V = q/2, E[phi'^2] = 1/2, K = q/(2 pi) (sqrt(1-c^2) + (pi - arccos c) c)."""
-
-    def second_moment(self, q):
-        return 0.5 * q
-
-    def second_moment_slope(self, q):
-        return torch.full_like(q, 0.5)
-
-    def derivative_moment(self, q):
-        return torch.full_like(q, 0.5)
-
     def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
-        def value(q, c):
-            c = c.clamp(-1.0, 1.0)
-            return q / (2 * math.pi) * (torch.sqrt(1 - c * c) + (math.pi - torch.arccos(c)) * c)
-
-        def slope(q, c):
-            return q * (math.pi - torch.arccos(c.clamp(-1.0, 1.0))) / (2 * math.pi)
-
-        return _ClosedPair(q, value, slope)
-
-
-class ErfKernel(_ClosedKernel):
-    """phi = erf(x): K = (2/pi) arcsin(2 q c / (1 + 2 q)), E[phi'^2] = (4/pi) / sqrt(1 + 4 q)."""
-
-    def second_moment(self, q):
-        return (2 / math.pi) * torch.arcsin(2 * q / (1 + 2 * q))
-
-    def second_moment_slope(self, q):
-        return (4 / math.pi) / ((1 + 2 * q) * torch.sqrt(1 + 4 * q))
-
-    def derivative_moment(self, q):
-        return (4 / math.pi) / torch.sqrt(1 + 4 * q)
-
-    def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
-        def value(q, c):
-            return (2 / math.pi) * torch.arcsin(2 * q * c / (1 + 2 * q))
-
-        def slope(q, c):
-            return (4 * q / math.pi) / torch.sqrt((1 + 2 * q) ** 2 - 4 * q * q * c * c)
-
-        return _ClosedPair(q, value, slope)
-
-
-class LinearKernel(_ClosedKernel):
-    """phi = x: V = q, K = q c."""
-
-    def second_moment(self, q):
-        return q.clone()
-
-    def second_moment_slope(self, q):
-        return torch.ones_like(q)
-
-    def derivative_moment(self, q):
-        return torch.ones_like(q)
-
-    def pair(self, q, *, use_series: bool = True, c_max=None, tabulated: bool = True):
-        return _ClosedPair(q, lambda q, c: q * c, lambda q, c: q * torch.ones_like(c))
+        return _ClosedPair(q, self.form.pair, self.form.pair_slope)
 
 
 class _QuadraturePair:
@@ -337,11 +290,9 @@ class QuadratureKernel:
         return _QuadraturePair(self.activation, _floor(q), use_series=use_series, c_max=c_max, tabulated=tabulated)
 
 
-_CLOSED = {"relu": ReluKernel, "erf": ErfKernel, "linear": LinearKernel}
-
-
 def kernel_for(activation: Activation, *, closed_form: bool = True) -> Kernel:
-    """The kernel of ``activation``: closed form where one exists (unless ``closed_form=False``)."""
-    if closed_form and activation.closed_form and activation.name in _CLOSED:
-        return _CLOSED[activation.name](activation)
+    """The kernel of ``activation``: its own closed form where it has one (unless ``closed_form=False``),
+    quadrature otherwise."""
+    if closed_form and activation.closed_form is not None:
+        return ClosedFormKernel(activation)
     return QuadratureKernel(activation)

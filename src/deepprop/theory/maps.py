@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from deepprop.activations import Activation, TensorFn
-from deepprop.prior import NetworkPrior, as_prior
+from deepprop.activations import Activation
+from deepprop.prior import Network, NetworkPrior, as_prior
 from deepprop.theory.kernels import Q_FLOOR, Kernel, QuadratureKernel, kernel_for
 
 
@@ -59,20 +59,14 @@ class TensorPrior:
     @classmethod
     def build(
         cls,
-        activation: str | Activation | TensorFn | NetworkPrior,
-        sigma_w2: ArrayLike | None = None,
-        sigma_b2: ArrayLike | None = None,
-        *,
-        keep_rate: ArrayLike = 1.0,
-        noise_mult: ArrayLike = 0.0,
-        noise_add: ArrayLike = 0.0,
+        prior: Network,
+        *loose: ArrayLike,
         device: str | torch.device | None = None,
         closed_form: bool = True,
+        **noise: ArrayLike,
     ) -> TensorPrior:
         """From a :class:`~deepprop.prior.NetworkPrior` or the loose numbers that define one."""
-        prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
-                         noise_add=noise_add)
-        return cls.from_prior(prior, device=device, closed_form=closed_form)
+        return cls.from_prior(as_prior(prior, *loose, **noise), device=device, closed_form=closed_form)
 
     @classmethod
     def from_prior(
@@ -107,11 +101,6 @@ class TensorPrior:
 def q_map(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
     """Q(q) = sigma_w^2 (mu2 V(q) + s_add^2) + sigma_b^2 (eq. 3 with noise)."""
     return s.sigma_w2 * (s.mu2 * s.kernel.second_moment(q) + s.add_var) + s.sigma_b2
-
-
-def q_map_slope(s: TensorPrior, q: torch.Tensor) -> torch.Tensor:
-    """dQ/dq = sigma_w^2 mu2 V'(q): the factor in eq. 6 (chi_1 + sigma_w^2 E[phi'' phi], times mu2)."""
-    return s.sigma_w2 * s.mu2 * s.kernel.second_moment_slope(q)
 
 
 def q_map_and_slope(s: TensorPrior, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

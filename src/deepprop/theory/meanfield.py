@@ -14,16 +14,15 @@ Computation runs in float64 on the CPU by default; ``device="cuda"`` runs it on 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from deepprop.activations import Activation, TensorFn
 from deepprop.errors import ParameterError
-from deepprop.prior import PRIOR_FIELDS, NetworkPrior, as_prior, check_finite_nonnegative
+from deepprop.prior import Network, NetworkPrior, as_prior, check_finite_nonnegative
+from deepprop.results import Progress, format_number, report_progress
 from deepprop.theory.depth_scales import (
     classify,
     critical_sigma_w2_setting,
@@ -33,16 +32,23 @@ from deepprop.theory.depth_scales import (
 )
 from deepprop.theory.fixed_points import c_star, solve_q_star, warm_start
 from deepprop.theory.gauss import prime_allocator
+from deepprop.theory.labels import PARAMETERS, QUANTITIES, labelled_dataset
 from deepprop.theory.maps import TensorPrior, chi1, iterate_pairs
 from deepprop.validation import check_positive, check_positive_int
 
-QUANTITIES = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth")
-PARAMETERS = PRIOR_FIELDS
 TRAJECTORY_CHUNK = 8192  # pairs per chunk on a CPU (temporaries: chunk x Hermite order per layer)
 SOLVE_BLOCK = 16384  # points per block on a CPU: warm starts of q* and the c* solve (see mean_field)
 
+DEFAULT_Q0 = 1.0
+"""The one default layer-0 pre-activation variance q0 (unit-variance inputs): where :func:`mean_field` starts
+the variance iteration, and where :func:`trajectory`, :func:`measured_depth_scales` and
+``deepprop.simulate.simulate_forward`` start their signals."""
 
-@dataclass
+DEFAULT_C0 = 0.6
+"""The default layer-0 correlation c0 of an input pair (the core paper's fig. 1-2 start)."""
+
+
+@dataclass(repr=False)
 class MeanField:
     """Mean-field quantities of a batch of networks (numpy float64 arrays of one broadcast shape).
 
@@ -56,6 +62,12 @@ class MeanField:
                      and xi_q are NaN; so is everything else, except for relu / linear without bias and
                      additive noise, whose correlation map does not depend on q. "unsolved": the q*
                      iteration neither converged nor diverged (no answer; every quantity NaN).
+                     "critical" means chi1 = 1 within ``critical_tol`` (the gradient regime, eq. 16); with
+                     multiplicative noise c* < 1 there, so xi_c stays finite (no correlation critical point).
+    prior          : the NetworkPrior computed (its arrays as given, before broadcasting)
+
+    A MeanField indexes like its arrays (``mf[3]``, ``mf[:, 0]``), and labels itself: :meth:`to_dataset`
+    (xarray) and :meth:`to_dataframe` (pandas, one row a point); :meth:`to_dict` for a single point.
     """
 
     activation: str
@@ -76,6 +88,7 @@ class MeanField:
     depth_multiple: float = 6.0
     critical_tol: float = 1e-3
     notes: list[str] = field(default_factory=list)
+    prior: NetworkPrior | None = field(default=None, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,10 +105,63 @@ class MeanField:
         """
         return self.xi_c
 
+    def __getitem__(self, index) -> MeanField:
+        """The points ``index`` selects (numpy indexing of the broadcast arrays)."""
+        arrays = {name: np.asarray(getattr(self, name))[index] for name in PARAMETERS + QUANTITIES + ("phase",)}
+        prior = None if self.prior is None else self.prior.replace(**{k: arrays[k] for k in PARAMETERS})
+        return MeanField(activation=self.activation, **arrays, depth_multiple=self.depth_multiple,
+                         critical_tol=self.critical_tol, notes=list(self.notes), prior=prior)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a single-point MeanField")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        """One line: the activation, the parameters (a value, or the range of an array) and, for a point, its
+        quantities; for a grid, the shape and how many points lie in each phase."""
+        parts = [self.activation]
+        if self.shape:
+            parts.append(f"shape={self.shape}")
+        for name in PARAMETERS:
+            values = np.asarray(getattr(self, name))
+            lo, hi = float(values.min()), float(values.max())
+            if name in ("sigma_w2", "sigma_b2") or lo != hi or lo != DEFAULT_NOISE[name]:
+                parts.append(f"{name}={format_number(lo, 4)}" if lo == hi else
+                             f"{name}=[{format_number(lo, 4)}..{format_number(hi, 4)}]")
+        if not self.shape:
+            parts.append(f"phase={str(self.phase)!r}")
+            parts += [f"{k}={format_number(float(getattr(self, k)), 6)}" for k in ("q_star", "c_star", "chi1", "xi_c")]
+        else:
+            labels, counts = np.unique(np.asarray(self.phase).astype(str), return_counts=True)
+            parts.append("phases: " + ", ".join(f"{lab} {n}" for lab, n in zip(labels, counts, strict=True)))
+        return f"MeanField({', '.join(parts)})"
+
+    def to_dataset(self, dims: tuple[str, ...] | None = None):
+        """The quantities as a labelled ``xarray.Dataset``, one variable per quantity.
+
+        Every scalar argument is an attribute; an argument given as an array labels the axis it runs along
+        (a dimension coordinate; the first in sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add order
+        where two share an axis, the others become coordinates along it); axes no argument labels are
+        ``dim_0``, ``dim_1``, ... (or ``dims``). Arrays varying along several axes are non-index coordinates.
+        """
+        return labelled_dataset(self, dims)
+
+    def to_dataframe(self):
+        """A tidy ``pandas.DataFrame``: one row per point, the parameters first, then the quantities."""
+        import pandas as pd
+
+        shape = self.shape
+        columns = {name: np.broadcast_to(np.asarray(getattr(self, name)), shape).ravel()
+                   for name in PARAMETERS + QUANTITIES + ("phase",)}
+        columns["phase"] = columns["phase"].astype(str)
+        return pd.DataFrame(columns)
+
     def to_dict(self) -> dict:
         """Plain Python values for a single point: floats (None where not finite) and the phase string."""
         if self.q_star.size != 1:
-            raise ValueError("to_dict() needs a single point; index the arrays or use to_dataset()")
+            raise ValueError("to_dict() needs a single point; index it (mf[i]) or use to_dataset() / "
+                             "to_dataframe()")
         out: dict = {"activation": self.activation}
         infinite = []
         for name in PARAMETERS + QUANTITIES:
@@ -107,6 +173,9 @@ class MeanField:
         out["depth_multiple"] = self.depth_multiple
         out["notes"] = explain(out) + [f"{name} is infinite (reported as null)" for name in infinite]
         return out
+
+
+DEFAULT_NOISE = {"keep_rate": 1.0, "noise_mult": 0.0, "noise_add": 0.0}
 
 
 def explain(point: dict) -> list[str]:
@@ -125,44 +194,36 @@ def explain(point: dict) -> list[str]:
     return notes
 
 
-Network = str | Activation | TensorFn | NetworkPrior
-"""What the public functions take as their first argument: a NetworkPrior, or an activation followed by
-the loose numbers sigma_w2, sigma_b2 (and keep_rate, noise_mult, noise_add keywords)."""
-
-
 def mean_field(
-    activation: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
-    keep_rate: ArrayLike = 1.0,
-    noise_mult: ArrayLike = 0.0,
-    noise_add: ArrayLike = 0.0,
-    q0: float = 1.0,
+    prior: Network,
+    *loose: ArrayLike,
+    q0: float = DEFAULT_Q0,
     depth_multiple: float = 6.0,
     critical_tol: float = 1e-3,
     device: str | torch.device | None = None,
     chunk_size: int | None = None,
-    show_progress: bool = True,
+    progress: Progress | None = None,
+    show_progress: bool = False,
+    **noise: ArrayLike,
 ) -> MeanField:
-    """Fixed points, slopes, depth scales and phase for every broadcast combination of the arguments.
+    """Fixed points, slopes, depth scales and phase for every broadcast combination of the prior's arrays.
 
-    ``mean_field(prior)`` with a :class:`~deepprop.prior.NetworkPrior`, or
-    ``mean_field("tanh", sigma_w2, sigma_b2, keep_rate=...)`` with the loose numbers.
+    ``mean_field(prior)`` with a :class:`~deepprop.prior.NetworkPrior`, or (converted once into one)
+    ``mean_field("tanh", sigma_w2, sigma_b2, keep_rate=..., noise_mult=..., noise_add=...)``.
 
-    ``q0`` is where the variance iteration starts; it matters only where the fixed point is not unique
-    (relu or linear at sigma_w^2 mu2 = 2 resp. 1 without bias: every q is a fixed point and q* = q0).
-    The quadrature for q* runs in chunks of ``chunk_size`` points, by default 4096 on a CPU and 262144 on
-    a GPU (a progress bar on stderr over blocks of 16384 points on a CPU, when there is more than one).
-    Small CPU chunks keep the temporaries (chunk x nodes) in memory the allocator reuses: on a 2-core
-    CPU, 4096-point chunks ran 3x faster than 65536-point ones, which spent most of their time in page
-    faults.
+    ``q0`` (default :data:`DEFAULT_Q0` = 1) is where the variance iteration starts; it matters only where the
+    fixed point is not unique (relu or linear at sigma_w^2 mu2 = 2 resp. 1 without bias: every q is a fixed
+    point and q* = q0). The quadrature for q* runs in chunks of ``chunk_size`` points, by default 4096 on a
+    CPU and 262144 on a GPU; ``progress(done, total)`` is called after each block of 16384 points on a CPU
+    (nothing is drawn: the library is silent unless given a callback; ``show_progress`` is accepted for
+    callers written before the callback and does nothing). Small CPU chunks keep the temporaries
+    (chunk x nodes) in memory the allocator reuses: on a 2-core CPU, 4096-point chunks ran 3x faster than
+    65536-point ones, which spent most of their time in page faults.
     """
     q0 = check_positive("q0", q0)
     depth_multiple = check_positive("depth_multiple", depth_multiple)
     critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
-    prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
-                     noise_add=noise_add)
+    prior = as_prior(prior, *loose, **noise)
     s = TensorPrior.from_prior(prior, device=device)
     shape = tuple(s.shape)
     flat = s.flatten()
@@ -179,18 +240,15 @@ def mean_field(
     block = chunk_size * max(1, SOLVE_BLOCK // chunk_size) if on_cpu else chunk_size
     out: dict[str, np.ndarray] = {}
     starts = range(0, n, block)
-    if len(starts) > 1 and show_progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc=f"mean field ({s.activation.name})", unit="block", file=sys.stderr)
     if n > chunk_size and on_cpu:
         prime_allocator()
-    for start in starts:
+    for done, start in enumerate(starts, 1):
         part = _solve(flat.slice(start, start + block), q0, chunk_size)
         for key, value in part.items():  # written in place: no per-block lists to concatenate
             if key not in out:
                 out[key] = np.empty(n, dtype=value.dtype)
             out[key][start:start + value.size] = value
+        report_progress(progress, done, len(starts))
     name = s.activation.name
     s = flat = None  # the settings' tensors are not needed beyond this point (peak memory)
     out = {key: value.reshape(shape) for key, value in out.items()}
@@ -209,6 +267,7 @@ def mean_field(
         phase=classify(c1, bounded, critical_tol, out["unsolved"]).reshape(shape),
         depth_multiple=depth_multiple,
         critical_tol=critical_tol,
+        prior=prior,
     )
 
 
@@ -254,33 +313,30 @@ def _check_c0(c0: ArrayLike) -> np.ndarray:
 
 
 def trajectory(
-    activation: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
-    q0: ArrayLike,
-    c0: ArrayLike,
+    prior: Network,
+    *loose: ArrayLike,
     depth: int,
-    keep_rate: ArrayLike = 1.0,
-    noise_mult: ArrayLike = 0.0,
-    noise_add: ArrayLike = 0.0,
+    q0: ArrayLike = DEFAULT_Q0,
+    c0: ArrayLike = DEFAULT_C0,
     device: str | torch.device | None = None,
+    **noise: ArrayLike,
 ) -> tuple[np.ndarray, np.ndarray]:
     """q^l and c^l for l = 0 .. depth, iterating eq. 3 and 4 (with noise) from q0 and c0.
 
-    q0 and c0 are the variance and correlation of the layer-0 pre-activations of a pair of inputs;
-    the returned arrays have shape broadcast(parameters, q0, c0) + (depth + 1,).
+    ``trajectory(prior, depth=50)`` or ``trajectory("tanh", sigma_w2, sigma_b2, depth=50, keep_rate=...)``.
+    q0 (default :data:`DEFAULT_Q0` = 1) and c0 (default :data:`DEFAULT_C0` = 0.6) are the variance and
+    correlation of the layer-0 pre-activations of a pair of inputs; the returned arrays have shape
+    broadcast(prior, q0, c0) + (depth + 1,).
     """
     depth = check_positive_int("depth", depth)
     q0a = check_finite_nonnegative("q0", q0)
     if np.any(q0a <= 0):
         raise ParameterError("q0", f"must be > 0 (got {q0!r})")
     c0a = _check_c0(c0)
-    prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
-                     noise_add=noise_add)
+    prior = as_prior(prior, *loose, **noise)
     shape = np.broadcast_shapes(prior.shape, q0a.shape, c0a.shape)
     bc = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape)  # noqa: E731
-    prior = NetworkPrior.build(prior.activation, **{k: bc(v) for k, v in prior.keywords().items()})
+    prior = prior.replace(**{k: bc(v) for k, v in prior.keywords().items()})
     s = TensorPrior.from_prior(prior, device=device)
     dev = s.sigma_w2.device
     flat = s.flatten()
@@ -326,68 +382,69 @@ def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def measured_depth_scales(
-    activation: Network,
-    sigma_w2: ArrayLike | None = None,
-    sigma_b2: ArrayLike | None = None,
-    *,
-    q0: float = 0.8,
-    c0: float = 0.6,
+    prior: Network,
+    *loose: ArrayLike,
+    q0: float = DEFAULT_Q0,
+    c0: float = DEFAULT_C0,
     depth: int = 300,
-    keep_rate: ArrayLike = 1.0,
-    noise_mult: ArrayLike = 0.0,
-    noise_add: ArrayLike = 0.0,
     device: str | torch.device | None = None,
-) -> dict[str, np.ndarray]:
+    **noise: ArrayLike,
+) -> dict[str, np.ndarray | float]:
     """Depth scales measured as in fig. 2: iterate the recursions and fit the exponential approach.
 
     Returns ``xi_q_measured`` and ``xi_c_measured`` (fits of |q^l - q*| and |c^l - c*|) beside the
-    asymptotic predictions ``xi_q`` and ``xi_c`` of eq. 7 and 9.
+    asymptotic predictions ``xi_q`` and ``xi_c`` of eq. 7 and 9: arrays of the prior's shape, Python floats
+    for a single point. The recursions start at ``q0`` and ``c0`` (defaults :data:`DEFAULT_Q0`,
+    :data:`DEFAULT_C0`).
     """
-    prior = as_prior(activation, sigma_w2, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
-                     noise_add=noise_add)
+    prior = as_prior(prior, *loose, **noise)
     mf = mean_field(prior, device=device)
     q, c = trajectory(prior, q0=q0, c0=c0, depth=depth, device=device)
     q_scale = np.maximum(np.abs(mf.q_star), 1.0)[..., None]
     return {
-        "xi_q_measured": fit_depth_scale((q - mf.q_star[..., None]) / q_scale),
-        "xi_c_measured": fit_depth_scale(c - mf.c_star[..., None]),
-        "xi_q": mf.xi_q,
-        "xi_c": mf.xi_c,
+        "xi_q_measured": scalar_or_array(fit_depth_scale((q - mf.q_star[..., None]) / q_scale)),
+        "xi_c_measured": scalar_or_array(fit_depth_scale(c - mf.c_star[..., None])),
+        "xi_q": scalar_or_array(mf.xi_q),
+        "xi_c": scalar_or_array(mf.xi_c),
     }
 
 
+def scalar_or_array(value: ArrayLike) -> np.ndarray | float:
+    """A Python float for a single value (0-d), the array otherwise: scalar inputs give scalar outputs."""
+    arr = np.asarray(value)
+    return float(arr) if arr.ndim == 0 and arr.dtype.kind == "f" else arr
+
+
 def critical_sigma_w2(
-    activation: str | Activation | TensorFn,
-    sigma_b2: ArrayLike = 0.0,
+    prior: Network,
+    sigma_b2: ArrayLike | None = None,
     *,
-    keep_rate: ArrayLike = 1.0,
-    noise_mult: ArrayLike = 0.0,
-    noise_add: ArrayLike = 0.0,
     device: str | torch.device | None = None,
-) -> np.ndarray:
-    """sigma_w^2 at which chi_1 = 1 (the critical line), for each sigma_b^2 and noise; NaN where none."""
-    s = TensorPrior.build(activation, 1.0, sigma_b2, keep_rate=keep_rate, noise_mult=noise_mult,
-                          noise_add=noise_add, device=device)
+    **noise: ArrayLike,
+) -> np.ndarray | float:
+    """sigma_w^2 at which chi_1 = 1 (the critical line) for each sigma_b^2 and noise; NaN where none.
+
+    ``critical_sigma_w2(prior)`` (its sigma_w2 is not used) or ``critical_sigma_w2("tanh", 0.05,
+    keep_rate=...)``. A Python float for a single point, an array otherwise. With multiplicative noise this
+    is still the gradient-critical line chi_1 = 1 (``phase == "critical"`` of :func:`mean_field`), but the
+    correlations have no critical point there (c* < 1, xi_c finite); ``deepprop.critical_init`` then
+    recommends the largest-xi_c setting instead (its ``regime`` says which).
+    """
+    if isinstance(prior, NetworkPrior):
+        prior = as_prior(prior, None, sigma_b2, **noise).replace(sigma_w2=1.0)
+    else:
+        prior = as_prior(prior, 1.0, 0.0 if sigma_b2 is None else sigma_b2, **noise)
+    s = TensorPrior.from_prior(prior, device=device)
     with torch.no_grad():
-        return critical_sigma_w2_setting(s).cpu().numpy()
+        return scalar_or_array(critical_sigma_w2_setting(s).cpu().numpy())
 
 
 __all__ = [
+    "DEFAULT_C0",
+    "DEFAULT_Q0",
     "MeanField",
     "critical_sigma_w2",
     "mean_field",
     "measured_depth_scales",
     "trajectory",
 ]
-
-
-def __getattr__(name: str):
-    # 0.1 exposed phase_diagram here; it now lives with the other labelled-grid code.
-    if name == "phase_diagram":
-        import importlib
-        import warnings
-
-        warnings.warn("deepprop.meanfield.phase_diagram moved to deepprop.phase_diagram (deepprop.theory.grid)",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("deepprop.theory.grid").phase_diagram
-    raise AttributeError(name)

@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from scipy.interpolate import PchipInterpolator
 
-from deepprop.activations import get_activation
 from deepprop.errors import ParameterError
-from deepprop.theory.backprop import derivative_moments, multiplicative_noise_moments
+from deepprop.prior import Network, NetworkPrior, as_prior
+from deepprop.theory.backprop import derivative_moments
 from deepprop.theory.gauss import expect
 from deepprop.theory.meanfield import critical_sigma_w2, mean_field
 from deepprop.validation import check_positive, check_positive_int
@@ -79,62 +80,66 @@ class SpectrumMoments:
                 "layer_spread_d": self.layer_spread_d, "layer_spread_w": self.layer_spread_w}
 
 
-def _resolve_q(activation: Any, sigma_w2: float, sigma_b2: float, q: float | None, noise: dict[str, float]) -> float:
+def _resolve_q(prior: NetworkPrior, q: float | None) -> float:
     if q is not None:
         return check_positive("q", q)
-    qs = float(np.ravel(mean_field(activation, sigma_w2, sigma_b2, show_progress=False, **noise).q_star)[0])
+    qs = float(np.ravel(mean_field(prior).q_star)[0])
     if not (math.isfinite(qs) and qs > 0):
-        raise ParameterError("q", f"no finite fixed point q* > 0 at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}; "
-                                  "give the input variance q")
+        raise ParameterError("q", f"no finite fixed point q* > 0 at sigma_w2={float(prior.sigma_w2)}, "
+                                  f"sigma_b2={float(prior.sigma_b2)}; give the input variance q")
     return qs
 
 
+def _point_prior(prior: Network, sigma_w2: float | None, sigma_b2: float | None, noise: dict) -> NetworkPrior:
+    """The single-valued prior of one spectrum computation, with sigma_w2 > 0."""
+    prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
+    for name in ("sigma_w2", "sigma_b2"):
+        if np.size(getattr(prior, name)) != 1:
+            raise ParameterError(name, "must be a single value here")
+    check_positive("sigma_w2", prior.sigma_w2.item())
+    prior.noise.single()
+    return prior
+
+
 def jacobian_moments(
-    activation: Any,
-    sigma_w2: float,
-    sigma_b2: float,
-    depth: int,
+    prior: Network,
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
+    depth: int | None = None,
     *,
     weights: str = "gaussian",
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     q: float | None = None,
+    **noise: float,
 ) -> SpectrumMoments:
     """Mean (chi1^L) and spread (var/mean^2) of the squared singular values of J (module docstring).
 
-    ``q`` is the pre-activation variance at every layer (default the fixed point q*).
+    ``jacobian_moments(prior, depth=L)`` or ``jacobian_moments("tanh", sigma_w2, sigma_b2, L, keep_rate=...)``.
+    ``q`` is the pre-activation variance at every layer (default the fixed point q*). The noise enters
+    through E[eps^2] and E[eps^4] (:class:`deepprop.prior.Noise`).
     """
     s_w = _weight_s1(weights)
     depth = check_positive_int("depth", depth)
-    sw2 = check_positive("sigma_w2", sigma_w2)
-    noise = {"keep_rate": keep_rate, "noise_mult": noise_mult, "noise_add": noise_add}
-    qv = _resolve_q(activation, sw2, sigma_b2, q, noise)
-    m2, m4 = derivative_moments(activation, np.array(qv))
-    e2, e4 = multiplicative_noise_moments(keep_rate, noise_mult)
+    prior = _point_prior(prior, sigma_w2, sigma_b2, noise)
+    qv = _resolve_q(prior, q)
+    m2, m4 = derivative_moments(prior.activation, np.array(qv))
+    e2, e4 = float(prior.noise.mu2), float(prior.noise.mu4)
     ea, ea2 = e2 * float(m2), e4 * float(m4)
     if ea <= 0:
         raise ParameterError("q", f"phi' vanishes almost surely at q={qv}: the Jacobian is zero")
-    return SpectrumMoments(qv, sw2 * ea, depth, ea2 / ea**2 - 1.0, s_w)
+    return SpectrumMoments(qv, float(prior.sigma_w2) * ea, depth, ea2 / ea**2 - 1.0, s_w)
 
 
-def _layer_psi(activation: Any, q: float, keep_rate: float, noise_mult: float):
+def _layer_psi(prior: NetworkPrior, q: float):
     """psi_D(-t) for the layer factor a / E[a] (a = (eps phi')^2), vectorised over t; and p0 = P(a = 0)."""
-    act = get_activation(activation)
+    act = prior.activation
     m2, _ = derivative_moments(act, np.array(q))
     mean_a = float(m2)  # E[eps^2] cancels against the mean of the eps^2 factor below
-    # eps^2 / E[eps^2] = Bernoulli(rho) * g^2 / (rho E[g^2]), g ~ N(1, s^2): nodes of g by Gauss-Hermite
-    if noise_mult > 0:
-        x, w = np.polynomial.hermite_e.hermegauss(24)
-        g2 = (1.0 + noise_mult * x) ** 2 / (1.0 + noise_mult**2)
-        w = w / w.sum()
-    else:
-        g2, w = np.ones(1), np.ones(1)
-    rho = float(keep_rate)
-    scale = torch.tensor(g2 / rho, dtype=torch.float64)
-    weight = torch.tensor(w * rho, dtype=torch.float64)
-    zero_mass = 1.0 - rho + rho * float(expect(lambda u: (act.derivative(u) == 0).double(),
-                                                act, torch.tensor(q, dtype=torch.float64)))
+    # eps^2 / E[eps^2]: atoms (or quadrature nodes) of the noise kinds, given eps != 0 (deepprop.noise_models)
+    values, probs, keep = prior.noise.eps2_law()
+    scale = torch.tensor(values, dtype=torch.float64)
+    weight = torch.tensor(probs * keep, dtype=torch.float64)
+    zero_mass = 1.0 - keep + keep * float(expect(lambda u: (act.derivative(u) == 0).double(),
+                                                  act, torch.tensor(q, dtype=torch.float64)))
 
     def psi(t: torch.Tensor) -> torch.Tensor:
         qt = torch.full_like(t, q)
@@ -163,30 +168,29 @@ def _invert_monotone(fn, target: torch.Tensor, lo: float = -30.0, hi: float = 30
 
 
 def equal_gain_information(
-    activation: Any,
-    sigma_w2: float,
-    sigma_b2: float,
-    depth: int,
+    prior: Network,
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
+    depth: int | None = None,
     *,
     snr: float = 1.0,
     weights: str = "gaussian",
-    keep_rate: float = 1.0,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     q: float | None = None,
     grid: int = 1500,
+    **noise: float,
 ) -> float:
     """Large-N mutual information per unit, I/N = E[log(1 + snr l)] / 2 in nats, of the channel
     x -> J x / sqrt(chi1^L) + n (spectrum normalised to mean 1), from the S-transform (module docstring).
 
-    Equals log(1 + snr) / 2 for an isometry and is smaller the wider the spectrum (Jensen).
+    ``equal_gain_information(prior, depth=L)`` or the loose form of :func:`jacobian_moments`. Equals
+    log(1 + snr) / 2 for an isometry and is smaller the wider the spectrum (Jensen). The noise enters
+    through the law of eps^2 of its kinds (:meth:`deepprop.prior.Noise.eps2_law`).
     """
     s_w = _weight_s1(weights)
     depth = check_positive_int("depth", depth)
     snr = check_positive("snr", snr)
-    noise = {"keep_rate": keep_rate, "noise_mult": noise_mult, "noise_add": noise_add}
-    qv = _resolve_q(activation, check_positive("sigma_w2", sigma_w2), sigma_b2, q, noise)
-    psi_d, p0 = _layer_psi(activation, qv, keep_rate, noise_mult)
+    prior = _point_prior(prior, sigma_w2, sigma_b2, noise)
+    psi_d, p0 = _layer_psi(prior, _resolve_q(prior, q))
     top = 1.0 - p0  # psi ranges over (-top, 0)
     # parametrise by z in (-top, 0): S_D(z) from t_D(z) with psi_D(-t_D) = z
     u = np.concatenate([np.geomspace(1e-10, 0.5, grid // 2), 1.0 - np.geomspace(0.5, 1e-12, grid // 2)[1:]])
@@ -283,34 +287,47 @@ class InformationMap:
 
 
 def information_map(
-    activation: Any,
-    sigma_w2: Any,
-    sigma_b2: Any,
-    depth: int,
+    prior: Network,
+    sigma_w2: ArrayLike | None = None,
+    sigma_b2: ArrayLike | None = None,
+    depth: int | None = None,
     *,
     weights: tuple[str, ...] = WEIGHT_KINDS,
     snr: float = 1.0,
     include_critical: bool = True,
     grid: int = 1500,
+    **noise: float,
 ) -> InformationMap:
     """Equal-gain I/N (:func:`equal_gain_information`) and spread (:func:`jacobian_moments`) at q* on the
     grid sigma_w2 x sigma_b2 x weights, plus (``include_critical``) each sigma_b2's critical sigma_w2 with
     chi1 = 1. Points without a finite q* keep NaN values and a reason.
+
+    ``information_map(prior, depth=L)`` takes the axes from the prior's sigma_w2 and sigma_b2 (each a value
+    or a 1-d array; its noise single-valued); ``information_map("tanh", sigma_w2, sigma_b2, L)`` is the
+    loose form (the axes need not broadcast against each other).
     """
     depth = check_positive_int("depth", depth)
     for w in weights:
         _weight_s1(w)
+    if isinstance(prior, NetworkPrior):
+        if sigma_w2 is not None or sigma_b2 is not None or noise:
+            raise ParameterError("prior", "pass either a NetworkPrior or sigma_w2/sigma_b2/noise values, not both")
+        base, sigma_w2, sigma_b2 = prior, prior.sigma_w2, prior.sigma_b2
+    else:
+        base = as_prior(prior, 1.0, 0.0, **noise)
+    base.noise.single()
     sws = [float(s) for s in np.atleast_1d(np.asarray(sigma_w2, dtype=np.float64))]
     pts: list[InformationPoint] = []
     for sb2 in (float(s) for s in np.atleast_1d(np.asarray(sigma_b2, dtype=np.float64))):
-        crit = float(np.ravel(critical_sigma_w2(activation, sb2))[0]) if include_critical else math.nan
+        crit = float(critical_sigma_w2(base.replace(sigma_b2=sb2))) if include_critical else math.nan
         grid_sw = sorted(set(sws) | ({crit} if math.isfinite(crit) else set()))
         for w in weights:
             for sw in grid_sw:
                 is_crit = math.isfinite(crit) and sw == crit
                 try:
-                    m = jacobian_moments(activation, sw, sb2, depth, weights=w)
-                    mi = equal_gain_information(activation, sw, sb2, depth, weights=w, snr=snr, q=m.q, grid=grid)
+                    point = base.replace(sigma_w2=sw, sigma_b2=sb2)
+                    m = jacobian_moments(point, depth=depth, weights=w)
+                    mi = equal_gain_information(point, depth=depth, weights=w, snr=snr, q=m.q, grid=grid)
                     pts.append(InformationPoint(sw, sb2, w, m.q, m.chi1, m.spread, mi, is_crit))
                 except ParameterError as exc:
                     pts.append(InformationPoint(sw, sb2, w, math.nan, math.nan, math.nan, math.nan, is_crit,
