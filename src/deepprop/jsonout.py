@@ -13,6 +13,11 @@ value of a key ``k`` of a dict, the same dict gets ``k_reason`` (unless it has o
 ``reasons`` overrides the reason of top-level keys (``{"xi_c": "critical"}``). A consumer can therefore
 parse with ``json.loads(text, parse_constant=...)`` rejecting NaN/Infinity and still tell "infinite"
 from "no value".
+
+One rule for every result: a number never stands beside a reason saying it has no valid value. Where a
+dict holds ``k_reason`` (a non-empty string) and a number under ``k`` (a fit flagged invalid, a finite
+stand-in for a divergent quantity), ``k`` is written as null. :func:`with_schema` makes every key of a
+result's schema present, null with a reason where the result has no value for it.
 """
 
 from __future__ import annotations
@@ -82,14 +87,30 @@ def _clean_dict(d: Mapping[str, Any], reasons: Mapping[str, str] | None = None) 
     for k, reason in (reasons or {}).items():
         if k in out:
             out[k + REASON_SUFFIX] = reason
+    for k in list(out):  # a reason means "no valid value": never a number beside it
+        reason = out.get(k + REASON_SUFFIX)
+        value = out[k]
+        if isinstance(reason, str) and reason and isinstance(value, int | float) and not isinstance(value, bool):
+            out[k] = None
     return out
+
+
+def with_schema(obj: Any, keys: tuple[str, ...] | list[str], reason: str) -> dict[str, Any]:
+    """``obj`` (a dict-like result) with every key of ``keys`` present: a missing key is None with
+    ``<key>_reason`` = ``reason`` (a key already present keeps its value and reason)."""
+    plain = dict(_plain(obj))
+    for k in keys:
+        if k not in plain:
+            plain[k] = None
+            plain.setdefault(k + REASON_SUFFIX, reason)
+    return plain
 
 
 def strict(obj: Any, reasons: Mapping[str, str] | None = None) -> Any:
     """``obj`` as plain JSON values: non-finite numbers -> None, with ``<key>_reason`` beside them.
 
     ``reasons`` (for a dict ``obj``) sets the reason of named top-level keys, e.g. ``{"xi_c": "critical"}``;
-    it is added even where the value is finite (a finite stand-in for a divergent quantity).
+    a number given a reason this way is written as null (see the module docstring).
     """
     if reasons is not None:
         plain = _plain(obj)

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from deepprop.activations import Activation, TensorFn, get_activation
+from deepprop.activations import ACTIVATIONS, Activation, TensorFn, get_activation
 from deepprop.errors import ParameterError
+from deepprop.validation import as_float_array, check_broadcast
 
 
 def check_finite_nonnegative(name: str, value: ArrayLike) -> np.ndarray:
-    """Return ``value`` as a float64 array, or raise ParameterError if any entry is < 0 or not finite."""
-    arr = np.asarray(value, dtype=np.float64)
+    """Return ``value`` as a float64 array, or raise ParameterError if it is not numeric (a string is not a
+    number), is empty, or has an entry < 0 or not finite."""
+    arr = as_float_array(name, value)
     if not np.all(np.isfinite(arr)):
         raise ParameterError(name, f"must be finite and >= 0 (got {_show(arr, ~np.isfinite(arr))})")
     if np.any(arr < 0):
@@ -39,12 +41,49 @@ def check_finite_nonnegative(name: str, value: ArrayLike) -> np.ndarray:
 
 
 def check_keep_rate(value: ArrayLike, name: str = "keep_rate") -> np.ndarray:
-    """Return the keep rate as an array, or raise unless every entry lies in (0, 1]."""
-    arr = np.asarray(value, dtype=np.float64)
+    """Return the keep rate as an array, or raise unless it is numeric, not empty, and every entry lies in (0, 1]."""
+    arr = as_float_array(name, value)
     bad = ~np.isfinite(arr) | (arr <= 0) | (arr > 1)
     if np.any(bad):
         raise ParameterError(name, f"must be in (0, 1], the probability of keeping a unit (got {_show(arr, bad)})")
     return arr
+
+
+_CHECKED: dict[int, Activation] = {}
+
+
+def check_activation(act: Activation) -> Activation:
+    """A user's activation (a callable, or an Activation built from one) must act elementwise on a float64
+    tensor and have a derivative the engine can evaluate (autograd, or the one given): a step function
+    or a numpy / math function is refused here, naming ``activation``, instead of failing inside the
+    engine. The built-in activations pass unprobed."""
+    if ACTIVATIONS.get(act.name) is act or id(act) in _CHECKED:
+        return act
+    import torch
+
+    x = torch.linspace(-3.0, 3.0, 13, dtype=torch.float64)
+    try:
+        y = act.fn(x)
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            raise TypeError(f"returned {type(y).__name__} {tuple(getattr(y, 'shape', ()))}, expected a tensor "
+                            f"of shape {tuple(x.shape)}")
+    except Exception as exc:  # noqa: BLE001 - the user's function: say why in one line
+        raise ParameterError("activation", f"{act.name!r} must act elementwise on torch tensors ({type(exc).__name__}: "
+                                           f"{exc})") from None
+    try:
+        d = act.derivative(x)
+        if not isinstance(d, torch.Tensor) or d.shape != x.shape:
+            raise TypeError("the derivative is not a tensor of the input's shape")
+    except Exception as exc:  # noqa: BLE001
+        raise ParameterError("activation", f"{act.name!r} cannot be differentiated by autograd ({type(exc).__name__}: "
+                                           f"{str(exc).splitlines()[0] if str(exc) else ''}); a step function has "
+                                           "no derivative: pass get_activation(fn) an Activation with derivative=...") \
+            from None
+    if not bool(torch.isfinite(y).all()) or not bool(torch.isfinite(d).all()):
+        raise ParameterError("activation", f"{act.name!r} or its derivative is not finite on [-3, 3]")
+    if len(_CHECKED) < 1024:
+        _CHECKED[id(act)] = act  # holding the object keeps its id from being reused
+    return act
 
 
 def _show(arr: np.ndarray, bad: np.ndarray) -> str:
@@ -67,6 +106,7 @@ class Noise:
         object.__setattr__(self, "keep_rate", check_keep_rate(self.keep_rate))
         object.__setattr__(self, "noise_mult", check_finite_nonnegative("noise_mult", self.noise_mult))
         object.__setattr__(self, "noise_add", check_finite_nonnegative("noise_add", self.noise_add))
+        check_broadcast(keep_rate=self.keep_rate, noise_mult=self.noise_mult, noise_add=self.noise_add)
 
     @property
     def mu2(self) -> np.ndarray:
@@ -113,12 +153,12 @@ class NetworkPrior:
     noise: Noise = Noise()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "activation", get_activation(self.activation))
+        object.__setattr__(self, "activation", check_activation(get_activation(self.activation)))
         object.__setattr__(self, "sigma_w2", check_finite_nonnegative("sigma_w2", self.sigma_w2))
         object.__setattr__(self, "sigma_b2", check_finite_nonnegative("sigma_b2", self.sigma_b2))
         if not isinstance(self.noise, Noise):
             raise ParameterError("noise", f"must be a deepprop.Noise (got {type(self.noise).__name__})")
-        np.broadcast_shapes(*(np.shape(a) for a in self._arrays()))
+        check_broadcast(**dict(zip(PRIOR_FIELDS, self._arrays(), strict=True)))
 
     @classmethod
     def build(

@@ -26,7 +26,7 @@ from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, unit_weights
 from deepprop.prior import NetworkPrior, Noise
-from deepprop.validation import check_positive_int
+from deepprop.validation import check_positive_int, check_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -158,7 +158,7 @@ class Ensemble:
     def generator(self, seed: int) -> torch.Generator:
         """A torch.Generator on the ensemble's device, seeded: the same seed gives the same networks."""
         g = torch.Generator(device=self.device)
-        g.manual_seed(int(seed))
+        g.manual_seed(check_seed("seed", seed))
         return g
 
     def draw_weights(self, gen: torch.Generator, n_out: int | None = None, n_in: int | None = None) -> torch.Tensor:

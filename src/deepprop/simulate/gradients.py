@@ -35,7 +35,7 @@ from deepprop.simulate import _theory
 from deepprop.simulate._inputs import load_inputs
 from deepprop.simulate._report import plain, stats_over_networks
 from deepprop.simulate.fitting import fit_log_linear, leading_run
-from deepprop.validation import check_positive_int
+from deepprop.validation import array_bytes, check_fit_window, check_memory_terms, check_positive_int
 
 BACKPROP_MODES = ("shared", "independent")
 
@@ -429,7 +429,13 @@ def simulate_gradients(
     depth = check_positive_int("depth", depth)
     batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     chunk = len(sweep) if chunk is None else check_positive_int("chunk", chunk)
-    fit_skip = max(2, depth // 10) if fit_skip is None else int(fit_skip)
+    fit_skip = max(2, depth // 10) if fit_skip is None else check_fit_window("fit_skip", fit_skip, depth)
+    batch = min(chunk, len(sweep)) * ens_all.networks  # every layer is kept for the backward pass
+    itemsize = ens_all.dtype.itemsize
+    check_memory_terms({"width": array_bytes((2 * depth * batch, ens_all.width, ens_all.width), itemsize=itemsize),
+                        "batch_size": array_bytes((6 * depth * batch, ens_all.width, batch_size), itemsize=itemsize)},
+                       f"backpropagating through {batch} networks of width {ens_all.width} and depth {depth}",
+                       device=ens_all.device, hint="lower --width / --depth / --batch-size, or use --chunk")
 
     data = load_inputs(dataset, data_dir)
     if batch_size > data.x.shape[0]:
