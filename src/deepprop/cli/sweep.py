@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     from deepprop.sweep.runner import LEASE_SECONDS, prepare_sweep, run_sweep
 
     cfg = build_config(args)
-    ds = prepare_sweep(cfg, args.store)
+    ds = prepare_sweep(cfg, args.store, same_sweep=True)
     if common.progress(args) and not args.json:
         print(
             f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
@@ -156,7 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     lease = LEASE_SECONDS if args.lease_seconds is None else args.lease_seconds
     try:
-        summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds, lease_seconds=lease)
+        summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds, lease_seconds=lease,
+                            same_sweep=True)
     finally:
         if cfg.executor == "ray":
             import ray
@@ -259,7 +260,7 @@ def _fit(args: argparse.Namespace) -> int:
                            "trainable_cells": n_trainable, "cells": len(cells), **info, "warning": warning,
                            "fits": fits})
         return 0
-    print(f"trainable: mean {args.metric} >= {thr:.3f}; {n_trainable}/{len(cells)} complete cells "
+    print(f"trainable: mean {args.metric} >= {thr:.3f}; {n_trainable}/{len(cells)} cells trainable "
           f"({info['cells_complete']} of {info['cells_planned']} planned cells complete)")
     for f in fits:
         print(f.line())

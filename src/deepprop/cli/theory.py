@@ -21,7 +21,7 @@ POINT_SCHEMA = ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult",
 CRITICAL_SCHEMA = ("activation", "sigma_b2", "keep_rate", "noise_mult", "noise_add", "sigma_w2", "note")
 MAXIMIZE_SCHEMA = ("activation", "keep_rate", "noise_mult", "noise_add", "search_sigma_w2", "search_sigma_b2",
                    "feasible", "on_boundary", "sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
-                   "max_depth", "phase")
+                   "max_depth", "phase", "note")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -148,9 +148,10 @@ def run_critical(args: argparse.Namespace) -> int:
         from deepprop.advice import maximize_depth_result
 
         result = maximize_depth_result(args.activation, sigma_b2=args.sigma_b2, **common.noise_kwargs(args))
+        result["note"] = None if result["feasible"] else ("no setting in the search box keeps a bounded signal "
+                                                          "(the fixed point q* within the advice's range)")
         if args.json:
-            common.print_json(result, schema=MAXIMIZE_SCHEMA,
-                              missing_reason="infeasible: no bounded-signal setting in the search box")
+            common.print_json(result, schema=MAXIMIZE_SCHEMA, missing_reason="infeasible")
         elif not result["feasible"]:
             print("no bounded-signal setting found in the search box")
         else:

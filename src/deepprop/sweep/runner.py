@@ -254,11 +254,12 @@ def network_memory(cfg: SweepConfig, n_in: int, n_out: int, n_train: int) -> tup
     return total + index_table + data, option, what
 
 
-def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | None = None) -> Dataset:
+def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | None = None, *,
+                  same_sweep: bool = False) -> Dataset:
     """Everything that can fail before training, checked before the store is created or written: the size
-    of the plan, the device, the store (a deepprop store of this version holding the same sweep, or a new
-    file in an existing folder), the dataset, the memory one network needs, and Ray (installed, cluster
-    reachable). Returns the dataset."""
+    of the plan, the device, the store (a readable deepprop store of this version, or a new file in an
+    existing folder; with ``same_sweep``, one whose last sweep has the same shared settings), the dataset,
+    the memory one network needs, and Ray (installed, cluster reachable). Returns the dataset."""
     from deepprop.paths import check_output_path
     from deepprop.sweep.schema import SHARED_IDENTITY
 
@@ -268,7 +269,8 @@ def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | N
     path = Path(store_path)
     if path.exists() and (path.is_dir() or path.stat().st_size > 0):
         with Store(path, create=False) as store:
-            store.check_config(cfg.to_dict(), SHARED_IDENTITY)
+            if same_sweep:
+                store.check_config(cfg.to_dict(), SHARED_IDENTITY)
     else:
         check_output_path(path, param="store")
     ds = dataset if dataset is not None else load_for(cfg)
@@ -342,19 +344,22 @@ def run_sweep(
     progress: bool = True,
     dataset: Dataset | None = None,
     lease_seconds: float = LEASE_SECONDS,
+    same_sweep: bool = False,
 ) -> SweepSummary:
     """Train every network of ``cfg`` missing from the store at ``store_path``; commit each chunk's rows.
 
     Every check (:func:`prepare_sweep`) runs before the store is created or written. Several runners may
     work on one store at once: each trains only the chunks it leased (``lease_seconds``), waits for the
-    chunks others hold, and takes over those whose runner is gone."""
+    chunks others hold, and takes over those whose runner is gone. With ``same_sweep`` (the command line)
+    a store that holds another sweep (different shared settings) is refused; the library may keep several
+    sweeps in one store (rows are keyed by their full identity)."""
     lease_seconds = check_positive("lease_seconds", lease_seconds)
     t0 = time.perf_counter()
-    ds = prepare_sweep(cfg, store_path, dataset)
+    ds = prepare_sweep(cfg, store_path, dataset, same_sweep=same_sweep)
     jobs = plan(cfg)
     started_ray = connect_ray(cfg.ray_address) if cfg.executor == "ray" else False  # before any bar or row
     try:
-        return _run_sweep(cfg, store_path, jobs, t0, progress, ds, lease_seconds)
+        return _run_sweep(cfg, store_path, jobs, t0, progress, ds, lease_seconds, same_sweep)
     finally:
         if started_ray:
             import ray
@@ -378,11 +383,11 @@ def _claimed_chunks(store: Store, chunks: Iterable[list[Job]], owner: str, beat:
 
 
 def _run_sweep(cfg: SweepConfig, store_path: str | Path, jobs: list[Job], t0: float, progress: bool,
-               ds: Dataset, lease_seconds: float) -> SweepSummary:
+               ds: Dataset, lease_seconds: float, same_sweep: bool) -> SweepSummary:
     from deepprop.sweep.schema import SHARED_IDENTITY
 
     with Store(store_path) as store:
-        store.start_sweep(cfg.to_dict(), SHARED_IDENTITY, [j.key for j in jobs])
+        store.start_sweep(cfg.to_dict(), SHARED_IDENTITY if same_sweep else (), [j.key for j in jobs])
         planned = {j.key for j in jobs}
         already = len(planned & store.done_keys())
         summary = SweepSummary(len(jobs), already, 0, 0, 0.0, 0, 0.0)

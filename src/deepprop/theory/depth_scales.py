@@ -59,6 +59,10 @@ def critical_rule(xi: np.ndarray, tol: float, rate: np.ndarray | None = None) ->
     return np.where(critical & ~np.isnan(xi), np.inf, xi)
 
 
+CRITICAL_TOL = 1e-3
+"""Default tolerance of the critical rule and of the phase label (``mean_field(critical_tol=...)``)."""
+
+
 @functools.lru_cache(maxsize=256)
 def is_bounded_activation(activation) -> bool:
     """Whether |phi| stays bounded: |phi(x)| at |x| up to 1e300 is no larger than 10 (1 + max |phi| on
