@@ -155,14 +155,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     lease = LEASE_SECONDS if args.lease_seconds is None else args.lease_seconds
-    try:
-        summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds, lease_seconds=lease,
-                            same_sweep=True)
-    finally:
-        if cfg.executor == "ray":
-            import ray
-
-            ray.shutdown()
+    summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds, lease_seconds=lease,
+                        same_sweep=True)  # connects to Ray (if asked) and disconnects
     if args.json:
         common.print_json({"store": args.store, "networks": summary.total,
                            "done": summary.already_done + summary.trained + summary.by_others,

@@ -262,9 +262,12 @@ def load_toml(path: str | Path, base: SweepConfig | None = None) -> SweepConfig:
     if not p.is_file():
         raise ParameterError("config", f"no such file: {p}")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ParameterError("config", f"{p}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ParameterError("config", f"{p}: not a TOML text file (not UTF-8: {exc.reason} at byte "
+                                       f"{exc.start})") from exc
     if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
         data = data["sweep"]
     preset = data.get("preset")

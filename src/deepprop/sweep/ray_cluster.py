@@ -26,8 +26,9 @@ from deepprop.errors import ParameterError
 
 RAY_CONNECT_TIMEOUT_S = 3.0
 """How long the driver waits for a TCP (and HTTP/2) answer from --ray-address before refusing."""
-RAY_INIT_TIMEOUT_S = 20.0
-"""How long ``ray.init`` may take once the address answered (a cluster that accepts but never completes)."""
+RAY_INIT_TIMEOUT_S = 5.0
+"""How long ``ray.init`` may take once the address answered (a cluster that accepts but never completes).
+A driver joins a running cluster in 0.2-1.3 s on a loaded 2-core machine (measured, 2026-12-06)."""
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
 HTTP2_SETTINGS = 0x4
 
@@ -132,28 +133,43 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def check_ray(address: str | None) -> str | None:
+    """Everything about ``address`` that can be checked without starting Ray: the ``ray`` extra is
+    installed, the address is well formed, and (``auto`` resolved) something answers there as a Ray head
+    node would. Returns the address to give ``ray.init`` (None: a private local instance)."""
+    import importlib.util
+    import sys
+
+    from deepprop.errors import MissingExtraError
+
+    loaded = sys.modules.get("ray", False)
+    if loaded is None or (loaded is False and importlib.util.find_spec("ray") is None):
+        raise MissingExtraError("ray", "--executor ray")
+    if address is not None and not str(address).strip():
+        raise ParameterError("ray_address", "must not be empty (HOST:PORT, ray://HOST:PORT or auto)")
+    target = _auto_address() if address == "auto" else address
+    if target not in (None, "local") and not (loaded and loaded.is_initialized()):
+        _check_reachable(target)
+    return target
+
+
 def connect_ray(address: str | None) -> bool:
     """Connect this driver to the Ray cluster at ``address`` before any work (see the module docstring).
 
     Returns True when this call initialised Ray (the caller shuts it down), False when it already was."""
     from deepprop.errors import require
 
-    ray = require("ray", "ray", "--executor ray")
+    target = check_ray(address)
+    ray = require("ray", "ray", "--executor ray")  # imported only now: seconds, spent on an address that answers
     if ray.is_initialized():
         return False
-    if address is not None and not str(address).strip():
-        raise ParameterError("ray_address", "must not be empty (HOST:PORT, ray://HOST:PORT or auto)")
-    target = address
-    if address == "auto":
-        target = _auto_address()
-    if target not in (None, "local"):
-        _check_reachable(target)
-        if (Path.home() / ".ray" / "auth_token").is_file():
-            # Ray enables token authentication on `ray start` when this file exists, but a driver given an
-            # explicit address only sends the token with RAY_AUTH_MODE=token; an explicit setting wins.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if target not in (None, "local") and (Path.home() / ".ray" / "auth_token").is_file():
+        # Ray enables token authentication on `ray start` when this file exists, but a driver given an
+        # explicit address only sends the token with RAY_AUTH_MODE=token; an explicit setting wins.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    limit = _time_limit(RAY_INIT_TIMEOUT_S) if target not in (None, "local") else contextlib.nullcontext()
     try:
-        with silenced(), _time_limit(RAY_INIT_TIMEOUT_S):
+        with silenced(), limit:
             ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      logging_level=logging.ERROR)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:

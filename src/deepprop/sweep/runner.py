@@ -33,7 +33,7 @@ from deepprop.sweep.ensemble import (
     is_oom,
     train_ensemble,
 )
-from deepprop.sweep.ray_cluster import connect_ray
+from deepprop.sweep.ray_cluster import check_ray, connect_ray
 from deepprop.sweep.schema import result_row
 from deepprop.sweep.store import Store, this_owner
 from deepprop.validation import array_bytes, check_memory, check_positive, physical_memory_bytes
@@ -278,7 +278,7 @@ def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | N
     check_memory(option, need, what, "lower --batch-size / --width / --depths" if option == "batch_size"
                  else "lower --width / --depths", device=cfg.device)
     if cfg.executor == "ray":
-        connect_ray(cfg.ray_address)
+        check_ray(cfg.ray_address)  # installed and answering; run_sweep connects
     return ds
 
 

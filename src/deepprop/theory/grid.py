@@ -16,7 +16,7 @@ from deepprop.activations import Activation, TensorFn
 from deepprop.checkpoint import Checkpoint
 from deepprop.errors import ParameterError
 from deepprop.theory.meanfield import PARAMETERS, QUANTITIES, MeanField, mean_field
-from deepprop.validation import check_memory
+from deepprop.validation import as_float_array, check_memory
 
 GRID_BYTES_PER_POINT = 400
 """Memory one grid point takes while a phase diagram is assembled and written (the Dataset, the tidy frame
@@ -85,7 +85,7 @@ def phase_diagram(
     """
     coords = {}
     for name, value in zip(PARAMETERS, (sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add), strict=True):
-        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        v = np.atleast_1d(as_float_array(name, value, allow_empty=True))
         if v.ndim != 1:
             raise ParameterError(name, "must be a scalar or a 1-D array of values")
         if v.size == 0:
