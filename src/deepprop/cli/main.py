@@ -171,13 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = None
-    previous = warnings.formatwarning
     try:
         args = parser.parse_args(argv)
         prog = _leaf_parser(parser, args).prog
-        # a warning the library gives (a partial store, a discarded corrupted result) is one line too
-        warnings.formatwarning = lambda message, *rest, **kw: f"{prog}: warning: {one_line(str(message))}\n"
-        return int(args.func(args) or 0)
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+            print(f"{prog}: warning: {one_line(str(message))}", file=sys.stderr)
+
+        with warnings.catch_warnings():  # a warning of the library (a discarded corrupted result) is one line too
+            warnings.showwarning = show
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("deepprop: interrupted", file=sys.stderr)
         return 130
@@ -185,8 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - every user error becomes one line; bugs are re-raised
         return report_error(exc, parser, args)
-    finally:
-        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":
