@@ -81,6 +81,9 @@ def test_critical_json_variants(capsys):
     d = run_json(capsys, "critical", "--activation", "tanh", "--keep-rate", "0.9", "--sigma-b2", "0.05",
                  "--maximize-depth", "--json")
     assert d["feasible"] is True and d["sigma_b2"] == 0.05
+    from deepprop.cli.theory import MAXIMIZE_SCHEMA
+
+    assert {k for k in d if not k.endswith("_reason")} == set(MAXIMIZE_SCHEMA)  # the infeasible run's keys too
 
 
 def test_sweep_status_fit_export_json(tmp_path, capsys):
