@@ -107,6 +107,13 @@ class Noise:
         object.__setattr__(self, "noise_mult", check_finite_nonnegative("noise_mult", self.noise_mult))
         object.__setattr__(self, "noise_add", check_finite_nonnegative("noise_add", self.noise_add))
         check_broadcast(keep_rate=self.keep_rate, noise_mult=self.noise_mult, noise_add=self.noise_add)
+        with np.errstate(over="ignore"):
+            if not np.all(np.isfinite(self.mu2)):
+                raise ParameterError("noise_mult" if np.any(~np.isfinite(self.noise_mult**2)) else "keep_rate",
+                                     "too large a noise: mu2 = (1 + noise_mult^2) / keep_rate overflows a float")
+            if not np.all(np.isfinite(self.add_var)):
+                raise ParameterError("noise_add", f"too large: noise_add^2 overflows a float (got "
+                                                  f"{_show(self.noise_add, ~np.isfinite(self.add_var))})")
 
     @property
     def mu2(self) -> np.ndarray:

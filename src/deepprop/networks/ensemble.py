@@ -26,7 +26,7 @@ from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, unit_weights
 from deepprop.prior import NetworkPrior, Noise
-from deepprop.validation import check_positive_int, check_seed
+from deepprop.validation import as_float_array, check_positive_int, check_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -101,7 +101,7 @@ class Ensemble:
         else:
             if sigma_w2 is None:
                 raise ParameterError("sigma_w2", "is required (or pass a NetworkPrior)")
-            sw = np.atleast_1d(np.asarray(sigma_w2, dtype=np.float64))
+            sw = np.atleast_1d(as_float_array("sigma_w2", sigma_w2))
             prior = NetworkPrior.build(activation, sw, 0.0 if sigma_b2 is None else sigma_b2, keep_rate=keep_rate,
                                        noise_mult=noise_mult, noise_add=noise_add)
         return cls.from_prior(prior, width, networks=networks, weights=weights, device=device, dtype=dtype)

@@ -25,7 +25,7 @@ from deepprop.networks import Ensemble
 from deepprop.simulate import _theory
 from deepprop.simulate._report import plain, stats_over_networks
 from deepprop.simulate.fitting import fit_exponential_approach, fit_relaxation
-from deepprop.validation import array_bytes, check_memory_terms, check_positive, check_positive_int
+from deepprop.validation import array_bytes, check_memory_terms, check_number, check_positive, check_positive_int
 
 
 def initial_pairs(ens: Ensemble, gen: torch.Generator, pairs: int, q0: float, c0: float) -> torch.Tensor:
@@ -140,7 +140,9 @@ def simulate_forward(
     is available, else the mean of the last quarter of the measurement) over the leading layers above
     the noise floor 3 * stderr + 1/N (relative for q).
     """
-    ens = Ensemble.build(activation, float(sigma_w2), sigma_b2, width, networks=networks, weights=weights,
+    sigma_w2 = check_number("sigma_w2", sigma_w2)
+    c0 = check_number("c0", c0)
+    ens = Ensemble.build(activation, sigma_w2, sigma_b2, width, networks=networks, weights=weights,
                          keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
                          device=device, dtype=dtype)
     depth = check_positive_int("depth", depth)

@@ -35,7 +35,13 @@ from deepprop.simulate import _theory
 from deepprop.simulate._inputs import load_inputs
 from deepprop.simulate._report import plain, stats_over_networks
 from deepprop.simulate.fitting import fit_log_linear, leading_run
-from deepprop.validation import array_bytes, check_fit_window, check_memory_terms, check_positive_int
+from deepprop.validation import (
+    array_bytes,
+    as_float_array,
+    check_fit_window,
+    check_memory_terms,
+    check_positive_int,
+)
 
 BACKPROP_MODES = ("shared", "independent")
 
@@ -422,7 +428,7 @@ def simulate_gradients(
     """
     if backprop not in BACKPROP_MODES:
         raise ParameterError("backprop", f"must be one of {', '.join(BACKPROP_MODES)} (got {backprop!r})")
-    sweep = [sigma_w2] if isinstance(sigma_w2, (int, float)) else list(sigma_w2)
+    sweep = [float(v) for v in np.atleast_1d(as_float_array("sigma_w2", sigma_w2)).ravel()]
     ens_all = Ensemble.build(activation, tuple(sweep), sigma_b2, width, networks=networks, weights=weights,
                              keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
                              device=device, dtype=dtype)

@@ -27,7 +27,7 @@ from deepprop.networks import Ensemble
 from deepprop.simulate import _theory
 from deepprop.simulate._report import plain, stats_over_networks
 from deepprop.theory import spectrum as spectral
-from deepprop.validation import array_bytes, check_memory_terms, check_positive, check_positive_int
+from deepprop.validation import array_bytes, as_float_array, check_memory_terms, check_positive, check_positive_int
 
 QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
 
@@ -208,7 +208,7 @@ def jacobian_spectrum(
     With ``spectrum=False`` only (1/N)||J||_F^2 is measured, by ``probes`` random tangent vectors
     (Hutchinson's estimator; no N x N Jacobian, no SVD; spread, quantiles and I are then NaN).
     """
-    sweep = [sigma_w2] if isinstance(sigma_w2, (int, float)) else list(sigma_w2)
+    sweep = [float(v) for v in np.atleast_1d(as_float_array("sigma_w2", sigma_w2)).ravel()]
     ens = Ensemble.build(activation, tuple(sweep), sigma_b2, width, networks=networks, weights=weights,
                          keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
                          device=device, dtype=dtype)

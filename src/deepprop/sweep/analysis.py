@@ -127,8 +127,12 @@ def fit_laws(
     cells["trainable"] = label
     names = LAW_NAMES
     if not len(cells) or not label.any():
-        why = ("no cell has a recorded accuracy" if not len(cells) else
-               f"no cell trained above chance ({chance:.3g}) at threshold {threshold:.3g}: no boundary to fit")
+        if not len(cells):
+            why = "no cell has a recorded accuracy"
+        elif best > chance + 1e-12:
+            why = f"no cell reaches the threshold {threshold:.3g} (best {best:.3g}): no boundary to fit"
+        else:
+            why = f"no cell trained above chance ({chance:.3g}): no boundary to fit"
         consts: list[dict[str, float | None]] = [{"a": 6.0}, {"a": None}, {"a": None, "b": None}]
         return [LawFit(n, c, None, len(cells), why) for n, c in zip(names, consts, strict=True)], cells, \
             float(threshold)

@@ -36,7 +36,7 @@ from deepprop.sweep.ensemble import (
 from deepprop.sweep.ray_cluster import check_ray, connect_ray
 from deepprop.sweep.schema import result_row
 from deepprop.sweep.store import Store, this_owner
-from deepprop.validation import array_bytes, check_memory, check_positive, physical_memory_bytes
+from deepprop.validation import array_bytes, check_memory, check_memory_terms, check_positive, physical_memory_bytes
 
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.7
@@ -236,22 +236,31 @@ JOB_BYTES = 4096
 """Memory one planned network takes before training (its identity dict, key and spec; measured ~2 kB)."""
 
 
-def network_memory(cfg: SweepConfig, n_in: int, n_out: int, n_train: int) -> tuple[int, str, str]:
-    """(bytes, option, description) of training ONE network of the sweep's largest depth: parameters with
-    their gradients and optimizer state, activations of a mini-batch, the mini-batch index table and the
-    training data on the device. ``option`` names the flag that dominates the estimate."""
+LAYER_OVERHEAD_BYTES = 4096
+"""Bookkeeping of one layer in one training step beyond its arrays (autograd nodes, tensor headers): what
+makes a very deep, very narrow network cost more than its weights and activations."""
+
+
+def network_memory(cfg: SweepConfig, n_in: int, n_out: int, n_train: int) -> tuple[dict[str, int], str]:
+    """({option: bytes}, description) of training ONE network of the sweep's largest depth: parameters with
+    their gradients and optimizer state (``width``), activations of a mini-batch (``batch_size``), the
+    mini-batch index table (``steps`` x ``batch_size``), per-layer bookkeeping (``depths``) and the training
+    data on the device (``n_train``)."""
     depth = max(cfg.depths)
     settings = settings_for(cfg, depth)
     itemsize = 8 if cfg.dtype == "float64" else 4
     total = bytes_per_network(settings, n_in, n_out)
-    index_table = 2 * array_bytes((settings.steps, settings.batch_size))  # drawn in numpy, then a tensor
-    data = array_bytes((n_train, n_in), itemsize=itemsize)
-    params = array_bytes((depth, cfg.width, cfg.width), itemsize=itemsize) * 3
-    batch_part = total - min(params, total) + index_table
-    option = "batch_size" if batch_part > params else "width"
+    acts = 4 * settings.batch_size * (cfg.width * depth + n_in + n_out) * itemsize  # as bytes_per_network
+    table = 2 * array_bytes((settings.steps, settings.batch_size))  # drawn in numpy, then a tensor
+    # activations grow with batch x width x depth: charged to the one furthest above its default size
+    stretch = {"batch_size": settings.batch_size / 128, "width": cfg.width / 300, "depths": depth / 300}
+    terms = {"width": max(total - acts, 0), "batch_size": 0, "steps": 0, "depths": depth * LAYER_OVERHEAD_BYTES,
+             "n_train": array_bytes((n_train, n_in), itemsize=itemsize)}
+    terms[max(stretch, key=lambda k: stretch[k])] += acts
+    terms["steps" if settings.steps > settings.batch_size else "batch_size"] += table
     what = (f"training one network of depth {depth} (width {cfg.width}, batch {settings.batch_size}, "
             f"{settings.steps} steps)")
-    return total + index_table + data, option, what
+    return terms, what
 
 
 def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | None = None, *,
@@ -274,9 +283,8 @@ def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | N
     else:
         check_output_path(path, param="store")
     ds = dataset if dataset is not None else load_for(cfg)
-    need, option, what = network_memory(cfg, ds.n_features, ds.n_classes, len(ds.y_train))
-    check_memory(option, need, what, "lower --batch-size / --width / --depths" if option == "batch_size"
-                 else "lower --width / --depths", device=cfg.device)
+    terms, what = network_memory(cfg, ds.n_features, ds.n_classes, len(ds.y_train))
+    check_memory_terms(terms, what, device=cfg.device)
     if cfg.executor == "ray":
         check_ray(cfg.ray_address)  # installed and answering; run_sweep connects
     return ds
@@ -421,8 +429,9 @@ def _run_sweep(cfg: SweepConfig, store_path: str | Path, jobs: list[Job], t0: fl
                         summary.diverged += sum(r["diverged"] for r in rows)
                         summary.network_steps += int(sum(r["network_steps"] for r in rows))
                         summary.flops += float(sum(r["flops"] for r in rows))
-                        best = np.nanmax([r["train_accuracy"] for r in rows] + [np.nan]) if rows else np.nan
-                        bar.set_postfix(depth=rows[0]["depth"], best_acc=f"{best:.3f}", refresh=False)
+                        accs = [r["train_accuracy"] for r in rows if np.isfinite(r["train_accuracy"])]
+                        bar.set_postfix(depth=rows[0]["depth"], best_acc=f"{max(accs, default=np.nan):.3f}",
+                                        refresh=False)
                         bar.update(len(rows))
                     if trained_now == 0:  # every chunk left is leased by another live runner: wait for it
                         bar.set_postfix_str("waiting for chunks another runner holds", refresh=True)
