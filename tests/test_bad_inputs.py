@@ -892,3 +892,18 @@ def test_core_commands_need_no_extra(tmp_path):
                           check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "g.csv").is_file() and (tmp_path / "s.db").is_file()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:CLOSED", "127.0.0.1:JUNK", "auto", "no-such-host.invalid:6379"])
+def test_unreachable_ray_is_one_line_within_seconds(env, capfd, address):
+    """An address with no Ray head behind it is refused in one line well within 10 s (imports aside), and
+    nothing of Ray's own logging reaches the terminal (file descriptors 1 and 2 checked, not just sys.*)."""
+    import time
+
+    address = address.replace("CLOSED", str(env.closed_port)).replace("JUNK", str(env.junk_port))
+    t0 = time.perf_counter()
+    assert main(sweep(env, "--executor", "ray", "--ray-address", address)) == 2
+    assert time.perf_counter() - t0 < 10
+    out, err = capfd.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--ray-address" in err and "Traceback" not in err
+    assert not env.new_store.exists()

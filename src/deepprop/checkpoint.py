@@ -15,8 +15,10 @@ another signature is replaced by the first new unit, never mixed in.
 
 What is never done: creating the parents of a checkpoint named by the user, writing into (or deleting) a
 folder or file that is not a deepprop checkpoint, or reading a corrupted unit as a result. A corrupted
-checkpoint raises :class:`CheckpointError` naming the file; :meth:`Checkpoint.drop_unreadable` lets a
-caller that can recompute (``deepprop reproduce``) discard such units instead.
+single-file checkpoint (the user's file) raises :class:`CheckpointError` naming it. A folder is deepprop's own
+cache of finished units: a unit there that cannot be read back (a crash of the disk, a hand edit) counts as
+not finished, so it is computed again, with a :class:`CorruptedUnitWarning` naming the file; a folder whose
+signature cannot be read raises :class:`CheckpointError`.
 
 ``deepprop sweep`` keeps its trained networks in an SQLite store (:mod:`deepprop.sweep.store`) that
 follows the same contract (a row per finished unit, committed atomically, keyed by the unit's identity;
@@ -42,6 +44,10 @@ SIGNATURE_FILE = "signature.json"
 FILE_MARKER = "deepprop_checkpoint"
 """Key of a single-file checkpoint's JSON document (its format version): a JSON file without it is not ours."""
 FILE_FORMAT = 1
+
+
+class CorruptedUnitWarning(UserWarning):
+    """A saved unit could not be read back; it is discarded and computed again."""
 
 
 def _canonical(signature: Any) -> Any:
@@ -146,7 +152,18 @@ class Checkpoint:
             return True
         if self.single_file:
             return not self._fresh and key in self._units
-        return self._find(key) is not None
+        path = self._find(key)
+        if path is None:
+            return False
+        try:  # read once here (kept in memory): a unit that cannot be read back is not finished
+            self._memory[key] = _read_unit(path)
+        except CheckpointError as exc:
+            import warnings
+
+            warnings.warn(f"{exc}; discarded, computing it again", CorruptedUnitWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
     def __getitem__(self, key: str) -> Any:
         if key in self._memory:

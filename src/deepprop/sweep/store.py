@@ -110,6 +110,10 @@ class Store:
             if not set(TABLES) <= tables:
                 raise StoreError(f"{self.path}: deepprop store without its tables {sorted(set(TABLES) - tables)}: "
                                  "corrupted store")
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            if not set(COLUMNS) <= columns:
+                raise StoreError(f"{self.path}: its runs table lacks the columns {sorted(set(COLUMNS) - columns)}: "
+                                 "corrupted store")
             self.count()  # reads the table: a corrupt file fails here, before any write
             self.get_meta("config")  # and a meta value that is not JSON
         except sqlite3.DatabaseError as exc:
