@@ -136,10 +136,16 @@ def run_diagnose(args: argparse.Namespace) -> int:
                          noise_add=args.noise_add)
     except ParameterError as exc:
         if exc.param in own and (exc.param != "activation" or args.activation is not None):
-            raise
-        # about the model's own modules (its weights, its activation), not a flag the user typed
-        raise ParameterError("model", f"{args.model}: the model's {exc.param.replace('_', ' ')}: "
-                                      f"{exc.detail}") from exc
+            raise  # about a flag the user typed
+        # about the model's own modules (its layers, their weights, its activation), never a flag not typed
+        if exc.param == "model":
+            detail = exc.detail
+        elif exc.param == "activation":
+            detail = ("its activation could not be read from its modules (none, or several different ones); "
+                      "give --activation")
+        else:
+            detail = f"the {exc.param} its layers give is out of range: {exc.detail}"
+        raise ParameterError("model", f"{args.model}: {detail}") from exc
     if args.json:
         common.print_json(d)
     else:
