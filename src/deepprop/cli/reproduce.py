@@ -54,7 +54,9 @@ def _run(args: argparse.Namespace) -> int:
                         force=args.force, quiet=args.quiet or args.json,
                         log=None if args.quiet or args.json else print)
     if args.json:
-        counts = {v: sum(r["verdict"] == v for r in result.records) for v in {r["verdict"] for r in result.records}}
+        from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED
+
+        counts = {v: sum(r["verdict"] == v for r in result.records) for v in (REPRODUCED, DIFFERS, NOT_RUN)}
         common.print_json({"out": str(result.index.parent), "index": str(result.index),
                            "claims_json": str(result.claims_json), "summary": result.summary, "counts": counts,
                            "claims": [{"id": r["id"], "verdict": r["verdict"]} for r in result.records]})

@@ -35,7 +35,7 @@ from deepprop.sweep.ensemble import (
 )
 from deepprop.sweep.ray_cluster import check_ray, connect_ray
 from deepprop.sweep.schema import result_row
-from deepprop.sweep.store import Store, this_owner
+from deepprop.sweep.store import Store, renew_leases, this_owner
 from deepprop.validation import array_bytes, check_memory, check_memory_terms, check_positive, physical_memory_bytes
 
 CPU_MEMORY_FRACTION = 0.25
@@ -336,9 +336,7 @@ class _Heartbeat:
                 if not ids:
                     continue
                 try:
-                    with conn:
-                        conn.execute(f"UPDATE leases SET expires_at = ? WHERE lease IN ({','.join('?' * len(ids))})",
-                                     [time.time() + self.seconds, *ids])
+                    renew_leases(conn, ids, self.seconds)
                 except sqlite3.Error:  # busy for a minute: the next beat tries again
                     pass
         finally:
@@ -443,7 +441,7 @@ def _run_sweep(cfg: SweepConfig, store_path: str | Path, jobs: list[Job], t0: fl
                     store.release(lease)
                 except Exception:  # noqa: BLE001 - best effort: the lease expires anyway
                     pass
-        summary.by_others = len(planned & store.done_keys()) - already - summary.trained
+        summary.by_others = max(len(planned & store.done_keys()) - already - summary.trained, 0)
     summary.wall_s = time.perf_counter() - t0
     return summary
 

@@ -244,11 +244,7 @@ class Store:
 
     def renew(self, leases: Iterable[str], seconds: float) -> None:
         """Push back the expiry of ``leases`` (a runner's heartbeat while it trains)."""
-        ids = list(leases)
-        if ids:
-            with self.conn:
-                self.conn.execute(f"UPDATE leases SET expires_at = ? WHERE lease IN ({','.join('?' * len(ids))})",
-                                  [time.time() + seconds, *ids])
+        renew_leases(self.conn, list(leases), seconds)
 
     def release(self, lease: str) -> None:
         with self.conn:
@@ -263,6 +259,15 @@ class Store:
             if expires > now and owner_alive(owner) is not False:
                 out[owner] = int(n)
         return out
+
+
+def renew_leases(conn: sqlite3.Connection, leases: Sequence[str], seconds: float) -> None:
+    """Push back the expiry of ``leases`` to ``seconds`` from now, in one transaction on ``conn``."""
+    with conn:
+        for i in range(0, len(leases), MAX_SQL_VARIABLES):
+            part = list(leases[i:i + MAX_SQL_VARIABLES])
+            conn.execute(f"UPDATE leases SET expires_at = ? WHERE lease IN ({','.join('?' * len(part))})",
+                         [time.time() + seconds, *part])
 
 
 def _sql_value(v: Any) -> Any:
