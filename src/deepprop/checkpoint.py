@@ -64,7 +64,9 @@ class Checkpoint:
     ``path`` is None. ``param`` names the option or argument that gave the path (in error messages)."""
 
     def __init__(self, path: str | os.PathLike[str] | None, signature: Any, *, param: str = "checkpoint"):
-        self.path = None if path is None else Path(path).expanduser()
+        from deepprop.paths import user_path
+
+        self.path = None if path is None else user_path(path, param)
         self.param = param
         self.signature = _canonical(signature)
         self._memory: dict[str, Any] = {}
@@ -73,8 +75,6 @@ class Checkpoint:
         self.single_file = self.path is not None and self.path.suffix.lower() == ".json"
         if self.path is None:
             return
-        if str(path) == "":
-            raise ParameterError(param, "must not be empty")
         if self.single_file:
             self._open_file()
         else:

@@ -406,9 +406,14 @@ def load_dataset(
     Missing MNIST/CIFAR files are downloaded into ``data_dir`` (or the cache) when ``download`` is true;
     offline, a :class:`DatasetError` says which files are missing and where to put them.
     """
+    from deepprop.validation import check_int, check_seed
+
     key = canonical_name(name)
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
+    seed = check_seed("seed", seed)
+    n_features = check_int("n_features", n_features, 1)
+    n_classes = check_int("n_classes", n_classes, 2)
     directory = None if data_dir is None else check_data_dir(data_dir, download=download)
     n_cls: int
     if key == "digits":

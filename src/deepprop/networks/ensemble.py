@@ -26,7 +26,7 @@ from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, unit_weights
 from deepprop.prior import NetworkPrior, Noise
-from deepprop.validation import as_float_array, check_positive_int, check_seed
+from deepprop.validation import as_float_array, check_device, check_positive_int, check_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -34,6 +34,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> cpu; raise ParameterError for a name that is not a device, anything but cpu / cuda[:N],
     or cuda on a machine without it."""
+    check_device(device)  # a device name (or torch.device): anything else is refused by name
     try:
         dev = torch.device(device or "cpu")
     except (RuntimeError, TypeError):
@@ -49,7 +50,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """'float32' | 'float64' | a torch floating dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)} (got {dtype!r})")
     return DTYPES[dtype]
 
@@ -123,7 +124,7 @@ class Ensemble:
             raise ParameterError("sigma_w2", "needs one value or a 1-d sequence of values")
         if np.any(sw <= 0):
             raise ParameterError("sigma_w2", f"must be finite and > 0 (got {float(sw[sw <= 0][0])!r})")
-        if weights not in WEIGHT_KINDS:
+        if not isinstance(weights, str) or weights not in WEIGHT_KINDS:
             raise ParameterError("weights", f"must be one of {', '.join(WEIGHT_KINDS)} (got {weights!r})")
         keep, mult, add = prior.noise.scalar()
         if np.size(prior.sigma_b2) != 1:

@@ -41,6 +41,7 @@ from deepprop.validation import (
     check_fit_window,
     check_memory_terms,
     check_positive_int,
+    check_seed,
 )
 
 BACKPROP_MODES = ("shared", "independent")
@@ -426,7 +427,8 @@ def simulate_gradients(
     Fits use layers fit_skip < l <= depth - fit_skip (default depth // 10, at least 2). Finished chunks
     are stored in ``checkpoint`` (JSON) and skipped when the run is repeated with the same parameters.
     """
-    if backprop not in BACKPROP_MODES:
+    seed = check_seed("seed", seed)
+    if not isinstance(backprop, str) or backprop not in BACKPROP_MODES:
         raise ParameterError("backprop", f"must be one of {', '.join(BACKPROP_MODES)} (got {backprop!r})")
     sweep = [float(v) for v in np.atleast_1d(as_float_array("sigma_w2", sigma_w2)).ravel()]
     ens_all = Ensemble.build(activation, tuple(sweep), sigma_b2, width, networks=networks, weights=weights,
