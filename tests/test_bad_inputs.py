@@ -768,6 +768,21 @@ def _api_cases():
         ("connect_ray-closed", lambda e: connect_ray(f"127.0.0.1:{e.closed_port}"), ParameterError, "ray_address"),
         ("connect_ray-junk", lambda e: connect_ray(f"127.0.0.1:{e.junk_port}"), ParameterError, "ray_address"),
         ("connect_ray-empty", lambda e: connect_ray(""), ParameterError, "ray_address"),
+        ("simulate_gradients-string-seed", lambda e: _gradients(seed="7"), ParameterError, "seed"),
+        ("simulate_forward-string-c0", lambda e: _forward(c0="0.5"), ParameterError, "c0"),
+        ("simulate_forward-dtype-list", lambda e: _forward(dtype=["float32"]), ParameterError, "dtype"),
+        ("simulate_forward-device-array", lambda e: _forward(device=np.ones(2)), ParameterError, "device"),
+        ("simulate_jacobian-string-sw2", lambda e: __import__("deepprop.simulate.jacobian", fromlist=["x"])
+         .jacobian_spectrum("tanh", "1.5", 0.05, width=8, depth=3), ParameterError, "sigma_w2"),
+        ("ensemble-weights-array", lambda e: __import__("deepprop.networks", fromlist=["x"]).Ensemble.build(
+            "tanh", 1.5, 0.05, 8, weights=np.ones(2)), ParameterError, "weights"),
+        ("critical_init-array-keep", lambda e: critical_init("relu", keep_rate=[0.8, 0.9]), ParameterError,
+         "keep_rate"),
+        ("critical_init-string-depth-multiple", lambda e: critical_init("tanh", depth_multiple="6"), ParameterError,
+         "depth_multiple"),
+        ("load_dataset-string-seed", lambda e: load_dataset("synthetic", seed="1"), ParameterError, "seed"),
+        ("load_dataset-classes", lambda e: load_dataset("synthetic", n_classes=1), ParameterError, "n_classes"),
+        ("checkpoint-path-type", lambda e: Checkpoint(["x.json"], {}), ParameterError, "checkpoint"),
     ]
 
 
