@@ -6,7 +6,10 @@ turns any result (dicts, lists, tuples, numpy scalars and arrays, dataclasses, o
 paths) into plain JSON values and replaces every non-finite number by ``None``. Where that number is the
 value of a key ``k`` of a dict, the same dict gets ``k_reason`` (unless it has one already) saying why:
 
-* ``"infinite"`` / ``"negative_infinite"``: +inf / -inf (e.g. xi_c at an exact critical point),
+* ``"critical"``: a depth scale (a key ``xi_...`` or ``max_depth``) that is +inf: under the engine's one
+  critical rule (:func:`deepprop.theory.depth_scales.critical_rule`) that is the only way a depth scale is
+  infinite, wherever the result comes from (``point``, ``advise``, ``simulate ...``),
+* ``"infinite"`` / ``"negative_infinite"``: any other +inf / -inf,
 * ``"undefined"``: NaN (the quantity has no value there; the result's notes say why),
 * ``"non_finite_elements"``: a list value with at least one such entry (each entry is ``null``).
 
@@ -32,6 +35,10 @@ from typing import Any
 import numpy as np
 
 REASON_SUFFIX = "_reason"
+
+
+def _is_depth_scale(key: str) -> bool:
+    return (key.startswith("xi_") or key == "max_depth") and not key.endswith(("_err", "_reason"))
 
 
 def _reason_of(value: float) -> str:
@@ -81,7 +88,7 @@ def _clean_dict(d: Mapping[str, Any], reasons: Mapping[str, str] | None = None) 
         k = str(key)
         out[k], reason = _clean(value)
         if reason is not None:
-            found[k] = reason
+            found[k] = "critical" if reason == "infinite" and _is_depth_scale(k) else reason
     for k, reason in found.items():
         out.setdefault(k + REASON_SUFFIX, reason)
     for k, reason in (reasons or {}).items():
