@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepprop",
         description="Mean-field signal propagation in deep networks: phases, depth scales, trainability.",
     )
+    from deepprop._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"deepprop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in COMMAND_MODULES:
