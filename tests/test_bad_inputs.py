@@ -15,6 +15,7 @@ import hashlib
 import math
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +38,9 @@ NOT_ROOT = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
 POINT = ["point", "--activation", "tanh", "--sigma-w2", "1.5", "--sigma-b2", "0.05"]
 PHASE = ["phase", "--sigma-w2", "1:4:3", "--sigma-b2", "0:0.1:2"]
 SIM = ["simulate", "forward", "--sigma-w2", "1.5", "--sigma-b2", "0.05", "--width", "8", "--depth", "3"]
+GRAD = ["simulate", "gradients", "--sigma-w2", "1.5", "--sigma-b2", "0.05", "--width", "8", "--depth", "6",
+        "--dataset", "synthetic", "--batch-size", "8"]
+JAC = ["simulate", "jacobian", "--sigma-w2", "1.5", "--sigma-b2", "0.05", "--width", "8", "--depth", "3"]
 SMALL = ["--dataset", "synthetic", "--n-train", "32", "--n-test", "16", "--width", "4", "--depths", "2",
          "--sigma-w2", "1", "--steps", "2", "--batch-size", "8"]
 
@@ -84,14 +88,8 @@ def real_store(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def env(tmp_path, real_store, monkeypatch) -> SimpleNamespace:
-    """Paths every case may use; the network is off (downloads fail at once, as offline)."""
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable (test runs offline)")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+def _build_files(tmp_path: Path, real_store: Path) -> SimpleNamespace:
+    """Every file and folder the cases use, under ``tmp_path`` (built once, copied for each case)."""
     e = SimpleNamespace(tmp=tmp_path)
     e.store = tmp_path / "sweep.db"
     e.store.write_bytes(real_store.read_bytes())
@@ -105,6 +103,7 @@ def env(tmp_path, real_store, monkeypatch) -> SimpleNamespace:
 
     with sqlite3.connect(e.foreign) as conn:
         conn.execute("CREATE TABLE customers (name TEXT)")
+    conn.close()
     e.empty_db = tmp_path / "empty.db"
     e.empty_db.write_bytes(b"")
     e.toml_bad = tmp_path / "bad.toml"
@@ -119,7 +118,6 @@ def env(tmp_path, real_store, monkeypatch) -> SimpleNamespace:
     e.a_file.write_text("x")
     e.readonly = tmp_path / "readonly"
     e.readonly.mkdir()
-    e.readonly.chmod(0o500)
     e.mnist_magic = _write_mnist(tmp_path / "mnist_magic", bad_magic=True)
     e.mnist_short = _write_mnist(tmp_path / "mnist_short", short=True)
     cifar = tmp_path / "cifar" / "cifar-10-batches-py"
@@ -133,10 +131,128 @@ def env(tmp_path, real_store, monkeypatch) -> SimpleNamespace:
     e.model_ok = tmp_path / "model_ok.py"
     e.model_ok.write_text("from torch import nn\nclass Net(nn.Sequential):\n    def __init__(self):\n"
                           "        super().__init__(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))\n")
+    _more_files(e, real_store)
+    return e
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, real_store) -> SimpleNamespace:
+    return _build_files(tmp_path_factory.mktemp("template"), real_store)
+
+
+@pytest.fixture
+def env(tmp_path, template, monkeypatch, junk_server) -> SimpleNamespace:
+    """Paths every case may use (a fresh copy of the template for each case); the network is off (downloads
+    fail at once, as offline)."""
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (test runs offline)")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    shutil.copytree(template.tmp, tmp_path, dirs_exist_ok=True)
+    e = SimpleNamespace(**{k: tmp_path / v.relative_to(template.tmp) if isinstance(v, Path) else v
+                           for k, v in vars(template).items()})
+    e.tmp = tmp_path
+    e.readonly.chmod(0o500)
     e.closed_port = _unused_port()
+    e.junk_port = junk_server
     monkeypatch.chdir(tmp_path)
     yield e
     e.readonly.chmod(0o700)
+
+
+MODELS = {
+    "model_ctor_raises": "from torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n"
+                         "        raise ValueError('no GPU here')\n",
+    "model_exit_import": "import sys\nsys.exit(0)\n",
+    "model_exit_ctor": "import sys\nfrom torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n"
+                       "        sys.exit(3)\n",
+    "model_meta": "import torch\nfrom torch import nn\nclass Net(nn.Sequential):\n    def __init__(self):\n"
+                  "        with torch.device('meta'):\n"
+                  "            super().__init__(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))\n",
+    "model_nan": "import torch\nfrom torch import nn\nclass Net(nn.Sequential):\n    def __init__(self):\n"
+                 "        super().__init__(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))\n"
+                 "        with torch.no_grad():\n            self[0].weight.fill_(float('nan'))\n",
+    "model_not_class": "Net = 42\n",
+    "model_not_module": "class Net:\n    pass\n",
+    "model_no_linear": "from torch import nn\nclass Net(nn.Sequential):\n    def __init__(self):\n"
+                       "        super().__init__(nn.Tanh())\n",
+}
+
+
+def _more_files(e, real_store: Path) -> None:
+    """Stores of other versions and damaged ones, checkpoints, models and folders for the cases below."""
+    import sqlite3
+
+    from deepprop.sweep.store import STORE_VERSION
+
+    def variant(name: str, sql: str) -> Path:
+        path = e.tmp / name
+        path.write_bytes(real_store.read_bytes())
+        conn = sqlite3.connect(path)
+        conn.executescript(sql)
+        conn.close()
+        return path
+
+    e.older = variant("older.db", f"PRAGMA user_version = {STORE_VERSION - 1};")
+    e.newer = variant("newer.db", f"PRAGMA user_version = {STORE_VERSION + 1};")
+    e.bad_meta = variant("badmeta.db", "UPDATE meta SET value = '{oops' WHERE key = 'config';")
+    e.no_leases = variant("noleases.db", "DROP TABLE leases;")
+    e.legacy = e.tmp / "legacy.db"
+    with sqlite3.connect(e.legacy) as conn:
+        conn.execute("CREATE TABLE runs (run_key TEXT PRIMARY KEY)")
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.close()
+    e.a_dir_db = e.tmp / "dir.db"
+    e.a_dir_db.mkdir()
+    e.ckpt_corrupt = e.tmp / "corrupt.json"
+    e.ckpt_corrupt.write_text('{"deepprop_checkpoint": 1, "units": {')
+    e.ckpt_foreign = e.tmp / "notes.json"
+    e.ckpt_foreign.write_text('{"my": "notes"}')
+    e.ckpt_dir = e.tmp / "ckpt.json"
+    e.ckpt_dir.mkdir()
+    e.foreign_out = e.tmp / "mine"
+    e.foreign_out.mkdir()
+    (e.foreign_out / "index.html").write_text("<p>my own page</p>")
+    e.toml_binary = e.tmp / "binary.toml"
+    e.toml_binary.write_bytes(b"\xff\xfe\x00\x81garbage\x00")
+    e.toml_ok = e.tmp / "ok.toml"
+    e.toml_ok.write_text('dataset = "synthetic"\nwidth = 4\ndepths = [2]\nsigma_w2 = [1.0]\nsteps = 2\n')
+    for name, text in MODELS.items():
+        path = e.tmp / f"{name}.py"
+        path.write_text(text)
+        setattr(e, name, path)
+
+
+@pytest.fixture(scope="module")
+def junk_server():
+    """A TCP port that answers like an SSH server, not like Ray (for --ray-address)."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    srv.close()
 
 
 # (id, argv from env, needle expected in the one error line)
@@ -286,6 +402,181 @@ CASES = [
      lambda e: ["simulate", "gradients", "--sigma-w2", "1.5", "--sigma-b2", "0.05", "--dataset", "mnist",
                 "--data-dir", str(e.empty_dir), "--depth", "3", "--width", "8"], "offline"),
     pytest.param("simulate-cuda-without-cuda", lambda e: [*SIM, "--device", "cuda"], "--device", marks=NO_CUDA),
+    # ===== issue 17: everything a new user found, plus its neighbours ===========================================
+    # --- parsing: ranges, lists, integer grids, fit windows, conflicts ---------------------------------------
+    ("sweep-depths-fractional-range", lambda e: sweep(e, "--depths", "2:5:3"), "--depths"),
+    ("sweep-sw2-empty-item", lambda e: sweep(e, "--sigma-w2", "2,,3"), "--sigma-w2"),
+    ("sweep-sw2-trailing-comma", lambda e: sweep(e, "--sigma-w2", "2,"), "--sigma-w2"),
+    ("sweep-keep-rate-empty-item", lambda e: sweep(e, "--keep-rate", "0.9,,0.8"), "--keep-rate"),
+    ("sweep-seed-fraction", lambda e: sweep(e, "--seed", "1.5"), "--seed"),
+    ("sweep-seed-fractional-range", lambda e: sweep(e, "--seed", "0:3:3"), "--seed"),
+    ("sweep-depths-empty-text", lambda e: sweep(e, "--depths", ""), "--depths"),
+    ("sweep-depths-text-count", lambda e: sweep(e, "--depths", "2:10:many"), "--depths"),
+    ("phase-sw2-empty-item", lambda e: ["phase", "--sigma-w2", "2,,3", "--sigma-b2", "0", "--out", "g.csv"],
+     "--sigma-w2"),
+    ("phase-sb2-trailing-comma", lambda e: ["phase", "--sigma-w2", "2", "--sigma-b2", "0,", "--out", "g.csv"],
+     "--sigma-b2"),
+    ("phase-fractional-count", lambda e: ["phase", "--sigma-w2", "1:4:2.5", "--sigma-b2", "0", "--out", "g.csv"],
+     "--sigma-w2"),
+    ("phase-leading-comma", lambda e: ["phase", "--sigma-w2", ",2", "--sigma-b2", "0", "--out", "g.csv"],
+     "--sigma-w2"),
+    ("gradients-negative-fit-skip", lambda e: [*GRAD, "--fit-skip", "-1"], "--fit-skip"),
+    ("gradients-fit-skip-beyond-depth", lambda e: [*GRAD, "--fit-skip", "5"], "--fit-skip"),
+    ("gradients-fit-skip-huge", lambda e: [*GRAD, "--fit-skip", "100000"], "--fit-skip"),
+    ("sweep-config-and-preset", lambda e: ["sweep", "run", str(e.toml_ok), "--preset", "fig5a", "--store",
+                                           str(e.new_store)], "--preset"),
+    ("point-activation-names-command", lambda e: ["point", "--activation", "tanhh", "--sigma-w2", "1", "--sigma-b2",
+                                                  "0"], "deepprop point: error: argument --activation"),
+    ("simulate-activation-names-command", lambda e: [*SIM, "--activation", "nope"],
+     "deepprop simulate forward: error: argument --activation"),
+    ("sweep-error-names-command", lambda e: sweep(e, "--width", "0"), "deepprop sweep run: error:"),
+    # --- resources: checked before anything is allocated or written ------------------------------------------
+    ("sweep-batch-beyond-memory", lambda e: sweep(e, "--batch-size", "100000000"), "--batch-size"),
+    ("sweep-width-beyond-memory", lambda e: sweep(e, "--width", "10000000"), "--width"),
+    ("sweep-n-train-beyond-memory", lambda e: sweep(e, "--n-train", "100000000000"), "--n-train"),
+    ("forward-width-beyond-memory", lambda e: [*SIM, "--width", "10000000"], "--width"),
+    ("forward-depth-beyond-memory", lambda e: [*SIM, "--depth", "1000000000000"], "--depth"),
+    ("forward-networks-beyond-memory", lambda e: [*SIM, "--width", "3000", "--networks", "100000"], "--width"),
+    ("gradients-width-beyond-memory", lambda e: [*GRAD, "--width", "1000000"], "--width"),
+    ("gradients-batch-beyond-memory", lambda e: [*GRAD, "--width", "1000", "--batch-size", "1000000000"],
+     "--batch-size"),
+    ("jacobian-width-beyond-memory", lambda e: [*JAC, "--width", "1000000"], "--width"),
+    ("sweep-seed-beyond-64-bits", lambda e: sweep(e, "--seed", "99999999999999999999999"), "--seed"),
+    ("sweep-seed-list-beyond-64-bits", lambda e: sweep(e, "--seed", "0,9223372036854775808"), "--seed"),
+    ("forward-seed-beyond-64-bits", lambda e: [*SIM, "--seed", "99999999999999999999999"], "--seed"),
+    ("forward-negative-seed", lambda e: [*SIM, "--seed", "-1"], "--seed"),
+    ("gradients-seed-beyond-64-bits", lambda e: [*GRAD, "--seed", "18446744073709551616"], "--seed"),
+    ("sweep-steps-beyond-64-bits", lambda e: sweep(e, "--steps", "99999999999999999999"), "--steps"),
+    ("sweep-chunk-beyond-64-bits", lambda e: sweep(e, "--chunk-size", "99999999999999999999"), "--chunk-size"),
+    ("phase-block-points-too-large", lambda e: [*PHASE, "--out", "g.csv", "--block-points", "99999999999"],
+     "--block-points"),
+    ("advise-depth-beyond-64-bits", lambda e: ["advise", "--activation", "tanh", "--depth", "1" + "0" * 25],
+     "--depth"),
+    ("forward-zero-networks", lambda e: [*SIM, "--networks", "0"], "--networks"),
+    ("forward-zero-pairs", lambda e: [*SIM, "--pairs", "0"], "--pairs"),
+    ("gradients-batch-of-one", lambda e: [*GRAD, "--batch-size", "1"], "--batch-size"),
+    ("gradients-zero-chunk", lambda e: [*GRAD, "--chunk", "0"], "--chunk"),
+    ("sweep-zero-batch", lambda e: sweep(e, "--batch-size", "0"), "--batch-size"),
+    ("sweep-zero-eval-train", lambda e: sweep(e, "--eval-train", "0"), "--eval-train"),
+    ("sweep-zero-n-test", lambda e: sweep(e, "--n-test", "0"), "--n-test"),
+    ("sweep-zero-lease", lambda e: sweep(e, "--lease-seconds", "0"), "--lease-seconds"),
+    # --- stores: versions, damage, paths ----------------------------------------------------------------------
+    ("status-older-store", lambda e: ["sweep", "status", str(e.older)], "older"),
+    ("status-newer-store", lambda e: ["sweep", "status", str(e.newer)], "newer"),
+    ("status-legacy-store", lambda e: ["sweep", "status", str(e.legacy)], "older"),
+    ("status-corrupt-meta", lambda e: ["sweep", "status", str(e.bad_meta)], "badmeta.db"),
+    ("status-missing-table", lambda e: ["sweep", "status", str(e.no_leases)], "noleases.db"),
+    ("status-directory", lambda e: ["sweep", "status", str(e.a_dir_db)], "store"),
+    ("status-empty-path", lambda e: ["sweep", "status", ""], "store"),
+    ("fit-corrupt-meta", lambda e: ["sweep", "fit", str(e.bad_meta)], "not JSON"),
+    ("fit-older-store", lambda e: ["sweep", "fit", str(e.older)], "older"),
+    ("plot-newer-store", lambda e: ["sweep", "plot", str(e.newer), "--out", "h.png"], "newer"),
+    ("export-corrupt-meta", lambda e: ["sweep", "export", str(e.bad_meta), "--out", "r.csv"], "badmeta.db"),
+    ("export-legacy-store", lambda e: ["sweep", "export", str(e.legacy), "--out", "r.csv"], "older"),
+    ("run-corrupt-meta", lambda e: ["sweep", "run", "--store", str(e.bad_meta), *SMALL], "not JSON"),
+    ("run-older-store", lambda e: ["sweep", "run", "--store", str(e.older), *SMALL], "older"),
+    ("run-newer-store", lambda e: ["sweep", "run", "--store", str(e.newer), *SMALL], "newer"),
+    ("run-store-is-directory", lambda e: ["sweep", "run", "--store", str(e.a_dir_db), *SMALL], "--store"),
+    ("run-empty-store-path", lambda e: ["sweep", "run", "--store", "", *SMALL], "--store"),
+    ("run-binary-toml", lambda e: ["sweep", "run", str(e.toml_binary), "--store", str(e.new_store)], "binary.toml"),
+    ("run-config-is-directory", lambda e: ["sweep", "run", str(e.empty_dir), "--store", str(e.new_store)],
+     "config"),
+    ("run-depths-beyond-memory-on-store", lambda e: ["sweep", "run", "--store", str(e.store), *SMALL, "--depths",
+                                                      "1:100000:100000", "--sigma-w2", "1:4:1000", "--seed",
+                                                      "0:99:100"], "--depths"),
+    # --- output paths: one rule, the user's path and option in every message ---------------------------------
+    ("gradients-checkpoint-missing-dir", lambda e: [*GRAD, "--checkpoint", str(e.tmp / "nowhere" / "x.json")],
+     "--checkpoint"),
+    ("gradients-checkpoint-root-missing-dir", lambda e: [*GRAD, "--checkpoint", "/nonexistent-dp/x.json"],
+     "--checkpoint"),
+    ("gradients-checkpoint-is-directory", lambda e: [*GRAD, "--checkpoint", str(e.ckpt_dir)], "--checkpoint"),
+    ("gradients-checkpoint-corrupt", lambda e: [*GRAD, "--checkpoint", str(e.ckpt_corrupt)], "corrupt.json"),
+    ("gradients-checkpoint-not-ours", lambda e: [*GRAD, "--checkpoint", str(e.ckpt_foreign)], "notes.json"),
+    ("gradients-checkpoint-suffix", lambda e: [*GRAD, "--checkpoint", "grad.txt"], "--checkpoint"),
+    ("gradients-checkpoint-empty", lambda e: [*GRAD, "--checkpoint", ""], "--checkpoint"),
+    ("reproduce-empty-out", lambda e: ["reproduce", "--tier", "smoke", "--only", "001-fig1", "--out", ""], "--out"),
+    ("reproduce-foreign-out", lambda e: ["reproduce", "--tier", "smoke", "--only", "001-fig1", "--out",
+                                         str(e.foreign_out)], "--force"),
+    ("reproduce-out-is-file", lambda e: ["reproduce", "--tier", "smoke", "--out", str(e.a_file)], "--out"),
+    ("reproduce-out-missing-parent", lambda e: ["reproduce", "--tier", "smoke", "--out", str(e.tmp / "a" / "b")],
+     "does not exist"),
+    ("reproduce-bad-tier", lambda e: ["reproduce", "--tier", "huge", "--out", str(e.tmp / "r")], "--tier"),
+    ("reproduce-unknown-claim", lambda e: ["reproduce", "--only", "999-nope", "--out", str(e.tmp / "r")], "--only"),
+    ("reproduce-bad-device", lambda e: ["reproduce", "--device", "tpu", "--out", str(e.tmp / "r")], "--device"),
+    ("reproduce-data-dir-is-file", lambda e: ["reproduce", "--data-dir", str(e.a_file), "--out", str(e.tmp / "r")],
+     "--data-dir"),
+    ("phase-out-in-proc", lambda e: [*PHASE, "--out", "/proc/g.csv"], "--out"),
+    ("phase-empty-out", lambda e: [*PHASE, "--out", ""], "--out"),
+    ("figures-empty-out", lambda e: ["figures", "--out", "", "--quick"], "--out"),
+    ("plot-empty-out", lambda e: ["sweep", "plot", str(e.store), "--out", ""], "--out"),
+    ("plot-bad-suffix", lambda e: ["sweep", "plot", str(e.store), "--out", "h.txt"], "--out"),
+    ("plot-out-is-dir", lambda e: ["sweep", "plot", str(e.store), "--out", str(e.empty_dir)], "--out"),
+    ("export-out-is-dir", lambda e: ["sweep", "export", str(e.store), "--out", str(e.ckpt_dir)], "--out"),
+    ("sweep-data-dir-is-file", lambda e: sweep(e, "--dataset", "mnist", "--data-dir", str(e.a_file)), "--data-dir"),
+    ("sweep-data-dir-etc-passwd", lambda e: sweep(e, "--dataset", "mnist", "--data-dir", "/etc/passwd"),
+     "not a directory"),
+    ("sweep-data-dir-empty", lambda e: sweep(e, "--data-dir", ""), "--data-dir"),
+    ("sweep-data-dir-missing-parent", lambda e: sweep(e, "--data-dir", str(e.tmp / "x" / "y")), "--data-dir"),
+    ("gradients-data-dir-is-file", lambda e: [*GRAD, "--dataset", "mnist", "--data-dir", str(e.a_file)],
+     "--data-dir"),
+    # --- models: a model file that fails to build is the model's error ------------------------------------------
+    ("diagnose-ctor-raises", lambda e: ["diagnose", f"{e.model_ctor_raises}:Net"], "no GPU here"),
+    ("diagnose-exit-on-import", lambda e: ["diagnose", f"{e.model_exit_import}:Net"], "sys.exit"),
+    ("diagnose-exit-in-ctor", lambda e: ["diagnose", f"{e.model_exit_ctor}:Net"], "sys.exit(3)"),
+    ("diagnose-meta-device", lambda e: ["diagnose", f"{e.model_meta}:Net"], "meta"),
+    ("diagnose-nan-weights", lambda e: ["diagnose", f"{e.model_nan}:Net"], "non-finite"),
+    ("diagnose-not-a-class", lambda e: ["diagnose", f"{e.model_not_class}:Net"], "model"),
+    ("diagnose-not-a-module", lambda e: ["diagnose", f"{e.model_not_module}:Net"], "nn.Module"),
+    ("diagnose-no-linear", lambda e: ["diagnose", f"{e.model_no_linear}:Net"], "model"),
+    ("diagnose-unknown-activation", lambda e: ["diagnose", f"{e.model_ok}:Net", "--activation", "nope"],
+     "--activation"),
+    ("diagnose-negative-noise", lambda e: ["diagnose", f"{e.model_ok}:Net", "--noise-add", "-1"], "--noise-add"),
+    # --- Ray: one line within seconds --------------------------------------------------------------------------
+    ("ray-not-a-ray-server", lambda e: sweep(e, "--executor", "ray", "--ray-address", f"127.0.0.1:{e.junk_port}"),
+     "--ray-address"),
+    ("ray-auto-without-cluster", lambda e: sweep(e, "--executor", "ray", "--ray-address", "auto"), "--ray-address"),
+    ("ray-empty-address", lambda e: sweep(e, "--executor", "ray", "--ray-address", ""), "--ray-address"),
+    ("ray-port-out-of-range", lambda e: sweep(e, "--executor", "ray", "--ray-address", "127.0.0.1:99999"),
+     "--ray-address"),
+    ("ray-unknown-host", lambda e: sweep(e, "--executor", "ray", "--ray-address", "no-such-host.invalid:6379"),
+     "--ray-address"),
+    # --- numbers on every command --------------------------------------------------------------------------------
+    ("forward-c0-above-1", lambda e: [*SIM, "--c0", "2"], "--c0"),
+    ("forward-zero-q0", lambda e: [*SIM, "--q0", "0"], "--q0"),
+    ("forward-zero-sw2", lambda e: ["simulate", "forward", "--sigma-w2", "0", "--sigma-b2", "0.05"], "--sigma-w2"),
+    ("forward-negative-noise-mult", lambda e: [*SIM, "--noise-mult", "-1"], "--noise-mult"),
+    ("forward-nan-sb2", lambda e: ["simulate", "forward", "--sigma-w2", "1", "--sigma-b2", "nan"], "--sigma-b2"),
+    ("forward-bad-dtype", lambda e: [*SIM, "--dtype", "float16"], "--dtype"),
+    ("forward-bad-weights", lambda e: [*SIM, "--weights", "uniform"], "--weights"),
+    ("forward-bad-device", lambda e: [*SIM, "--device", "tpu"], "--device"),
+    ("forward-text-width", lambda e: [*SIM, "--width", "eight"], "--width"),
+    ("jacobian-zero-signal-var", lambda e: [*JAC, "--signal-var", "0"], "--signal-var"),
+    ("jacobian-negative-input-q", lambda e: [*JAC, "--input-q", "-1"], "--input-q"),
+    ("gradients-unknown-dataset", lambda e: [*GRAD, "--dataset", "imagenet"], "--dataset"),
+    ("gradients-bad-backprop", lambda e: [*GRAD, "--backprop", "both"], "--backprop"),
+    ("point-nan-depth-multiple", lambda e: [*POINT, "--depth-multiple", "nan"], "--depth-multiple"),
+    ("point-negative-q0", lambda e: [*POINT, "--q0", "-1"], "--q0"),
+    ("critical-negative-noise-add", lambda e: ["critical", "--sigma-b2", "0.05", "--noise-add", "-1"],
+     "--noise-add"),
+    ("critical-maximize-negative-sb2", lambda e: ["critical", "--maximize-depth", "--sigma-b2", "-1"], "--sigma-b2"),
+    ("phase-unknown-activation", lambda e: [*PHASE, "--out", "g.csv", "--activation", "nope"], "--activation"),
+    ("phase-keep-rate-0", lambda e: [*PHASE, "--out", "g.csv", "--keep-rate", "0"], "--keep-rate"),
+    ("phase-bad-device", lambda e: [*PHASE, "--out", "g.csv", "--device", "tpu"], "--device"),
+    ("phase-zero-depth-multiple", lambda e: [*PHASE, "--out", "g.csv", "--depth-multiple", "0"],
+     "--depth-multiple"),
+    ("figures-bad-device", lambda e: ["figures", "--out", "f", "--device", "tpu"], "--device"),
+    ("advise-inf-sb2", lambda e: ["advise", "--activation", "tanh", "--sigma-b2", "inf"], "--sigma-b2"),
+    ("advise-missing-activation", lambda e: ["advise"], "--activation"),
+    ("sweep-bad-dtype", lambda e: sweep(e, "--dtype", "float16"), "--dtype"),
+    ("sweep-bad-precision", lambda e: sweep(e, "--precision", "fp8"), "--precision"),
+    ("sweep-bad-weights", lambda e: sweep(e, "--weights", "uniform"), "--weights"),
+    ("sweep-negative-noise-mult", lambda e: sweep(e, "--noise-mult", "-1"), "--noise-mult"),
+    ("sweep-nan-noise-add", lambda e: sweep(e, "--noise-add", "nan"), "--noise-add"),
+    ("sweep-bad-device", lambda e: sweep(e, "--device", "tpu"), "--device"),
+    ("fit-unknown-metric", lambda e: ["sweep", "fit", str(e.store), "--metric", "loss"], "--metric"),
+    ("fit-negative-threshold", lambda e: ["sweep", "fit", str(e.store), "--threshold", "-0.1"], "--threshold"),
+    ("plot-unknown-metric", lambda e: ["sweep", "plot", str(e.store), "--out", "h.png", "--metric", "loss"],
+     "--metric"),
 ]
 
 
@@ -327,16 +618,20 @@ def test_cli_bad_input_is_one_line_exit_2(env, capsys, build, needle):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert needle in lines[0], lines[0]
+    assert lines[0].startswith(f"deepprop {argv[0]}"), lines[0]  # the command that ran, never bare "deepprop:"
+    assert ".deepprop-" not in lines[0] and ".part" not in lines[0], lines[0]  # never one of our temporary files
     assert "Traceback" not in err
     assert _snapshot(env.tmp) == before, "a bad input created or modified a file"
     assert not (env.tmp / "pwned-by-pickle").exists()
 
 
 def test_battery_size():
-    """The contract asks for at least 60 bad-input cases over every command; the API cases come on top."""
+    """At least 120 bad-input cases over every command (and 40 API cases, below)."""
     commands = {p.values[0](_AnyPath())[0] for p in PARAMS}
-    assert len(PARAMS) >= 60
-    assert commands == {"point", "critical", "phase", "figures", "advise", "diagnose", "sweep", "simulate"}
+    assert len(PARAMS) >= 120
+    assert commands == {"point", "critical", "phase", "figures", "advise", "diagnose", "sweep", "simulate",
+                        "reproduce"}
+    assert len(_api_cases()) >= 40
 
 
 # --- the Python API: the same errors, as exceptions -----------------------------------------------------------
@@ -344,9 +639,13 @@ def test_battery_size():
 
 def _api_cases():
     from deepprop.advice import critical_init
+    from deepprop.checkpoint import Checkpoint
     from deepprop.data import load_dataset, safe_unpickle
+    from deepprop.errors import CheckpointError
     from deepprop.grid_export import export
+    from deepprop.paths import check_output_path
     from deepprop.sweep.config import from_mapping, load_toml
+    from deepprop.sweep.ray_cluster import connect_ray
     from deepprop.sweep.store import Store
     from deepprop.theory.grid import phase_diagram
 
@@ -387,7 +686,126 @@ def _api_cases():
         ("config-keep-rate", lambda e: from_mapping({"keep_rate": 0}), ParameterError, "keep_rates"),
         ("config-huge-range", lambda e: from_mapping({"depths": "1:10:100000000000"}), ParameterError, "depths"),
         ("toml-malformed", lambda e: load_toml(e.toml_bad), ParameterError, "invalid TOML"),
+        # ===== issue 17 ======================================================================================
+        ("mean_field-empty", lambda e: deepprop.mean_field("tanh", [], 0.05), ParameterError, "sigma_w2"),
+        ("mean_field-string-sw2", lambda e: deepprop.mean_field("tanh", "2.5", 0.05), ParameterError, "sigma_w2"),
+        ("mean_field-string-sb2", lambda e: deepprop.mean_field("tanh", 2.5, "0.05"), ParameterError, "sigma_b2"),
+        ("mean_field-bool", lambda e: deepprop.mean_field("tanh", True, 0.05), ParameterError, "sigma_w2"),
+        ("mean_field-complex", lambda e: deepprop.mean_field("tanh", 1 + 2j, 0.05), ParameterError, "sigma_w2"),
+        ("mean_field-mismatch", lambda e: deepprop.mean_field("tanh", np.ones(3), np.ones(2)), ParameterError,
+         "broadcast"),
+        ("mean_field-ragged", lambda e: deepprop.mean_field("tanh", [[1.0, 2.0], [1.0]], 0.05), ParameterError,
+         "sigma_w2"),
+        ("mean_field-string-keep-rate", lambda e: deepprop.mean_field("tanh", 1.0, 0.05, keep_rate="0.9"),
+         ParameterError, "keep_rate"),
+        ("mean_field-string-q0", lambda e: deepprop.mean_field("tanh", 1.0, 0.05, q0="1"), ParameterError, "q0"),
+        ("mean_field-critical-tol", lambda e: deepprop.mean_field("tanh", 1.0, 0.05, critical_tol=2.0),
+         ParameterError, "critical_tol"),
+        ("mean_field-chunk-size", lambda e: deepprop.mean_field("tanh", 1.0, 0.05, chunk_size=0), ParameterError,
+         "chunk_size"),
+        ("mean_field-device-name", lambda e: deepprop.mean_field("tanh", 1.0, 0.05, device="tpu"), ParameterError,
+         "device"),
+        pytest.param("mean_field-cuda-without-cuda",
+                     lambda e: deepprop.mean_field("tanh", 1.0, 0.05, device="cuda"), ParameterError, "device",
+                     marks=NO_CUDA),
+        ("mean_field-step-activation", lambda e: deepprop.mean_field(lambda x: (x > 0).double(), 1.0, 0.05),
+         ParameterError, "activation"),
+        ("mean_field-math-activation", lambda e: deepprop.mean_field(math.tanh, 1.0, 0.05), ParameterError,
+         "activation"),
+        ("mean_field-activation-type", lambda e: deepprop.mean_field(3, 1.0, 0.05), ParameterError, "activation"),
+        ("mean_field-beyond-memory", lambda e: deepprop.mean_field("tanh", np.ones((100_000, 1)), np.ones(100_000)),
+         ParameterError, "sigma_w2"),
+        ("mean_field-prior-and-numbers", lambda e: deepprop.mean_field(deepprop.NetworkPrior.build("tanh", 1.0),
+                                                                       1.0), ParameterError, "prior"),
+        ("prior-text-sw2", lambda e: deepprop.NetworkPrior.build("tanh", "abc", 0.05), ParameterError, "sigma_w2"),
+        ("prior-mismatch", lambda e: deepprop.NetworkPrior.build("tanh", [1.0, 2.0], [0.0, 0.1, 0.2]),
+         ParameterError, "broadcast"),
+        ("trajectory-beyond-memory", lambda e: deepprop.trajectory("tanh", 1.5, 0.05, q0=1.0, c0=0.5, depth=10**12),
+         ParameterError, "depth"),
+        ("trajectory-string-depth", lambda e: deepprop.trajectory("tanh", 1.5, 0.05, q0=1.0, c0=0.5, depth="10"),
+         ParameterError, "depth"),
+        ("trajectory-float-depth", lambda e: deepprop.trajectory("tanh", 1.5, 0.05, q0=1.0, c0=0.5, depth=2.5),
+         ParameterError, "depth"),
+        ("trajectory-empty-c0", lambda e: deepprop.trajectory("tanh", 1.5, 0.05, q0=1.0, c0=[], depth=3),
+         ParameterError, "c0"),
+        ("trajectory-string-q0", lambda e: deepprop.trajectory("tanh", 1.5, 0.05, q0="1", c0=0.5, depth=3),
+         ParameterError, "q0"),
+        ("trajectory-mismatch", lambda e: deepprop.trajectory("tanh", np.ones(3), 0.05, q0=np.ones(2), c0=0.5,
+                                                              depth=3), ParameterError, "broadcast"),
+        ("trajectory-device", lambda e: deepprop.trajectory("tanh", 1.5, 0.05, q0=1.0, c0=0.5, depth=3,
+                                                            device="gpu0"), ParameterError, "device"),
+        ("critical_sigma_w2-string", lambda e: deepprop.critical_sigma_w2("tanh", "0.05"), ParameterError,
+         "sigma_b2"),
+        ("critical_sigma_w2-device", lambda e: deepprop.critical_sigma_w2("tanh", 0.05, device="tpu"),
+         ParameterError, "device"),
+        ("measured-depth-0", lambda e: deepprop.measured_depth_scales("tanh", 1.5, 0.05, depth=0), ParameterError,
+         "depth"),
+        ("phase_diagram-text", lambda e: phase_diagram("tanh", [1.0], ["a"]), ParameterError, "sigma_b2"),
+        ("simulate_forward-seed", lambda e: _forward(seed=2**70), ParameterError, "seed"),
+        ("simulate_forward-width", lambda e: _forward(width=10**7), ParameterError, "width"),
+        ("simulate_forward-string-width", lambda e: _forward(width="8"), ParameterError, "width"),
+        ("simulate_gradients-fit-skip", lambda e: _gradients(fit_skip=-1), ParameterError, "fit_skip"),
+        ("simulate_gradients-fit-window", lambda e: _gradients(fit_skip=4), ParameterError, "fit_skip"),
+        ("load_dataset-data-dir-file", lambda e: load_dataset("mnist", "/etc/passwd"), ParameterError, "data_dir"),
+        ("load_dataset-bool-count", lambda e: load_dataset("synthetic", n_train=True), ParameterError, "n_train"),
+        ("store-older", lambda e: Store(e.older, create=False), StoreError, "older"),
+        ("store-newer", lambda e: Store(e.newer), StoreError, "newer"),
+        ("store-legacy", lambda e: Store(e.legacy), StoreError, "older"),
+        ("store-corrupt-meta", lambda e: Store(e.bad_meta), StoreError, "not JSON"),
+        ("store-directory", lambda e: Store(e.a_dir_db), ParameterError, "store"),
+        ("store-missing-folder", lambda e: Store(e.tmp / "no" / "s.db"), ParameterError, "does not exist"),
+        ("run_sweep-missing-folder", lambda e: _run_sweep(e.tmp / "no" / "s.db"), ParameterError, "store"),
+        ("checkpoint-corrupt", lambda e: Checkpoint(e.ckpt_corrupt, {}), CheckpointError, "corrupt.json"),
+        ("checkpoint-not-ours", lambda e: Checkpoint(e.ckpt_foreign, {}), CheckpointError, "notes.json"),
+        ("checkpoint-foreign-folder", lambda e: Checkpoint(e.foreign_out, {}), CheckpointError, "mine"),
+        ("checkpoint-missing-folder", lambda e: Checkpoint(e.tmp / "no" / "x.json", {}), ParameterError,
+         "does not exist"),
+        ("output-path-empty", lambda e: check_output_path(""), ParameterError, "out"),
+        ("config-seed-64-bits", lambda e: from_mapping({"seeds": 2**70}), ParameterError, "seeds"),
+        ("config-fractional-depths", lambda e: from_mapping({"depths": "2:5:3"}), ParameterError, "depths"),
+        ("config-empty-item", lambda e: from_mapping({"sigma_w2": "2,,3"}), ParameterError, "sigma_w2"),
+        ("toml-binary", lambda e: load_toml(e.toml_binary), ParameterError, "binary.toml"),
+        ("critical_init-string-keep", lambda e: critical_init("tanh", keep_rate="0.9"), ParameterError, "keep_rate"),
+        ("connect_ray-closed", lambda e: connect_ray(f"127.0.0.1:{e.closed_port}"), ParameterError, "ray_address"),
+        ("connect_ray-junk", lambda e: connect_ray(f"127.0.0.1:{e.junk_port}"), ParameterError, "ray_address"),
+        ("connect_ray-empty", lambda e: connect_ray(""), ParameterError, "ray_address"),
+        ("simulate_gradients-string-seed", lambda e: _gradients(seed="7"), ParameterError, "seed"),
+        ("simulate_forward-string-c0", lambda e: _forward(c0="0.5"), ParameterError, "c0"),
+        ("simulate_forward-dtype-list", lambda e: _forward(dtype=["float32"]), ParameterError, "dtype"),
+        ("simulate_forward-device-array", lambda e: _forward(device=np.ones(2)), ParameterError, "device"),
+        ("simulate_jacobian-string-sw2", lambda e: __import__("deepprop.simulate.jacobian", fromlist=["x"])
+         .jacobian_spectrum("tanh", "1.5", 0.05, width=8, depth=3), ParameterError, "sigma_w2"),
+        ("ensemble-weights-array", lambda e: __import__("deepprop.networks", fromlist=["x"]).Ensemble.build(
+            "tanh", 1.5, 0.05, 8, weights=np.ones(2)), ParameterError, "weights"),
+        ("critical_init-array-keep", lambda e: critical_init("relu", keep_rate=[0.8, 0.9]), ParameterError,
+         "keep_rate"),
+        ("critical_init-string-depth-multiple", lambda e: critical_init("tanh", depth_multiple="6"), ParameterError,
+         "depth_multiple"),
+        ("load_dataset-string-seed", lambda e: load_dataset("synthetic", seed="1"), ParameterError, "seed"),
+        ("load_dataset-classes", lambda e: load_dataset("synthetic", n_classes=1), ParameterError, "n_classes"),
+        ("checkpoint-path-type", lambda e: Checkpoint(["x.json"], {}), ParameterError, "checkpoint"),
     ]
+
+
+def _forward(**kw):
+    from deepprop.simulate.forward import simulate_forward
+
+    return simulate_forward("tanh", 1.5, 0.05, **{"width": 8, "depth": 3, "networks": 2, **kw})
+
+
+def _gradients(**kw):
+    from deepprop.simulate.gradients import simulate_gradients
+
+    return simulate_gradients("tanh", 1.5, 0.05, **{"width": 8, "depth": 6, "networks": 2, "dataset": "synthetic",
+                                                    "batch_size": 8, **kw})
+
+
+def _run_sweep(store):
+    from deepprop.sweep.config import from_mapping
+    from deepprop.sweep.runner import run_sweep
+
+    return run_sweep(from_mapping({"dataset": "synthetic", "n_train": 32, "n_test": 16, "width": 4, "depths": [2],
+                                   "sigma_w2": [1.0], "steps": 2, "batch_size": 8}), store, progress=False)
 
 
 def _other_config(e):
@@ -399,7 +817,13 @@ def _other_config(e):
         store.check_config(from_mapping({"dataset": "synthetic", "width": 99}).to_dict(), SHARED_IDENTITY)
 
 
-@pytest.mark.parametrize("case", _api_cases(), ids=lambda c: c[0])
+def _api_param(c):
+    if hasattr(c, "marks"):
+        return pytest.param(c.values, id=c.values[0], marks=c.marks)
+    return pytest.param(c, id=c[0])
+
+
+@pytest.mark.parametrize("case", [_api_param(c) for c in _api_cases()])
 def test_api_bad_input_raises_deepprop_error(env, case):
     _, call, cls, needle = case
     before = _snapshot(env.tmp)
@@ -484,3 +908,18 @@ def test_core_commands_need_no_extra(tmp_path):
                           check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "g.csv").is_file() and (tmp_path / "s.db").is_file()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:CLOSED", "127.0.0.1:JUNK", "auto", "no-such-host.invalid:6379"])
+def test_unreachable_ray_is_one_line_within_seconds(env, capfd, address):
+    """An address with no Ray head behind it is refused in one line well within 10 s (imports aside), and
+    nothing of Ray's own logging reaches the terminal (file descriptors 1 and 2 checked, not just sys.*)."""
+    import time
+
+    address = address.replace("CLOSED", str(env.closed_port)).replace("JUNK", str(env.junk_port))
+    t0 = time.perf_counter()
+    assert main(sweep(env, "--executor", "ray", "--ray-address", address)) == 2
+    assert time.perf_counter() - t0 < 10
+    out, err = capfd.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--ray-address" in err and "Traceback" not in err
+    assert not env.new_store.exists()

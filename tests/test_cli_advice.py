@@ -27,7 +27,8 @@ def test_advise_text_and_bad_keep_rate(capsys):
     assert "sigma_w2  = 1.76095" in out and "expect it to train" in out
     assert cli_main.main(["advise", "--activation", "relu", "--keep-rate", "1.2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("deepprop: error: --keep-rate: must be in (0, 1]")
+    assert len(err) == 1 and err[0].startswith("deepprop advise: error: ") and "--keep-rate" in err[0]
+    assert "must be in (0, 1]" in err[0]
 
 
 def test_diagnose_file_class(tmp_path, capsys):
@@ -51,7 +52,7 @@ def test_diagnose_file_class(tmp_path, capsys):
     assert out["unrecognised"] == [["238", "LayerNorm"]]
     assert "depth 120 > 6*xi_c" in out["verdict"] and "init_ would move it to sw2 = 1.76" in out["verdict"]
     assert cli_main.main(["diagnose", f"{f}:Nope"]) == 2
-    assert "deepprop: error: model: " in capsys.readouterr().err
+    assert "deepprop diagnose: error: model: " in capsys.readouterr().err
     assert cli_main.main(["diagnose", str(tmp_path / "missing.py") + ":X"]) == 2
 
 

@@ -31,7 +31,11 @@ def test_serializer_nulls_non_finite_with_reasons():
                    "f": 2.0, "g": [1.0, None], "g_reason": "non_finite_elements",
                    "h": {"x": None, "x_reason": "undefined"}, "i": None, "j": [1, 2]}
     assert loads_strict(to_json(data)) == out
-    assert strict({"xi_c": 1e8}, reasons={"xi_c": "critical"}) == {"xi_c": 1e8, "xi_c_reason": "critical"}
+    # a reason means "no valid value": a number given one is written as null (never a number beside it)
+    assert strict({"xi_c": 1e8}, reasons={"xi_c": "critical"}) == {"xi_c": None, "xi_c_reason": "critical"}
+    bad = {"fit": -55.3, "fit_reason": "the residual grows"}
+    assert strict(bad) == {"fit": None, "fit_reason": "the residual grows"}
+    assert strict({"fit": 3.0, "fit_reason": None}) == {"fit": 3.0, "fit_reason": None}
     with pytest.raises(ValueError):
         loads_strict('{"x": NaN}')
     with pytest.raises(TypeError):
@@ -42,7 +46,9 @@ def test_point_json_at_criticality_says_so(capsys):
     sw2 = float(np.ravel(critical_sigma_w2("tanh", 0.05))[0])
     d = run_json(capsys, "point", "--activation", "tanh", "--sigma-w2", f"{sw2:.7f}", "--sigma-b2", "0.05", "--json")
     assert d["phase"] == "critical" and d["critical_within_tolerance"] is True
-    assert d["xi_c_reason"] == "critical" and d["max_depth_reason"] == "critical"
+    assert d["xi_c"] is None and d["xi_c_reason"] == "critical" and d["max_depth_reason"] == "critical"
+    assert d["xi_grad"] is None and d["xi_grad_reason"] == "critical"
+    assert d["xi_q"] is not None and d["xi_q"] > 0  # q* = 1.1 is not marginal: xi_q stays a number
     assert d["critical_tol"] == 1e-3
     far = run_json(capsys, "point", "--activation", "tanh", "--sigma-w2", "2.5", "--sigma-b2", "0.05", "--json")
     assert far["critical_within_tolerance"] is False and "xi_c_reason" not in far
@@ -75,6 +81,9 @@ def test_critical_json_variants(capsys):
     d = run_json(capsys, "critical", "--activation", "tanh", "--keep-rate", "0.9", "--sigma-b2", "0.05",
                  "--maximize-depth", "--json")
     assert d["feasible"] is True and d["sigma_b2"] == 0.05
+    from deepprop.cli.theory import MAXIMIZE_SCHEMA
+
+    assert {k for k in d if not k.endswith("_reason")} == set(MAXIMIZE_SCHEMA)  # the infeasible run's keys too
 
 
 def test_sweep_status_fit_export_json(tmp_path, capsys):

@@ -87,7 +87,11 @@ def test_critical_line_matches_reference(name, sb2):
 @pytest.mark.parametrize("rho", [1.0, 0.9, 0.5])
 def test_relu_critical_line_is_two_over_mu2(rho):
     got = critical_sigma_w2("relu", [0.0, 0.1], keep_rate=rho)
-    np.testing.assert_allclose(got, 2 * rho, rtol=1e-9)
+    np.testing.assert_allclose(got[0], 2 * rho, rtol=1e-9)
+    # with a bias, q' = (sw2 mu2 / 2) q + sb2 grows without bound exactly where chi1 = sw2 mu2 / 2 reaches 1:
+    # no critical point with a finite q* (follow-ups section 1, as for additive noise)
+    assert np.isnan(got[1])
+    assert np.isnan(critical_sigma_w2("relu", 0.0, keep_rate=rho, noise_add=1.0))
 
 
 @pytest.mark.parametrize(

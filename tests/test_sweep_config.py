@@ -79,7 +79,7 @@ def test_cli_rejects_before_training(sweep_cli, tmp_path, capsys):
     store = tmp_path / "s.db"
     assert sweep_cli(["sweep", "run", "--store", str(store), "--width", "-3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["deepprop: error: --width: must be a positive integer (got -3)"]
+    assert err == ["deepprop sweep run: error: argument --width: expected an integer >= 1, got '-3'"]
     assert sweep_cli(["sweep", "run", "--store", str(store), "--depths", "5:10:0"]) == 2
     assert "--depths: is an empty grid" in capsys.readouterr().err
     toml = tmp_path / "bad.toml"

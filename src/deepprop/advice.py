@@ -35,9 +35,9 @@ import torch
 
 from deepprop.activations import Activation
 from deepprop.errors import ParameterError
-from deepprop.prior import Network, NetworkPrior, Noise, as_prior, check_finite_nonnegative
+from deepprop.prior import Network, NetworkPrior, Noise, _one_value, as_prior, check_finite_nonnegative
 from deepprop.results import format_number
-from deepprop.validation import check_positive_int
+from deepprop.validation import check_positive, check_positive_int
 
 DEFAULT_SIGMA_B2 = 0.05
 """sigma_b^2 used for smooth activations when none is given (the core paper's figures use 0.05)."""
@@ -343,14 +343,13 @@ def critical_init(
     an :class:`AdviceWarning` is raised.
     """
     act, noise = _network(prior, noise)
-    kr, nm, na = float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add)
+    kr, nm, na = noise.scalar()  # one value each (ParameterError naming the one that is an array)
     mu2 = float(noise.mu2)
     additive = float(noise.add_var) > 0
     if sigma_b2 is not None:
-        sigma_b2 = float(check_finite_nonnegative("sigma_b2", sigma_b2))
+        sigma_b2 = _one_value("sigma_b2", check_finite_nonnegative("sigma_b2", sigma_b2))
     depth = _check_depth(depth)
-    if not (depth_multiple > 0 and math.isfinite(depth_multiple)):
-        raise ParameterError("depth_multiple", f"must be finite and > 0 (got {depth_multiple})")
+    depth_multiple = check_positive("depth_multiple", depth_multiple)
     common = dict(activation=act.name, keep_rate=kr, noise_mult=nm, noise_add=na, depth=depth,
                   depth_multiple=depth_multiple)
     noise_text = _noise_text(noise)

@@ -1,13 +1,24 @@
 """The one resume primitive: finished units of a long computation, each saved atomically as it finishes.
 
-A checkpoint is a folder that belongs to one computation, named by its ``signature`` (the parameters
-that determine the result). Each finished unit (a block of a phase grid, one sigma_w2 of a gradient
-sweep, one claim of ``deepprop reproduce``) is one file written to a temporary name and renamed into
-place (``os.replace`` is atomic), so a process killed at any moment leaves every unit either complete
-or absent; running the same computation again loads the finished units and computes the rest.
+A checkpoint belongs to one computation, named by its ``signature`` (the parameters that determine the
+result). Two forms, chosen by the path:
 
-Values are JSON-ready Python objects, or dicts of numpy arrays (stored as ``.npz``). A folder written
-for another signature is emptied before the first new unit is saved, never mixed in.
+* a folder (the default): each finished unit (a block of a phase grid, one claim of ``deepprop
+  reproduce``) is one file written to a temporary name and renamed into place (``os.replace`` is atomic),
+  so a process killed at any moment leaves every unit either complete or absent;
+* a ``.json`` file (``simulate gradients --checkpoint grad.json``): every unit in one JSON document,
+  rewritten atomically after each unit (units are small there).
+
+Running the same computation again loads the finished units and computes the rest. Values are JSON-ready
+Python objects, or (folders only) dicts of numpy arrays stored as ``.npz``. A checkpoint written for
+another signature is replaced by the first new unit, never mixed in.
+
+What is never done: creating the parents of a checkpoint named by the user, writing into (or deleting) a
+folder or file that is not a deepprop checkpoint, or reading a corrupted unit as a result. A corrupted
+single-file checkpoint (the user's file) raises :class:`CheckpointError` naming it. A folder is deepprop's own
+cache of finished units: a unit there that cannot be read back (a crash of the disk, a hand edit) counts as
+not finished, so it is computed again, with a :class:`CorruptedUnitWarning` naming the file; a folder whose
+signature cannot be read raises :class:`CheckpointError`.
 
 ``deepprop sweep`` keeps its trained networks in an SQLite store (:mod:`deepprop.sweep.store`) that
 follows the same contract (a row per finished unit, committed atomically, keyed by the unit's identity;
@@ -18,115 +29,262 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.parse
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deepprop.errors import CheckpointError, ParameterError
 from deepprop.paths import write_atomically
 
 SIGNATURE_FILE = "signature.json"
+FILE_MARKER = "deepprop_checkpoint"
+"""Key of a single-file checkpoint's JSON document (its format version): a JSON file without it is not ours."""
+FILE_FORMAT = 1
+
+
+class CorruptedUnitWarning(UserWarning):
+    """A saved unit could not be read back; it is discarded and computed again."""
 
 
 def _canonical(signature: Any) -> Any:
     return json.loads(json.dumps(signature, sort_keys=True, default=str))
 
 
-class Checkpoint:
-    """Units of one computation in ``folder``; a no-op store in memory when ``folder`` is None."""
+def _is_temporary(path: Path) -> bool:
+    """An interrupted atomic write (``deepprop.paths.atomic_write``: ``.NAME.XXXX.part.SUFFIX``)."""
+    return path.name.startswith(".") and ".part" in path.name
 
-    def __init__(self, folder: str | os.PathLike[str] | None, signature: Any):
-        self.folder = None if folder is None else Path(folder)
+
+class Checkpoint:
+    """Units of one computation in ``path`` (a folder, or a ``.json`` file); a no-op store in memory when
+    ``path`` is None. ``param`` names the option or argument that gave the path (in error messages)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, signature: Any, *, param: str = "checkpoint"):
+        from deepprop.paths import user_path
+
+        self.path = None if path is None else user_path(path, param)
+        self.param = param
         self.signature = _canonical(signature)
         self._memory: dict[str, Any] = {}
-        self._fresh = True  # folder not yet claimed for this signature
-        if self.folder is not None and self.folder.is_dir():
-            sig = self.folder / SIGNATURE_FILE
-            try:
-                self._fresh = json.loads(sig.read_text()) != self.signature
-            except (OSError, json.JSONDecodeError):
-                self._fresh = True
+        self._units: dict[str, Any] = {}  # single-file form: the units on disk
+        self._fresh = True  # not yet claimed for this signature
+        self.single_file = self.path is not None and self.path.suffix.lower() == ".json"
+        if self.path is None:
+            return
+        if self.single_file:
+            self._open_file()
+        else:
+            self._open_folder()
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of a folder checkpoint (None for the single-file form or in memory)."""
+        return None if self.single_file else self.path
+
+    # ---- opening -------------------------------------------------------------------------------------
+
+    def _open_file(self) -> None:
+        p = self.path
+        assert p is not None
+        if p.is_dir():
+            raise ParameterError(self.param, f"{p} is a directory; give a file name such as checkpoint.json")
+        if not p.exists():
+            from deepprop.paths import check_output_path
+
+            check_output_path(p, param=self.param)
+            return
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{p}: not a readable deepprop checkpoint ({type(exc).__name__}: {exc}); "
+                                  f"delete it to start over or choose another --{self.param}") from exc
+        if not isinstance(doc, dict) or FILE_MARKER not in doc:
+            raise CheckpointError(f"{p}: not a deepprop checkpoint file; refusing to overwrite it (choose "
+                                  f"another --{self.param})")
+        if doc.get(FILE_MARKER) != FILE_FORMAT or not isinstance(doc.get("units"), dict):
+            raise CheckpointError(f"{p}: checkpoint format {doc.get(FILE_MARKER)!r} is not {FILE_FORMAT} (written "
+                                  "by another deepprop version, or corrupted); delete it to start over")
+        if doc.get("signature") == self.signature:
+            self._units = doc["units"]
+            self._fresh = False
+
+    def _open_folder(self) -> None:
+        p = self.path
+        assert p is not None
+        if p.exists() and not p.is_dir():
+            raise ParameterError(self.param, f"{p} exists and is not a directory")
+        if not p.is_dir():
+            return
+        sig = p / SIGNATURE_FILE
+        if not sig.is_file():
+            if any(not _is_temporary(f) for f in p.iterdir()):
+                raise CheckpointError(f"{p}: holds files that are not a deepprop checkpoint; refusing to write "
+                                      "into it")
+            return
+        try:
+            stored = json.loads(sig.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{sig}: corrupted checkpoint signature ({type(exc).__name__}); delete {p} "
+                                  "to start over") from exc
+        self._fresh = stored != self.signature
 
     # ---- reading ---------------------------------------------------------------------------------
 
-    def _path(self, key: str, suffix: str) -> Path:
-        assert self.folder is not None
-        return self.folder / (urllib.parse.quote(str(key), safe="") + suffix)
+    def _unit_path(self, key: str, suffix: str) -> Path:
+        assert self.path is not None
+        return self.path / (urllib.parse.quote(str(key), safe="") + suffix)
 
     def _find(self, key: str) -> Path | None:
-        if self.folder is None or self._fresh:
+        if self.path is None or self._fresh or self.single_file:
             return None
         for suffix in (".json", ".npz"):
-            path = self._path(key, suffix)
+            path = self._unit_path(key, suffix)
             if path.is_file():
                 return path
         return None
 
     def __contains__(self, key: str) -> bool:
-        return key in self._memory or self._find(key) is not None
+        if key in self._memory:
+            return True
+        if self.single_file:
+            return not self._fresh and key in self._units
+        path = self._find(key)
+        if path is None:
+            return False
+        try:  # read once here (kept in memory): a unit that cannot be read back is not finished
+            self._memory[key] = _read_unit(path)
+        except CheckpointError as exc:
+            import warnings
+
+            warnings.warn(f"{exc}; discarded, computing it again", CorruptedUnitWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
     def __getitem__(self, key: str) -> Any:
         if key in self._memory:
             return self._memory[key]
+        if self.single_file:
+            if self._fresh or key not in self._units:
+                raise KeyError(key)
+            return self._units[key]
         path = self._find(key)
         if path is None:
             raise KeyError(key)
-        if path.suffix == ".npz":
-            with np.load(path) as data:
-                return {name: data[name] for name in data.files}
-        return json.loads(path.read_text())["value"]
+        return _read_unit(path)
 
     def keys(self) -> Iterator[str]:
-        """Keys of the finished units (saved in this folder for this signature, or in memory)."""
+        """Keys of the finished units (saved for this signature, or in memory)."""
         seen = set(self._memory)
         yield from self._memory
-        if self.folder is None or self._fresh or not self.folder.is_dir():
+        if self.path is None or self._fresh:
             return
-        for path in sorted(self.folder.iterdir()):
-            # temporary files of an interrupted write start with "." (deepprop.paths.atomic_write)
-            if path.suffix in (".json", ".npz") and path.name != SIGNATURE_FILE and not path.name.startswith("."):
+        if self.single_file:
+            yield from (k for k in self._units if k not in seen)
+            return
+        if not self.path.is_dir():
+            return
+        for path in sorted(self.path.iterdir()):
+            if path.suffix in (".json", ".npz") and path.name != SIGNATURE_FILE and not _is_temporary(path):
                 key = urllib.parse.unquote(path.stem)
                 if key not in seen:
                     yield key
 
+    def drop_unreadable(self) -> list[tuple[str, str]]:
+        """Discard the saved units that cannot be read back; returns [(key, why)] (for a caller that
+        recomputes them and says so)."""
+        dropped = []
+        for key in list(self.keys()):
+            try:
+                self[key]
+            except CheckpointError as exc:
+                dropped.append((key, str(exc)))
+                self.discard(key)
+        return dropped
+
     # ---- writing ---------------------------------------------------------------------------------
 
     def _claim(self) -> None:
-        """Make the folder this signature's: create it, or empty it if another computation wrote it."""
-        assert self.folder is not None
-        if self.folder.is_dir() and self._fresh:
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Make the path this signature's: create the folder (its parent exists), or remove the units a
+        previous computation saved there (only deepprop's own files)."""
+        assert self.path is not None and not self.single_file
+        if self.path.is_dir() and self._fresh:
+            for f in self.path.iterdir():
+                if f.is_file() and (f.suffix in (".json", ".npz") or _is_temporary(f)):
+                    f.unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)  # internal folders (OUT/claims/tier, a phase work dir)
         if self._fresh:
-            _write_bytes(self.folder / SIGNATURE_FILE, json.dumps(self.signature).encode())
+            _write_bytes(self.path / SIGNATURE_FILE, json.dumps(self.signature).encode())
             self._fresh = False
 
     def save(self, key: str, value: Any) -> None:
-        """Record a finished unit: dicts of numpy arrays as .npz, anything else as JSON."""
+        """Record a finished unit: dicts of numpy arrays as .npz (folders), anything else as JSON."""
         self._memory[key] = value
-        if self.folder is None:
+        if self.path is None:
+            return
+        if self.single_file:
+            if self._fresh:
+                self._units, self._fresh = {}, False
+            self._units[key] = json.loads(json.dumps(value))
+            doc = {FILE_MARKER: FILE_FORMAT, "signature": self.signature, "units": self._units}
+            _write_bytes(self.path, json.dumps(doc).encode())
             return
         self._claim()
         if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
-            write_atomically(self._path(key, ".npz"), lambda tmp: np.savez(tmp, **value))
+            write_atomically(self._unit_path(key, ".npz"), lambda tmp: np.savez(tmp, **value))
         else:
-            _write_bytes(self._path(key, ".json"), json.dumps({"key": key, "value": value}).encode())
+            _write_bytes(self._unit_path(key, ".json"), json.dumps({"key": key, "value": value}).encode())
 
     def discard(self, key: str) -> None:
-        """Forget one unit (``--force`` recomputation)."""
+        """Forget one unit (``--force`` recomputation, or an unreadable one)."""
         self._memory.pop(key, None)
+        if self.path is None:
+            return
+        if self.single_file:
+            if key in self._units and not self._fresh:
+                del self._units[key]
+                doc = {FILE_MARKER: FILE_FORMAT, "signature": self.signature, "units": self._units}
+                _write_bytes(self.path, json.dumps(doc).encode())
+            return
         path = self._find(key)
         if path is not None:
             path.unlink(missing_ok=True)
 
     def remove(self) -> None:
-        """Delete the folder (once its units have been gathered into the final result)."""
+        """Delete the checkpoint (once its units have been gathered into the final result): deepprop's
+        own files only, then the folder if that leaves it empty."""
         self._memory.clear()
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.path is None:
+            return
+        if self.single_file:
+            self.path.unlink(missing_ok=True)
+            return
+        if not self.path.is_dir() or not (self.path / SIGNATURE_FILE).is_file():
+            return
+        for f in self.path.iterdir():
+            if f.is_file() and (f.suffix in (".json", ".npz") or _is_temporary(f)):
+                f.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # something else was put there meanwhile: left alone
+
+
+def _read_unit(path: Path) -> Any:
+    """One saved unit, or CheckpointError naming the file when it cannot be read back."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return doc["value"]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupted checkpoint unit ({type(exc).__name__}); delete it to "
+                              "recompute") from exc
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -364,8 +364,26 @@ def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
     )
 
 
+def check_data_dir(data_dir: str | os.PathLike, *, download: bool = True) -> Path:
+    """A ``data_dir`` given by the user: an existing directory, or (when files may be downloaded into it) a
+    new one whose parent exists (only the named directory is created, when a download needs it).
+    ParameterError('data_dir') otherwise: a file, a missing parent, an empty path."""
+    from deepprop.paths import user_path
+
+    d = user_path(data_dir, "data_dir")
+    if d.is_dir():
+        return d
+    if d.exists():
+        raise ParameterError("data_dir", f"{d} is not a directory")
+    if not download:
+        raise ParameterError("data_dir", f"not a directory: {d}")
+    if not d.parent.is_dir():
+        raise ParameterError("data_dir", f"{d} does not exist, nor does its parent directory {d.parent}")
+    return d
+
+
 def _check_count(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
         raise ParameterError(name, f"must be a positive integer or None (got {value!r})")
 
 
@@ -388,12 +406,15 @@ def load_dataset(
     Missing MNIST/CIFAR files are downloaded into ``data_dir`` (or the cache) when ``download`` is true;
     offline, a :class:`DatasetError` says which files are missing and where to put them.
     """
+    from deepprop.validation import check_int, check_seed
+
     key = canonical_name(name)
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
-    directory = Path(data_dir).expanduser() if data_dir is not None else None
-    if directory is not None and not directory.is_dir() and not download:
-        raise ParameterError("data_dir", f"not a directory: {directory}")
+    seed = check_seed("seed", seed)
+    n_features = check_int("n_features", n_features, 1)
+    n_classes = check_int("n_classes", n_classes, 2)
+    directory = None if data_dir is None else check_data_dir(data_dir, download=download)
     n_cls: int
     if key == "digits":
         xtr, ytr, xte, yte = _load_digits()
@@ -407,6 +428,11 @@ def load_dataset(
     else:
         if n_features < 1 or n_classes < 2:
             raise ParameterError("n_features", "synthetic data needs n_features >= 1 and n_classes >= 2")
+        from deepprop.validation import array_bytes, check_memory
+
+        rows = (n_train or 1000) + (n_test or 500)
+        check_memory("n_train" if (n_train or 1000) >= (n_test or 500) else "n_test",
+                     array_bytes((4, rows, n_features)), f"a synthetic data set of {rows} examples")
         xtr, ytr, xte, yte = _synthetic(n_train or 1000, n_test or 500, n_features, n_classes, seed)
         n_cls = n_classes
     rng = np.random.default_rng(seed)

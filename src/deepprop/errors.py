@@ -1,4 +1,4 @@
-"""The exceptions of deepprop: one base class, three kinds of failure.
+"""The exceptions of deepprop: one base class, a few kinds of failure.
 
 Every error a user can cause derives from :class:`DeeppropError`; the command line turns each into one
 line on stderr and exit code 2 (``deepprop.cli.main``), and the Python API raises them with the same
@@ -31,6 +31,10 @@ class DatasetError(DeeppropError, RuntimeError):
 
 class StoreError(DeeppropError, RuntimeError):
     """A results store cannot be used: not a deepprop store, corrupt, or written by another sweep."""
+
+
+class CheckpointError(DeeppropError, RuntimeError):
+    """A saved checkpoint or result cannot be read back (corrupted, truncated, or not deepprop's)."""
 
 
 class MissingExtraError(DeeppropError, ImportError):

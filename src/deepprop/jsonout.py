@@ -6,13 +6,21 @@ turns any result (dicts, lists, tuples, numpy scalars and arrays, dataclasses, o
 paths) into plain JSON values and replaces every non-finite number by ``None``. Where that number is the
 value of a key ``k`` of a dict, the same dict gets ``k_reason`` (unless it has one already) saying why:
 
-* ``"infinite"`` / ``"negative_infinite"``: +inf / -inf (e.g. xi_c at an exact critical point),
+* ``"critical"``: a depth scale (a key ``xi_...`` or ``max_depth``) that is +inf: under the engine's one
+  critical rule (:func:`deepprop.theory.depth_scales.critical_rule`) that is the only way a depth scale is
+  infinite, wherever the result comes from (``point``, ``advise``, ``simulate ...``),
+* ``"infinite"`` / ``"negative_infinite"``: any other +inf / -inf,
 * ``"undefined"``: NaN (the quantity has no value there; the result's notes say why),
 * ``"non_finite_elements"``: a list value with at least one such entry (each entry is ``null``).
 
 ``reasons`` overrides the reason of top-level keys (``{"xi_c": "critical"}``). A consumer can therefore
 parse with ``json.loads(text, parse_constant=...)`` rejecting NaN/Infinity and still tell "infinite"
 from "no value".
+
+One rule for every result: a number never stands beside a reason saying it has no valid value. Where a
+dict holds ``k_reason`` (a non-empty string) and a number under ``k`` (a fit flagged invalid, a finite
+stand-in for a divergent quantity), ``k`` is written as null. :func:`with_schema` makes every key of a
+result's schema present, null with a reason where the result has no value for it.
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ from typing import Any
 import numpy as np
 
 REASON_SUFFIX = "_reason"
+
+
+def _is_depth_scale(key: str) -> bool:
+    return (key.startswith("xi_") or key == "max_depth") and not key.endswith(("_err", "_reason"))
 
 
 def _reason_of(value: float) -> str:
@@ -76,20 +88,36 @@ def _clean_dict(d: Mapping[str, Any], reasons: Mapping[str, str] | None = None) 
         k = str(key)
         out[k], reason = _clean(value)
         if reason is not None:
-            found[k] = reason
+            found[k] = "critical" if reason == "infinite" and _is_depth_scale(k) else reason
     for k, reason in found.items():
         out.setdefault(k + REASON_SUFFIX, reason)
     for k, reason in (reasons or {}).items():
         if k in out:
             out[k + REASON_SUFFIX] = reason
+    for k in list(out):  # a reason means "no valid value": never a number beside it
+        reason = out.get(k + REASON_SUFFIX)
+        value = out[k]
+        if isinstance(reason, str) and reason and isinstance(value, int | float) and not isinstance(value, bool):
+            out[k] = None
     return out
+
+
+def with_schema(obj: Any, keys: tuple[str, ...] | list[str], reason: str) -> dict[str, Any]:
+    """``obj`` (a dict-like result) with every key of ``keys`` present: a missing key is None with
+    ``<key>_reason`` = ``reason`` (a key already present keeps its value and reason)."""
+    plain = dict(_plain(obj))
+    for k in keys:
+        if k not in plain:
+            plain[k] = None
+            plain.setdefault(k + REASON_SUFFIX, reason)
+    return plain
 
 
 def strict(obj: Any, reasons: Mapping[str, str] | None = None) -> Any:
     """``obj`` as plain JSON values: non-finite numbers -> None, with ``<key>_reason`` beside them.
 
     ``reasons`` (for a dict ``obj``) sets the reason of named top-level keys, e.g. ``{"xi_c": "critical"}``;
-    it is added even where the value is finite (a finite stand-in for a divergent quantity).
+    a number given a reason this way is written as null (see the module docstring).
     """
     if reasons is not None:
         plain = _plain(obj)

@@ -36,6 +36,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from deepprop.errors import ParameterError
+from deepprop.validation import as_float_array
 
 Draw = Callable[[], torch.Tensor]
 """``draw()`` -> standard random numbers (uniform on [0, 1) or normal) of the layer's shape."""
@@ -92,8 +93,9 @@ def _bad(arr: np.ndarray, mask: np.ndarray) -> str:
 
 
 def check_finite_nonnegative(name: str, value: ArrayLike) -> np.ndarray:
-    """Return ``value`` as a float64 array, or raise ParameterError if any entry is < 0 or not finite."""
-    arr = np.asarray(value, dtype=np.float64)
+    """Return ``value`` as a float64 array, or raise ParameterError if it is not numeric (a string is not a
+    number), is empty, or has an entry < 0 or not finite."""
+    arr = as_float_array(name, value)
     if not np.all(np.isfinite(arr)):
         raise ParameterError(name, f"must be finite and >= 0 (got {_bad(arr, ~np.isfinite(arr))})")
     if np.any(arr < 0):
@@ -102,8 +104,8 @@ def check_finite_nonnegative(name: str, value: ArrayLike) -> np.ndarray:
 
 
 def check_keep_rate(value: ArrayLike, name: str = "keep_rate") -> np.ndarray:
-    """Return the keep rate as an array, or raise unless every entry lies in (0, 1]."""
-    arr = np.asarray(value, dtype=np.float64)
+    """Return the keep rate as an array, or raise unless it is numeric, not empty, and every entry lies in (0, 1]."""
+    arr = as_float_array(name, value)
     bad = ~np.isfinite(arr) | (arr <= 0) | (arr > 1)
     if np.any(bad):
         raise ParameterError(name, f"must be in (0, 1], the probability of keeping a unit (got {_bad(arr, bad)})")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from deepprop.activations import Activation, TensorFn, get_activation
+from deepprop.activations import ACTIVATIONS, Activation, TensorFn, get_activation
 from deepprop.errors import ParameterError
 from deepprop.noise_models import (
     NoiseKind,
@@ -33,6 +33,47 @@ from deepprop.noise_models import (
     standard_kinds,
     total_add_var,
 )
+from deepprop.validation import check_broadcast
+
+_CHECKED: dict[int, Activation] = {}
+
+
+def check_activation(act: Activation) -> Activation:
+    """A user's activation (a callable, or an Activation built from one) must act elementwise on a float64
+    tensor and have a derivative the engine can evaluate (autograd, or the one given): a step function
+    or a numpy / math function is refused here, naming ``activation``, instead of failing inside the
+    engine. The built-in activations pass unprobed."""
+    if ACTIVATIONS.get(act.name) is act or id(act) in _CHECKED:
+        return act
+    import torch
+
+    x = torch.linspace(-3.0, 3.0, 13, dtype=torch.float64)
+    try:
+        y = act.fn(x)
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            raise TypeError(f"returned {type(y).__name__} {tuple(getattr(y, 'shape', ()))}, expected a tensor "
+                            f"of shape {tuple(x.shape)}")
+    except Exception as exc:  # noqa: BLE001 - the user's function: say why in one line
+        raise ParameterError("activation", f"{act.name!r} must act elementwise on torch tensors ({type(exc).__name__}: "
+                                           f"{exc})") from None
+    try:
+        d = act.derivative(x)
+        if not isinstance(d, torch.Tensor) or d.shape != x.shape:
+            raise TypeError("the derivative is not a tensor of the input's shape")
+    except Exception as exc:  # noqa: BLE001
+        raise ParameterError("activation", f"{act.name!r} cannot be differentiated by autograd ({type(exc).__name__}: "
+                                           f"{str(exc).splitlines()[0] if str(exc) else ''}); a step function has "
+                                           "no derivative: pass get_activation(fn) an Activation with derivative=...") \
+            from None
+    if not bool(torch.isfinite(y).all()) or not bool(torch.isfinite(d).all()):
+        raise ParameterError("activation", f"{act.name!r} or its derivative is not finite on [-3, 3]")
+    if len(_CHECKED) < 1024:
+        _CHECKED[id(act)] = act  # holding the object keeps its id from being reused
+    return act
+
+
+def _show(arr: np.ndarray, bad: np.ndarray) -> str:
+    return repr(float(np.asarray(arr)[np.asarray(bad)].ravel()[0]))
 
 
 @dataclass(frozen=True)
@@ -59,6 +100,14 @@ class Noise:
                 raise ParameterError("extra", "must be noise kinds of deepprop.noise_models (got "
                                               f"{type(kind).__name__})")
         object.__setattr__(self, "extra", tuple(k.checked() for k in extra))
+        check_broadcast(**self.numbers())
+        with np.errstate(over="ignore"):
+            if not np.all(np.isfinite(self.mu2)):
+                raise ParameterError("noise_mult" if np.any(~np.isfinite(self.noise_mult**2)) else "keep_rate",
+                                     "too large a noise: mu2 = (1 + noise_mult^2) / keep_rate overflows a float")
+            if not np.all(np.isfinite(self.add_var)):
+                raise ParameterError("noise_add", f"too large: noise_add^2 overflows a float (got "
+                                                  f"{_show(self.noise_add, ~np.isfinite(self.add_var))})")
 
     @property
     def kinds(self) -> tuple[NoiseKind, ...]:
@@ -134,12 +183,12 @@ class NetworkPrior:
     noise: Noise = Noise()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "activation", get_activation(self.activation))
+        object.__setattr__(self, "activation", check_activation(get_activation(self.activation)))
         object.__setattr__(self, "sigma_w2", check_finite_nonnegative("sigma_w2", self.sigma_w2))
         object.__setattr__(self, "sigma_b2", check_finite_nonnegative("sigma_b2", self.sigma_b2))
         if not isinstance(self.noise, Noise):
             raise ParameterError("noise", f"must be a deepprop.Noise (got {type(self.noise).__name__})")
-        np.broadcast_shapes(*(np.shape(a) for a in self._arrays()))
+        check_broadcast(sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2, **self.noise.numbers())
 
     @classmethod
     def build(

@@ -1,59 +1,232 @@
-"""Scalar parameter checks shared by every layer: each returns the value or raises ParameterError
-with a message naming the parameter and its allowed range."""
+"""Parameter checks shared by every layer: each returns the value or raises ParameterError with a message
+naming the parameter and its allowed range.
+
+Three families:
+
+* scalars and arrays (:func:`check_positive_int`, :func:`check_positive`, :func:`as_float_array`, ...): a
+  string is never a number, a bool is never a count, an empty array is never a grid;
+* resources (:func:`array_bytes`, :func:`check_memory`): every command and public function that allocates
+  in proportion to its arguments estimates the bytes first and refuses, naming the option, what does not
+  fit in the memory available now;
+* devices (:func:`check_device`): ``cuda`` without CUDA is refused before any work.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from deepprop.errors import ParameterError
 
-
-def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    """Return ``value`` as int, or raise ParameterError unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ParameterError(name, f"must be an integer >= {minimum} (got {value!r})")
-    return int(value)
+MAX_INT64 = 2**63 - 1
+"""Largest value of any integer option (seeds, sizes, counts): what torch, numpy and SQLite all hold."""
 
 
-def check_positive(name: str, value: float) -> float:
+def _is_text(value: Any) -> bool:
+    return isinstance(value, (str, bytes, bytearray, np.str_, np.bytes_))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an int if it is a whole number (not a bool, not text, not 2.5), else None."""
+    if isinstance(value, bool) or _is_text(value):
+        return None
+    try:
+        as_int = int(value)
+        return as_int if as_int == value else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def check_int(name: str, value: Any, minimum: int = 0, maximum: int = MAX_INT64) -> int:
+    """``value`` as int, or ParameterError unless it is an integer (not a bool, not a string, not 2.5) in
+    [minimum, maximum]; the default maximum 2**63 - 1 is what torch, numpy and SQLite integers hold."""
+    as_int = _whole(value)
+    if as_int is None or not minimum <= as_int <= maximum:
+        allowed = f">= {minimum}" if maximum == MAX_INT64 else f"in [{minimum}, {maximum}]"
+        if maximum == MAX_INT64 and as_int is not None and as_int > maximum:
+            allowed += " and < 2**63"
+        raise ParameterError(name, f"must be an integer {allowed} (got {_shown(value)})")
+    return as_int
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as int, or raise ParameterError unless it is an integer >= ``minimum`` (and < 2**63)."""
+    return check_int(name, value, minimum)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A random seed: an integer in [0, 2**63 - 1] (what every generator deepprop uses accepts)."""
+    return check_int(name, value, 0, MAX_INT64)
+
+
+def check_number(name: str, value: Any) -> float:
+    """``value`` as a float; ParameterError for strings, bools, None and other non-numbers."""
+    if _is_text(value) or isinstance(value, bool) or value is None:
+        raise ParameterError(name, f"must be a number (got {type(value).__name__} {_shown(value)})")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, f"must be a number (got {type(value).__name__} {_shown(value)})") from None
+
+
+def check_positive(name: str, value: Any) -> float:
     """Return ``value`` as float, or raise unless it is finite and > 0."""
-    v = float(value)
+    v = check_number(name, value)
     if not math.isfinite(v) or v <= 0:
         raise ParameterError(name, f"must be finite and > 0 (got {value!r})")
     return v
 
 
-def check_nonnegative(name: str, value: float) -> float:
+def check_nonnegative(name: str, value: Any) -> float:
     """Return ``value`` as float, or raise unless it is finite and >= 0."""
-    v = float(value)
+    v = check_number(name, value)
     if not math.isfinite(v) or v < 0:
         raise ParameterError(name, f"must be finite and >= 0 (got {value!r})")
     return v
 
 
+def as_float_array(name: str, value: Any, *, allow_empty: bool = False) -> np.ndarray:
+    """``value`` (a number, a sequence, a numpy array or a torch tensor, with or without grad) as float64.
+
+    Refused with a ParameterError naming ``name``: strings (``"2.5"`` is not a number), bools, complex
+    numbers, ragged or non-numeric sequences and (unless ``allow_empty``) empty arrays. Non-finite entries
+    pass; the caller says which ranges it allows."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor: its values, never its graph
+        value = value.detach().cpu().numpy()
+    if _is_text(value) or isinstance(value, bool) or value is None:
+        raise ParameterError(name, f"must be a number or an array of numbers (got {type(value).__name__} "
+                                   f"{_shown(value)})")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(name, f"must be a number or an array of numbers ({exc})") from None
+    if arr.dtype.kind in "OUSV":
+        if arr.dtype.kind == "O" and not any(_is_text(v) or isinstance(v, bool) for v in arr.ravel()):
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError):
+                arr = None
+        else:
+            arr = None
+        if arr is None:
+            raise ParameterError(name, f"must be a number or an array of numbers (got {_shown(value)})")
+    if arr.dtype.kind == "b":
+        raise ParameterError(name, f"must be a number, not a bool (got {_shown(value)})")
+    if arr.dtype.kind == "c":
+        raise ParameterError(name, f"must be a real number (got {_shown(value)})")
+    if arr.size == 0 and not allow_empty:
+        raise ParameterError(name, f"must not be empty (got an array of shape {arr.shape})")
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float64)
+
+
+def check_broadcast(**arrays: Any) -> tuple[int, ...]:
+    """The common shape of named arrays, or ParameterError naming the first pair that does not broadcast."""
+    shapes = {name: np.shape(a) for name, a in arrays.items()}
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        pass
+    names = list(shapes)
+    shape: tuple[int, ...] = ()
+    for i, name in enumerate(names):
+        try:
+            shape = np.broadcast_shapes(shape, shapes[name])
+        except ValueError:
+            others = ", ".join(f"{n} {shapes[n]}" for n in names[:i] if shapes[n] != ())
+            raise ParameterError(name, f"shape {shapes[name]} does not broadcast against {others} "
+                                       "(numpy broadcasting: sizes must match or be 1)") from None
+    return shape  # pragma: no cover - broadcast_shapes failed above, so some pair fails
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
 MAX_RANGE_VALUES = 10_000_000
 """Largest count of a start:stop:count range (80 MB of float64)."""
 
 
-def parse_values(text: str) -> np.ndarray:
+def parse_values(text: str, *, integer: bool = False) -> np.ndarray:
     """Values from ``"start:stop:count"`` (inclusive, like numpy.linspace) or ``"a,b,c"``.
 
     A count below 1 gives an empty array (callers say "empty grid") and infinite ends give non-finite
-    values (callers reject them); malformed text raises ValueError.
+    values (callers reject them); malformed text raises ValueError with the reason: an empty item
+    (``"2,,3"``, ``"2,"``), a non-integer count, or, with ``integer``, a range or value that is not whole
+    (``"2:5:3"`` would step by 1.5).
     """
     text = text.strip()
     if ":" in text:
         parts = text.split(":")
         if len(parts) != 3:
-            raise ValueError("a range is start:stop:count")
-        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+            raise ValueError("a range is START:STOP:NUM")
+        try:
+            start, stop = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError("START and STOP of a range must be numbers") from None
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise ValueError(f"NUM of a range must be a whole number (got {parts[2].strip()!r})") from None
         if count > MAX_RANGE_VALUES:  # refused before numpy allocates count floats
-            raise ValueError(f"count {count} is more than {MAX_RANGE_VALUES} values")
+            raise ValueError(f"NUM = {count} is more than {MAX_RANGE_VALUES} values")
         with np.errstate(invalid="ignore"):  # infinite ends give non-finite values; callers reject those
-            return np.linspace(start, stop, max(count, 0))
-    return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
+            values = np.linspace(start, stop, max(count, 0))
+    else:
+        items = text.split(",")
+        if any(not item.strip() for item in items) and text:
+            raise ValueError("empty item in the list (write V1,V2,... with a number between each comma)")
+        if integer and all(_INTEGER.fullmatch(v.strip()) for v in items if v.strip()):
+            ints = [int(v) for v in items if v.strip()]  # exact: 2**62 + 1 is not rounded through a float
+            big = [v for v in ints if abs(v) > MAX_INT64]
+            if big:
+                raise ValueError(f"{big[0]} does not fit in 64 bits (must be < 2**63)")
+            return np.array(ints, dtype=np.int64)
+        try:
+            values = np.array([float(v) for v in items if v.strip()], dtype=np.float64)
+        except ValueError:
+            raise ValueError("items of a list must be numbers") from None
+    if integer and values.size and np.all(np.isfinite(values)):
+        frac = values[np.abs(values - np.round(values)) > 1e-9 * np.maximum(1.0, np.abs(values))]
+        if frac.size:
+            raise ValueError(f"must be whole numbers, but {text!r} gives {frac[0]:.6g} (for a range, choose NUM "
+                             "so that (STOP - START) / (NUM - 1) is a whole number)")
+        if np.any(np.abs(values) > 2.0**63):
+            raise ValueError(f"{text!r} does not fit in 64 bits (must be < 2**63)")
+        values = np.round(values)
+    return values
+
+
+def check_fit_window(name: str, skip: Any, depth: int, min_points: int = 3) -> int:
+    """A fit that leaves out ``skip`` layers at each end of 0..depth keeps depth + 1 - 2 skip layers: at
+    least ``min_points``."""
+    largest = max((depth + 1 - min_points) // 2, 0)
+    skip = check_int(name, skip, 0)
+    if skip > largest:
+        raise ParameterError(name, f"leaves fewer than {min_points} of the {depth + 1} layers to fit (at most "
+                                   f"{largest} at depth {depth}; got {skip})")
+    return skip
+
+
+# ---- resources ---------------------------------------------------------------------------------------
+
+
+def array_bytes(*shapes: Iterable[int] | int, itemsize: int = 8) -> int:
+    """Bytes of arrays of the given shapes (Python integers: a huge shape cannot overflow).
+
+    The one memory-estimate function: callers list the arrays they are about to allocate (weights,
+    activations, batches, grids, trajectories) and pass the sum to :func:`check_memory`."""
+    total = 0
+    for shape in shapes:
+        dims = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+        total += math.prod(max(int(d), 0) for d in dims) * int(itemsize)
+    return total
 
 
 def physical_memory_bytes() -> int:
@@ -66,10 +239,87 @@ def physical_memory_bytes() -> int:
         return 8 << 30
 
 
-def check_memory(param: str, needed: int, what: str, hint: str = "") -> None:
-    """Refuse, before allocating, a job that needs more than half of the machine's physical memory."""
-    limit = physical_memory_bytes() // 2
+def _cgroup_free_bytes() -> int | None:
+    """Memory left under this process's cgroup (v2) limit, or None without one."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit == "max":
+            return None
+        used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory_bytes(device: Any = None) -> int:
+    """Memory an allocation can take now: free memory of a CUDA device, else the host's available memory
+    (``MemAvailable``: free plus reclaimable caches, within any cgroup limit; physical RAM where unknown)."""
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    free = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        free = None
+    if free is None:
+        free = physical_memory_bytes()
+    group = _cgroup_free_bytes()
+    return free if group is None else min(free, group)
+
+
+def format_bytes(n: int) -> str:
+    """``3.2e+16 bytes (2.98e+07 GiB)``: the exact count and a size a person reads."""
+    return f"{n:.3g} bytes ({n / 2**30:.3g} GiB)" if n >= 1e6 else f"{n} bytes ({n / 2**30:.3g} GiB)"
+
+
+def check_memory(param: str, needed: int, what: str, hint: str = "", *, device: Any = None) -> None:
+    """Refuse, before allocating, a job whose estimate (:func:`array_bytes`) exceeds the memory available
+    now (:func:`available_memory_bytes`); the message names ``param`` and the bytes needed."""
+    limit = available_memory_bytes(device)
     if needed > limit:
-        raise ParameterError(param, f"{what} would need ~{needed / 2**30:.3g} GiB of memory, more than "
-                                    f"{limit / 2**30:.3g} GiB (half of this machine's RAM)"
-                                    + (f"; {hint}" if hint else ""))
+        where = "on the GPU" if device is not None and str(device).startswith("cuda") else "on this machine"
+        raise ParameterError(param, f"{what} would need ~{format_bytes(needed)} of memory, more than the "
+                                    f"{limit / 2**30:.3g} GiB available {where}" + (f"; {hint}" if hint else ""))
+
+
+def check_memory_terms(terms: dict[str, int], what: str, *, device: Any = None, hint: str = "") -> None:
+    """:func:`check_memory` for an allocation made of several arrays, each attributed to the option that
+    sizes it (``{"width": ..., "depth": ...}``): a refusal names the option whose arrays weigh most."""
+    total = sum(terms.values())
+    param = max(terms, key=lambda k: terms[k])
+    check_memory(param, total, what, hint, device=device)
+
+
+# ---- devices -------------------------------------------------------------------------------------------
+
+
+def check_device(device: Any, name: str = "device") -> Any:
+    """``None``, ``"cpu"``, ``"cuda[:N]"`` or a torch.device; ParameterError for anything else, or for cuda
+    where PyTorch sees no CUDA device (``"auto"`` is allowed and means cuda when there is one)."""
+    if device is None:
+        return None
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return device
+    if not isinstance(device, (str, torch.device)):
+        raise ParameterError(name, f"must be cpu or cuda[:N] (got {type(device).__name__} {_shown(device)})")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(name, f"must be cpu or cuda[:N] (got {_shown(device)})") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError(name, f"must be cpu or cuda[:N] (got {_shown(device)})")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(name, f"{device} requested but no CUDA device is available (allowed here: cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ParameterError(name, f"{device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deepprop.validation import MAX_RANGE_VALUES, parse_values
+from deepprop.validation import MAX_INT64, MAX_RANGE_VALUES, parse_values
 
 
 def finite_float(text: str) -> float:
@@ -63,36 +63,49 @@ def fraction(text: str) -> float:
     return v
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+def correlation(text: str) -> float:
+    v = finite_float(text)
+    if not -1 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a correlation in [-1, 1], got {text!r}")
     return v
+
+
+def int_range(minimum: int = 0, maximum: int = MAX_INT64):
+    """An argparse type: an integer in [minimum, maximum] (default maximum 2**63 - 1: what every integer
+    deepprop hands to torch, numpy or SQLite holds)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not minimum <= v <= maximum:
+            allowed = f">= {minimum}" if maximum == MAX_INT64 else f"in [{minimum}, {maximum}]"
+            if maximum == MAX_INT64 and v > maximum:
+                allowed += " and < 2**63"
+            raise argparse.ArgumentTypeError(f"expected an integer {allowed}, got {text!r}")
+        return v
+
+    parse.__name__ = "integer"
+    return parse
+
+
+positive_int = int_range(1)
+nonnegative_int = int_range(0)
+seed = int_range(0, MAX_INT64)
 
 
 def value_range(text: str) -> np.ndarray:
     """``START:STOP:NUM`` (inclusive, like numpy.linspace), or a single value, or a comma list."""
-    parts = text.split(":")
-    if len(parts) == 3:
-        try:
-            count = int(parts[2])
-        except ValueError:
-            count = None
-        if count is not None and count > MAX_RANGE_VALUES:
-            raise argparse.ArgumentTypeError(
-                f"NUM = {count} values would need {count * 8 / 2**30:.3g} GiB per axis; at most "
-                f"{MAX_RANGE_VALUES} allowed, got {text!r}"
-            )
     try:
         values = parse_values(text)
-    except ValueError:
-        values = np.empty(0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; expected START:STOP:NUM (inclusive like linspace, NUM <= "
+                                         f"{MAX_RANGE_VALUES}) or V1,V2,..., got {text!r}") from None
     if values.size == 0 or not np.all(np.isfinite(values)):
         raise argparse.ArgumentTypeError(
-            f"expected START:STOP:NUM (NUM >= 1, inclusive like linspace) or V1,V2,..., got {text!r}"
+            f"expected START:STOP:NUM (NUM >= 1, inclusive like linspace) or V1,V2,... of finite numbers, "
+            f"got {text!r}"
         )
     return values
 
@@ -104,13 +117,34 @@ def nonnegative_range(text: str) -> np.ndarray:
     return values
 
 
-def add_activation(parser: argparse.ArgumentParser, default: str = "tanh") -> None:
+def path_text(text: str) -> str:
+    """A path option: not empty (an empty path is never "the current directory")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (name a file or directory)")
+    return text
+
+
+def activation_name(text: str) -> str:
+    """An activation name the engine knows (checked while parsing, so the message is argparse's one line)."""
+    from deepprop.activations import get_activation
+    from deepprop.errors import ParameterError
+
+    try:
+        return get_activation(text).name
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from None
+
+
+def add_activation(parser: argparse.ArgumentParser, default: str | None = "tanh", *, required: bool = False,
+                   help: str | None = None) -> None:
     from deepprop.activations import ACTIVATIONS
 
     parser.add_argument(
         "--activation",
+        type=activation_name,
         default=default,
-        help=f"nonlinearity: one of {', '.join(ACTIVATIONS)} (default {default})",
+        required=required,
+        help=help or f"nonlinearity: one of {', '.join(ACTIVATIONS)}" + (f" (default {default})" if default else ""),
     )
 
 
@@ -136,11 +170,15 @@ def noise_kwargs(args: argparse.Namespace) -> dict[str, float]:
     return {"keep_rate": args.keep_rate, "noise_mult": args.noise_mult, "noise_add": args.noise_add}
 
 
-def print_json(obj: Any, reasons: dict[str, str] | None = None) -> None:
+def print_json(obj: Any, reasons: dict[str, str] | None = None, *, schema: tuple[str, ...] = (),
+               missing_reason: str = "not_applicable") -> None:
     """Strict JSON on stdout through :func:`deepprop.jsonout.to_json`: non-finite numbers are null with a
-    ``<key>_reason`` beside them (``reasons`` overrides named top-level reasons)."""
-    from deepprop.jsonout import to_json
+    ``<key>_reason`` beside them (``reasons`` overrides named top-level reasons); every key of ``schema``
+    is present, null with ``missing_reason`` where the result has no value for it."""
+    from deepprop.jsonout import to_json, with_schema
 
+    if schema:
+        obj = with_schema(obj, schema, missing_reason)
     sys.stdout.write(to_json(obj, reasons=reasons) + "\n")
 
 
@@ -181,14 +219,9 @@ def print_table(rows: list[tuple[str, Any]]) -> None:
 
 def check_device(device: str | None, param: str = "device") -> None:
     """Refuse ``cuda`` before any work where PyTorch sees no CUDA device (``auto`` and ``cpu`` always work)."""
-    if device is None or not str(device).startswith("cuda"):
-        return
-    import torch
+    from deepprop.validation import check_device as check
 
-    if not torch.cuda.is_available():
-        from deepprop.errors import ParameterError
-
-        raise ParameterError(param, f"{device} requested but no CUDA device is available (allowed here: cpu)")
+    check(device, param)
 
 
 def bar(args: argparse.Namespace, **kwargs: Any):

@@ -20,27 +20,29 @@ from deepprop.errors import ParameterError
 
 
 def _noise_options(p: argparse.ArgumentParser, keep_default: float | None = 1.0) -> None:
-    p.add_argument("--keep-rate", type=float, default=keep_default,
-                   help="probability of KEEPING a unit (nn.Dropout(p) has keep rate 1 - p)")
-    p.add_argument("--noise-mult", type=float, default=0.0, help="std s of noise eps ~ N(1, s^2)")
-    p.add_argument("--noise-add", type=float, default=0.0, help="std of additive noise eps ~ N(0, s^2)")
+    p.add_argument("--keep-rate", type=common.keep_rate, default=keep_default,
+                   help="probability of KEEPING a unit, in (0, 1] (nn.Dropout(p) has keep rate 1 - p)")
+    p.add_argument("--noise-mult", type=common.nonnegative_float, default=0.0,
+                   help="std s >= 0 of noise eps ~ N(1, s^2)")
+    p.add_argument("--noise-add", type=common.nonnegative_float, default=0.0,
+                   help="std >= 0 of additive noise eps ~ N(0, s^2)")
     common.add_json(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("advise", help="recommend a (noise-aware) critical initialisation",
                        description="Recommend sigma_w2, sigma_b2 for an activation and noise model.")
-    p.add_argument("--activation", required=True, help="activation name (tanh, relu, erf, gelu, ...)")
-    p.add_argument("--sigma-b2", type=float, default=None,
-                   help="bias variance (default: 0 for the ReLU family, 0.05 for smooth activations)")
-    p.add_argument("--depth", type=int, default=None, help="network depth to give a verdict for")
+    common.add_activation(p, None, required=True, help="activation name (tanh, relu, erf, gelu, ...)")
+    p.add_argument("--sigma-b2", type=common.nonnegative_float, default=None,
+                   help="bias variance >= 0 (default: 0 for the ReLU family, 0.05 for smooth activations)")
+    p.add_argument("--depth", type=common.positive_int, default=None, help="network depth to give a verdict for")
     _noise_options(p)
     p.set_defaults(func=run_advise)
 
     d = sub.add_parser("diagnose", help="mean-field diagnosis of a model's current initialisation",
                        description="Import path/to/model.py, build ClassName() and diagnose it.")
     d.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/mlp.py:DeepMLP")
-    d.add_argument("--activation", default=None, help="override the activation read from the model")
+    common.add_activation(d, None, help="override the activation read from the model")
     _noise_options(d, keep_default=None)
     d.set_defaults(func=run_diagnose)
 
@@ -60,8 +62,25 @@ def run_advise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _call_user_code(spec: str, what: str, call):
+    """Run the user's code; anything it raises (including SystemExit) is a one-line error naming the model."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's file: report, never trace back or exit
+        raise ParameterError("model", f"{spec}: {what} failed: {_failure(exc)}") from exc
+
+
 def load_model(spec: str):
-    """Import ``path/to/model.py:ClassName`` and return ``ClassName()``."""
+    """Import ``path/to/model.py:ClassName`` and return ``ClassName()``, a torch module whose parameters
+    hold real values."""
     path_text, sep, cls_name = spec.rpartition(":")
     if not sep or not path_text or not cls_name:
         raise ParameterError("model", f"must be PATH.py:ClassName (got {spec!r})")
@@ -74,18 +93,33 @@ def load_model(spec: str):
     module = importlib.util.module_from_spec(mod_spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        mod_spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file: report, do not trace back
-        raise ParameterError("model", f"importing {path_text} failed: {type(exc).__name__}: {exc}") from exc
+        _call_user_code(spec, f"importing {path_text}", lambda: mod_spec.loader.exec_module(module))
     finally:
         sys.path.pop(0)
     cls = getattr(module, cls_name, None)
     if cls is None:
         raise ParameterError("model", f"{path_text} has no {cls_name!r}")
-    try:
-        return cls()
-    except TypeError as exc:
-        raise ParameterError("model", f"{cls_name}() must build without arguments ({exc})") from exc
+    if not callable(cls):
+        raise ParameterError("model", f"{spec}: {cls_name} is a {type(cls).__name__}, not a class")
+    model = _call_user_code(spec, f"building {cls_name}()", cls)
+    check_model(spec, model)
+    return model
+
+
+def check_model(spec: str, model) -> None:
+    """The model is a torch module whose parameters hold finite values on a real device (not ``meta``)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise ParameterError("model", f"{spec}: builds a {type(model).__name__}, not a torch.nn.Module")
+    for name, p in model.named_parameters():
+        if p.is_meta:
+            raise ParameterError("model", f"{spec}: parameter {name!r} is on the meta device (no values to "
+                                          "diagnose); build the model on the CPU")
+        if p.is_floating_point() and not bool(torch.isfinite(p.detach()).all()):
+            bad = int((~torch.isfinite(p.detach())).sum())
+            raise ParameterError("model", f"{spec}: parameter {name!r} holds {bad} non-finite value(s) (NaN or "
+                                          "inf); the model cannot be diagnosed")
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
@@ -94,10 +128,24 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from deepprop.integrations.pytorch import UnrecognisedModuleWarning, diagnose
 
     model = load_model(args.model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
-        d = diagnose(model, args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
-                     noise_add=args.noise_add)
+    own = {"activation", "keep_rate", "noise_mult", "noise_add"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
+            d = diagnose(model, args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
+                         noise_add=args.noise_add)
+    except ParameterError as exc:
+        if exc.param in own and (exc.param != "activation" or args.activation is not None):
+            raise  # about a flag the user typed
+        # about the model's own modules (its layers, their weights, its activation), never a flag not typed
+        if exc.param == "model":
+            detail = exc.detail
+        elif exc.param == "activation":
+            detail = ("its activation could not be read from its modules (none, or several different ones); "
+                      "give --activation")
+        else:
+            detail = f"the {exc.param} its layers give is out of range: {exc.detail}"
+        raise ParameterError("model", f"{args.model}: {detail}") from exc
     if args.json:
         common.print_json(d)
     else:

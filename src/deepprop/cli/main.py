@@ -14,6 +14,7 @@ import importlib
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from deepprop.errors import DeeppropError, ParameterError
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepprop",
         description="Mean-field signal propagation in deep networks: phases, depth scales, trainability.",
     )
+    from deepprop._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"deepprop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in COMMAND_MODULES:
@@ -76,14 +80,16 @@ def _leaf_parser(parser: argparse.ArgumentParser, args: argparse.Namespace | Non
 
 def display_name(parser: argparse.ArgumentParser, args: argparse.Namespace | None, param: str) -> str:
     """How the user spelled library parameter ``param`` on this command: ``--keep-rate`` for
-    ``keep_rates`` of a sweep, ``store`` for a positional, ``--sigma-w2`` when nothing matches."""
+    ``keep_rates`` of a sweep, ``store`` for a positional; a parameter the command has no option for is
+    named as it is (``sigma_w2``), never as a flag the user could not have typed."""
     leaf = _leaf_parser(parser, args)
     for action in leaf._actions:
         if action.dest in (param, f"cfg_{param}"):
             if action.option_strings:
                 return max(action.option_strings, key=len)
             return action.dest
-    return option_name(param)
+    flag = option_name(param)
+    return flag if flag in leaf._option_string_actions else param
 
 
 def one_line(text: str) -> str:
@@ -96,27 +102,62 @@ def _is_ray_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] == "ray"
 
 
+def _user_path_option(filename: str, parser: argparse.ArgumentParser,
+                      args: argparse.Namespace | None) -> tuple[str, str] | None:
+    """(option, value) of the path option whose file or folder ``filename`` belongs to: an error while
+    writing a temporary file of ours beside ``--out grid.csv`` is reported as an error of ``--out``."""
+    if args is None:
+        return None
+    leaf = _leaf_parser(parser, args)
+    target = _absolute(filename)
+    for action in leaf._actions:
+        value = getattr(args, action.dest, None)
+        if not isinstance(value, str) or not value or action.dest in ("func",):
+            continue
+        mine = _absolute(value)
+        if target == mine or mine in target.parents or target.parent == mine.parent:
+            name = max(action.option_strings, key=len) if action.option_strings else action.dest
+            return name, value
+    return None
+
+
 def error_message(exc: BaseException, parser: argparse.ArgumentParser, args: argparse.Namespace | None) -> str | None:
-    """The one-line message for an error the user caused, or None for a genuine bug (re-raised)."""
+    """The one-line message for an error the user caused, or None for a genuine bug (re-raised).
+
+    Every message starts with the command that ran (``deepprop point: error:``) and names the option or
+    file the user gave."""
     if isinstance(exc, UsageError):
         return one_line(str(exc))
+    head = f"{_leaf_parser(parser, args).prog}: error:"
     if isinstance(exc, ParameterError):
-        return f"deepprop: error: {display_name(parser, args, exc.param)}: {one_line(exc.detail)}"
+        return f"{head} {display_name(parser, args, exc.param)}: {one_line(exc.detail)}"
     if isinstance(exc, DeeppropError):
-        return f"deepprop: error: {one_line(str(exc))}"
+        return f"{head} {one_line(str(exc))}"
     if isinstance(exc, sqlite3.DatabaseError):
-        return f"deepprop: error: store: {one_line(str(exc))}"
+        store = getattr(args, "store", None)
+        return f"{head} store{f' {store}' if store else ''}: {one_line(str(exc))}"
     if isinstance(exc, ConnectionError) or _is_ray_error(exc):
         where = getattr(args, "cfg_ray_address", None)
-        head = f"--ray-address {where}" if where else "ray"
-        return f"deepprop: error: {head}: {type(exc).__name__}: {one_line(str(exc))}"
+        where_text = f"--ray-address {where}" if where else "ray"
+        return f"{head} {where_text}: {type(exc).__name__}: {one_line(str(exc))}"
     if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
-        name = exc.filename if exc.filename is not None else ""
-        what = exc.strerror or str(exc)
-        return f"deepprop: error: {name}: {one_line(what)}" if name else f"deepprop: error: {one_line(what)}"
+        what = one_line(exc.strerror or str(exc))
+        if exc.filename is None:
+            return f"{head} {what}"
+        owner = _user_path_option(str(exc.filename), parser, args)
+        if owner is None:
+            return f"{head} {exc.filename}: {what}"
+        option, value = owner
+        if _absolute(value) == _absolute(exc.filename):
+            return f"{head} {option}: {value}: {what}"
+        return f"{head} {option}: cannot write {value}: {what}"  # a temporary file of ours: not named
     if isinstance(exc, MemoryError):
-        return "deepprop: error: out of memory (use a smaller grid, ensemble or chunk)"
+        return f"{head} out of memory (use a smaller grid, ensemble or chunk)"
     return None
+
+
+def _absolute(path: object) -> Path:
+    return Path(str(path)).expanduser().absolute()
 
 
 def report_error(exc: BaseException, parser: argparse.ArgumentParser, args: argparse.Namespace | None) -> int:
@@ -129,11 +170,20 @@ def report_error(exc: BaseException, parser: argparse.ArgumentParser, args: argp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = None
     try:
         args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        prog = _leaf_parser(parser, args).prog
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+            print(f"{prog}: warning: {one_line(str(message))}", file=sys.stderr)
+
+        with warnings.catch_warnings():  # a warning of the library (a discarded corrupted result) is one line too
+            warnings.showwarning = show
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("deepprop: interrupted", file=sys.stderr)
         return 130

@@ -20,20 +20,25 @@ def _fmt(v: Any) -> str:
 
 
 def _common(p: argparse.ArgumentParser, *, sweep: bool, width: int, depth: int, networks: int) -> None:
-    p.add_argument("--activation", default="tanh", help="activation name (default tanh)")
+    common.add_activation(p)
     if sweep:
-        p.add_argument("--sigma-w2", type=float, nargs="+", required=True, help="weight variance(s) sigma_w^2")
+        p.add_argument("--sigma-w2", type=common.positive_float, nargs="+", required=True,
+                       help="weight variance(s) sigma_w^2 > 0")
     else:
-        p.add_argument("--sigma-w2", type=float, required=True, help="weight variance sigma_w^2")
-    p.add_argument("--sigma-b2", type=float, required=True, help="bias variance sigma_b^2")
-    p.add_argument("--width", type=int, default=width, help=f"layer width N (default {width})")
-    p.add_argument("--depth", type=int, default=depth, help=f"number of layers L (default {depth})")
-    p.add_argument("--keep-rate", type=float, default=1.0, help="dropout KEEP probability rho in (0, 1]")
-    p.add_argument("--noise-mult", type=float, default=0.0, help="std of multiplicative Gaussian noise N(1, s^2)")
-    p.add_argument("--noise-add", type=float, default=0.0, help="std of additive Gaussian noise N(0, s^2)")
+        p.add_argument("--sigma-w2", type=common.positive_float, required=True, help="weight variance sigma_w^2 > 0")
+    p.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance sigma_b^2 >= 0")
+    p.add_argument("--width", type=common.positive_int, default=width, help=f"layer width N >= 1 (default {width})")
+    p.add_argument("--depth", type=common.positive_int, default=depth,
+                   help=f"number of layers L >= 1 (default {depth})")
+    p.add_argument("--keep-rate", type=common.keep_rate, default=1.0, help="dropout KEEP probability rho in (0, 1]")
+    p.add_argument("--noise-mult", type=common.nonnegative_float, default=0.0,
+                   help="std >= 0 of multiplicative Gaussian noise N(1, s^2)")
+    p.add_argument("--noise-add", type=common.nonnegative_float, default=0.0,
+                   help="std >= 0 of additive Gaussian noise N(0, s^2)")
     p.add_argument("--weights", choices=WEIGHT_KINDS, default="gaussian")
-    p.add_argument("--networks", type=int, default=networks, help=f"networks in the ensemble (default {networks})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--networks", type=common.positive_int, default=networks,
+                   help=f"networks in the ensemble, >= 1 (default {networks})")
+    p.add_argument("--seed", type=common.seed, default=0, help="random seed, 0 <= S < 2**63 (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     common.add_json(p, "print the result as JSON")
     common.add_quiet(p)
@@ -47,30 +52,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     fwd = sub.add_parser("forward", help="q^l and c^l of input pairs layer by layer (figs. 1-3)")
     _common(fwd, sweep=False, width=1000, depth=30, networks=4)
-    fwd.add_argument("--q0", type=float, default=0.8, help="layer-0 pre-activation variance (default 0.8)")
-    fwd.add_argument("--c0", type=float, default=0.6, help="layer-0 pre-activation correlation (default 0.6)")
-    fwd.add_argument("--pairs", type=int, default=16, help="input pairs per network (default 16)")
+    fwd.add_argument("--q0", type=common.positive_float, default=0.8,
+                     help="layer-0 pre-activation variance > 0 (default 0.8)")
+    fwd.add_argument("--c0", type=common.correlation, default=0.6,
+                     help="layer-0 pre-activation correlation in [-1, 1] (default 0.6)")
+    fwd.add_argument("--pairs", type=common.positive_int, default=16, help="input pairs per network (default 16)")
     fwd.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     fwd.set_defaults(func=_forward)
 
     grd = sub.add_parser("gradients", help="per-layer ||dE/dW^l||^2 on real data (fig. 4)")
     _common(grd, sweep=True, width=300, depth=240, networks=2)
-    grd.add_argument("--dataset", default="digits")
-    grd.add_argument("--data-dir", default=None)
-    grd.add_argument("--batch-size", type=int, default=128)
+    grd.add_argument("--dataset", default="digits", help="digits | fashion-mnist | mnist | cifar10 | synthetic")
+    grd.add_argument("--data-dir", type=common.path_text, default=None, help="directory with the dataset files")
+    grd.add_argument("--batch-size", type=common.int_range(2), default=128, help="inputs per batch, >= 2")
     grd.add_argument("--backprop", choices=("shared", "independent"), default="shared",
                      help="shared: real autograd; independent: fresh backward weights and masks")
-    grd.add_argument("--chunk", type=int, default=None, help="sigma_w2 values per batch (default all)")
-    grd.add_argument("--fit-skip", type=int, default=None, help="layers left out at each end of the fit")
-    grd.add_argument("--checkpoint", default=None, help="JSON file to resume a sweep from")
+    grd.add_argument("--chunk", type=common.positive_int, default=None, help="sigma_w2 values per batch (default all)")
+    grd.add_argument("--fit-skip", type=common.nonnegative_int, default=None,
+                     help="layers left out at each end of the fit, >= 0 and leaving at least 3 layers "
+                     "(default depth // 10, at least 2)")
+    grd.add_argument("--checkpoint", type=common.path_text, default=None,
+                     help="JSON file (e.g. grad.json; its folder must exist) where finished sigma_w2 values are "
+                     "saved, to resume an interrupted sweep")
     grd.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     grd.set_defaults(func=_gradients)
 
     jac = sub.add_parser("jacobian", help="input-output Jacobian spectrum and mutual information")
     _common(jac, sweep=True, width=300, depth=10, networks=2)
-    jac.add_argument("--input-q", type=float, default=None, help="input pre-activation variance (default q*)")
-    jac.add_argument("--signal-var", type=float, default=1.0, help="s_x^2 of the Gaussian input")
-    jac.add_argument("--noise-var", type=float, default=1.0, help="s_n^2 of the readout noise")
+    jac.add_argument("--input-q", type=common.positive_float, default=None,
+                     help="input pre-activation variance > 0 (default q*)")
+    jac.add_argument("--signal-var", type=common.positive_float, default=1.0, help="s_x^2 > 0 of the Gaussian input")
+    jac.add_argument("--noise-var", type=common.positive_float, default=1.0, help="s_n^2 > 0 of the readout noise")
     jac.add_argument("--dtype", choices=tuple(DTYPES), default="float64")
     jac.set_defaults(func=_jacobian)
 
@@ -100,13 +112,23 @@ def _forward(args: argparse.Namespace) -> int:
     for r in d["layers"]:
         lines.append(f"{r['layer']:>5} {_fmt(r['q']):>11} {_fmt(r['q_theory']):>11} {_fmt(r['c']):>9} "
                      f"{_fmt(r['c_theory']):>9}")
-    lines.append(f"xi_q: fit {_fmt(d['xi_q_fit'])}  theory {_fmt(d['xi_q'])}")
-    lines.append(f"xi_c: fit {_fmt(d['xi_c_fit'])}  theory {_fmt(d['xi_c'])}")
+    for name in ("xi_q", "xi_c"):
+        why = d.get(f"{name}_fit_reason")
+        lines.append(f"{name}: fit {_fmt(d[f'{name}_fit'])}" + (f" ({why})" if why else "")
+                     + f"  theory {_fmt(d[name])}")
     return _emit(args, d, lines)
 
 
 def _gradients(args: argparse.Namespace) -> int:
     from deepprop.simulate.gradients import simulate_gradients
+    from deepprop.validation import check_fit_window
+
+    if args.fit_skip is not None:
+        check_fit_window("fit_skip", args.fit_skip, args.depth)
+    if args.checkpoint is not None:
+        from deepprop.paths import check_output_path
+
+        check_output_path(args.checkpoint, param="checkpoint", suffixes=(".json",))
 
     res = simulate_gradients(args.activation, args.sigma_w2, args.sigma_b2, width=args.width, depth=args.depth,
                              dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,

@@ -5,52 +5,51 @@ deepprop sweep run [CONFIG.toml] [--preset NAME [--full]] --store FILE [--execut
     [--width 300] [--depths 10:300:30] [--sigma-w2 1:4:31] [--optimizer sgd] [--lr 1e-3|paper]
     [--steps 200] [--batch-size 128] [--seed S]
 deepprop sweep status STORE [--json]
-deepprop sweep plot STORE --out heatmap.png
+deepprop sweep plot STORE --out heatmap.png [--json]
 deepprop sweep fit STORE [--threshold T] [--json]
 deepprop sweep export STORE --out FILE.csv|.parquet [--json]
 
 --executor ray --ray-address HOST:PORT runs each chunk as a task on an existing Ray cluster (see README).
+Several `sweep run` commands on one store share the work: each leases the chunks it trains (--lease-seconds),
+waits for those another runner holds, and takes over the chunks of a runner that was killed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from deepprop.cli import common
 from deepprop.errors import ParameterError
-from deepprop.sweep.ray_cluster import connect_ray
-from deepprop.validation import check_memory
 
 # flag -> config key; flags left unset do not override the config file or preset
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--dataset": ("dataset", str, "digits | fashion-mnist | mnist | cifar10 | synthetic (default digits)"),
-    "--data-dir": ("data_dir", str, "directory with the dataset files"),
-    "--n-train": ("n_train", int, "use a random subset of this many training examples"),
-    "--n-test": ("n_test", int, "use a random subset of this many test examples"),
+    "--data-dir": ("data_dir", common.path_text, "directory with the dataset files"),
+    "--n-train": ("n_train", common.positive_int, "use a random subset of this many training examples"),
+    "--n-test": ("n_test", common.positive_int, "use a random subset of this many test examples"),
     "--activation": ("activation", str, "nonlinearity (default tanh)"),
     "--sigma-b2": ("sigma_b2", float, "bias variance (default 0.05)"),
     "--keep-rate": ("keep_rates", str, "dropout KEEP probability(ies), e.g. 0.99 or 0.99,0.98 (default 1)"),
     "--noise-mult": ("noise_mult", float, "std of multiplicative Gaussian noise N(1, s^2) (default 0)"),
     "--noise-add": ("noise_add", float, "std of additive Gaussian noise (default 0)"),
     "--weights": ("weights", str, "gaussian | orthogonal (default gaussian)"),
-    "--width": ("width", int, "hidden width N (default 300)"),
+    "--width": ("width", common.positive_int, "hidden width N (default 300)"),
     "--depths": ("depths", str, "depth grid: start:stop:count (inclusive) or a,b,c"),
     "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c"),
     "--optimizer": ("optimizer", str, "sgd | rmsprop (default sgd)"),
     "--lr": ("lr", str, "learning rate, or 'paper' (1e-3 below depth 200, 1e-4 above; RMSProp 1e-5)"),
-    "--steps": ("steps", int, "training steps (default 200)"),
-    "--batch-size": ("batch_size", int, "mini-batch size (default 128)"),
+    "--steps": ("steps", common.positive_int, "training steps (default 200)"),
+    "--batch-size": ("batch_size", common.positive_int, "mini-batch size (default 128)"),
     "--seed": ("seeds", str, "seed(s): S, a,b,c or start:stop:count (default 0)"),
     "--device": ("device", str, "cpu | cuda (default cpu)"),
     "--dtype": ("dtype", str, "float32 | float64 (default float32)"),
     "--precision": ("precision", str, "fp32 | tf32 | bf16 (faster modes are opt-in; default fp32)"),
-    "--chunk-size": ("chunk_size", int, "networks per batched chunk (default: what fits in memory)"),
+    "--chunk-size": ("chunk_size", common.positive_int, "networks per batched chunk (default: what fits in memory)"),
     "--eval-train": (
         "eval_train",
-        int,
+        common.positive_int,
         "training examples used for the final train accuracy (default 10000)",
     ),
     "--executor": ("executor", str, "local | ray (default local)"),
@@ -69,10 +68,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub.required = True
 
     run = ssub.add_parser("run", help="run (or resume) a sweep")
-    run.add_argument("config", nargs="?", help="TOML file describing the sweep")
-    run.add_argument("--preset", help="paper setting: fig5a | fig6 (reduced size unless --full)")
+    run.add_argument("config", nargs="?", type=common.path_text,
+                     help="TOML file describing the sweep (may name its own preset = \"fig5a\")")
+    run.add_argument("--preset", help="paper setting: fig5a | fig6 (reduced size unless --full); not with CONFIG")
     run.add_argument("--full", action="store_true", help="with --preset: the paper's size (for a GPU)")
-    run.add_argument("--store", required=True, help="SQLite file for the results (resumed if it exists)")
+    run.add_argument("--store", type=common.path_text, required=True,
+                     help="SQLite file for the results (resumed if it exists; its folder must exist)")
+    run.add_argument("--lease-seconds", type=common.positive_float, default=None, metavar="S",
+                     help="how long a claim on a chunk lasts without renewal (default 60): another runner on the "
+                     "same store takes over the chunks of a runner that stopped (at once on this host)")
+    common.add_json(run, "print the run's summary as one JSON object")
     common.add_quiet(run)
     for flag, (key, typ, help_) in RUN_FLAGS.items():
         run.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_,
@@ -80,18 +85,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
     st = ssub.add_parser("status", help="done/total of a store's sweep")
-    st.add_argument("store")
+    st.add_argument("store", type=common.path_text)
     common.add_json(st)
     st.set_defaults(func=_status)
 
     pl = ssub.add_parser("plot", help="heatmap of accuracy over (sigma_w2, depth) with xi_c overlays")
-    pl.add_argument("store")
-    pl.add_argument("--out", required=True, help="PNG file")
+    pl.add_argument("store", type=common.path_text)
+    pl.add_argument("--out", type=common.path_text, required=True, help="image file: .png, .pdf or .svg")
     pl.add_argument("--metric", default="train_accuracy", choices=["train_accuracy", "test_accuracy"])
+    common.add_json(pl, "print a JSON summary (path, cells) instead of text")
     pl.set_defaults(func=_plot)
 
     ft = ssub.add_parser("fit", help="fit trainable-depth laws L_max = a xi_c, min(a xi_c, b xi_1)")
-    ft.add_argument("store")
+    ft.add_argument("store", type=common.path_text)
     ft.add_argument(
         "--threshold",
         type=common.fraction,
@@ -103,24 +109,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     ft.set_defaults(func=_fit)
 
     ex = ssub.add_parser("export", help="one row per trained network to CSV or parquet")
-    ex.add_argument("store")
-    ex.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
+    ex.add_argument("store", type=common.path_text)
+    ex.add_argument("--out", type=common.path_text, required=True, help="FILE.csv or FILE.parquet")
     common.add_json(ex, "print a JSON summary (path, rows) instead of text")
     ex.set_defaults(func=_export)
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """Preset, then TOML file, then flags, each overriding the one before; validated.
+    """Preset or TOML file (not both: a file names its own preset), then flags, each overriding the one
+    before; validated.
 
     An error inside the TOML file names the file and the key (``config: sweep.toml: key 'widht': ...``)."""
+    from deepprop.paths import check_input_file
     from deepprop.sweep.config import from_mapping, load_toml, preset_config
 
     if args.full and not args.preset:
         raise ParameterError("full", "needs --preset")
+    if args.preset and args.config:
+        raise ParameterError("preset", f"conflicts with the config file {args.config} (give one of them; a file "
+                                       "may name its own preset = \"...\")")
     base = preset_config(args.preset, full=args.full) if args.preset else None
     if args.config:
+        path = check_input_file(args.config, param="config", what="config file")
         try:
-            base = load_toml(args.config, base)
+            base = load_toml(path, base)
         except ParameterError as exc:
             if exc.param == "config":
                 raise
@@ -130,53 +142,28 @@ def build_config(args: argparse.Namespace) -> Any:
     return from_mapping(overrides, base)
 
 
-JOB_BYTES = 4096
-"""Memory one planned network takes before training (its identity dict, key and spec; measured ~2 kB)."""
-
-
-def preflight(cfg: Any, store_path: str) -> Any:
-    """Everything that can fail before training, checked before the store or the progress bar is touched:
-    the sweep's size, the device, the store (a deepprop store of the same sweep settings), the dataset,
-    and Ray (installed, cluster reachable). Returns the loaded dataset."""
-    from deepprop.sweep.runner import load_for
-    from deepprop.sweep.schema import SHARED_IDENTITY
-    from deepprop.sweep.store import Store
-
-    check_memory("depths", cfg.n_networks * JOB_BYTES, f"a sweep of {cfg.n_networks} networks",
-                        "use smaller --depths / --sigma-w2 / --seed grids")
-    common.check_device(cfg.device)
-    if Path(store_path).exists():  # refused before any write if not a deepprop store; may be one being created
-        with Store(store_path) as store:
-            store.check_config(cfg.to_dict(), SHARED_IDENTITY)
-    else:
-        from deepprop.paths import check_output_path
-
-        check_output_path(store_path, param="store")
-    ds = load_for(cfg)
-    if cfg.executor == "ray":
-        connect_ray(cfg.ray_address)
-    return ds
-
-
 def _run(args: argparse.Namespace) -> int:
-    from deepprop.sweep.runner import run_sweep
+    from deepprop.sweep.runner import LEASE_SECONDS, prepare_sweep, run_sweep
 
     cfg = build_config(args)
-    ds = preflight(cfg, args.store)
-    if common.progress(args):
+    ds = prepare_sweep(cfg, args.store, same_sweep=True)
+    if common.progress(args) and not args.json:
         print(
             f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
             f"{len(cfg.keep_rates)} keep rates x {len(cfg.seeds)} seeds) on {cfg.dataset}, {cfg.device}, "
             f"executor {cfg.executor}; store {args.store}",
             file=sys.stderr,
         )
-    try:
-        summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds)
-    finally:
-        if cfg.executor == "ray":
-            import ray
-
-            ray.shutdown()
+    lease = LEASE_SECONDS if args.lease_seconds is None else args.lease_seconds
+    summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds, lease_seconds=lease,
+                        same_sweep=True)  # connects to Ray (if asked) and disconnects
+    if args.json:
+        common.print_json({"store": args.store, "networks": summary.total,
+                           "done": summary.already_done + summary.trained + summary.by_others,
+                           "trained": summary.trained, "diverged": summary.diverged,
+                           "already_done": summary.already_done, "by_other_runners": summary.by_others,
+                           "seconds": round(summary.wall_s, 3)})
+        return 0
     print(summary.text())
     return 0
 
@@ -188,7 +175,8 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json({"store": args.store, **s})
         return 0
-    print(f"{s['done']}/{s['total']} done ({s['diverged']} diverged, {s['rows']} rows in store)")
+    running = f", {s['in_progress']} being trained by {s['runners']} runner(s)" if s["in_progress"] else ""
+    print(f"{s['done']}/{s['total']} done ({s['diverged']} diverged, {s['rows']} rows in store{running})")
     return 0
 
 
@@ -210,15 +198,35 @@ def _n_classes(path: str) -> int:
     return classes_of(cfg.get("dataset", "digits"))
 
 
+def _complete_rows(path: str, df):
+    """(rows of complete cells only, completeness summary): cells of the store's last planned sweep that
+    still miss networks (being trained, or never trained) are left out of fits, and said so."""
+    from deepprop.sweep.runner import incomplete_cells, status
+
+    st = status(path)
+    missing = incomplete_cells(st["config"], set(df["run_key"]))
+    cell = list(zip(df["depth"].astype(int), df["sigma_w2"].astype(float), df["keep_rate"].astype(float),
+                    strict=True))
+    keep = [c not in (missing or set()) for c in cell]
+    cells_all = len(set(cell) | (missing or set()))
+    info = {"networks_planned": st["total"], "networks_done": st["done"], "networks_in_progress": st["in_progress"],
+            "cells_planned": cells_all, "cells_complete": cells_all - len(missing or set()),
+            "complete": missing is not None and not missing}
+    return df[keep], info
+
+
 def _plot(args: argparse.Namespace) -> int:
     from deepprop.paths import check_output_path
 
     out = check_output_path(args.out, suffixes=(".png", ".pdf", ".svg"))
     df = _frame(args.store)
     common.headless_plots()
-    from deepprop.sweep.analysis import plot_heatmap
+    from deepprop.plots.sweep import plot_heatmap
 
     out = plot_heatmap(df, out, metric=args.metric, n_classes=_n_classes(args.store))
+    if args.json:
+        common.print_json({"store": args.store, "out": str(out), "metric": args.metric, "rows": len(df)})
+        return 0
     print(f"wrote {out}")
     return 0
 
@@ -226,16 +234,28 @@ def _plot(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from deepprop.sweep.analysis import fit_laws
 
-    fits, cells, thr = fit_laws(
-        _frame(args.store), threshold=args.threshold, n_classes=_n_classes(args.store), metric=args.metric
-    )
+    df = _frame(args.store)
+    rows, info = _complete_rows(args.store, df)
+    warning = None
+    if not info["complete"]:
+        warning = (f"partial store: {info['networks_done']}/{info['networks_planned']} planned networks done"
+                   + (f" ({info['networks_in_progress']} being trained)" if info["networks_in_progress"] else "")
+                   + f"; fitting the {info['cells_complete']} complete cells of {info['cells_planned']}")
+    if rows.empty:
+        raise ParameterError("store", f"{args.store}: no complete cell yet ({warning}); wait for the sweep or "
+                                      "run it again to finish it")
+    fits, cells, thr = fit_laws(rows, threshold=args.threshold, n_classes=_n_classes(args.store),
+                                metric=args.metric)
     n_trainable = int(cells["trainable"].sum())
+    if warning is not None:
+        print(f"deepprop sweep fit: warning: {warning}", file=sys.stderr)
     if args.json:
         common.print_json({"store": args.store, "metric": args.metric, "threshold": thr,
-                           "trainable_cells": n_trainable, "cells": len(cells),
+                           "trainable_cells": n_trainable, "cells": len(cells), **info, "warning": warning,
                            "fits": fits})
         return 0
-    print(f"trainable: mean {args.metric} >= {thr:.3f}; {n_trainable}/{len(cells)} cells")
+    print(f"trainable: mean {args.metric} >= {thr:.3f}; {n_trainable}/{len(cells)} cells trainable "
+          f"({info['cells_complete']} of {info['cells_planned']} planned cells complete)")
     for f in fits:
         print(f.line())
     return 0

@@ -12,9 +12,16 @@ from deepprop.cli import common
 from deepprop.cli.init import add_maximize_depth_option
 from deepprop.cli.main import UsageError
 
-CRITICAL_DIVERGENT = ("xi_c", "xi_grad", "max_depth")
-"""Quantities that diverge on the critical line: at a point classified critical, their finite values are
-numerical stand-ins for infinity and the JSON says so (``<key>_reason: "critical"``)."""
+DEPTH_SCALES = ("xi_q", "xi_c", "xi_grad", "max_depth")
+"""Depth scales: +inf where their rate is within critical_tol of 1 (the engine's one critical rule,
+:func:`deepprop.theory.depth_scales.critical_rule`), which the JSON writes as null with reason "critical"."""
+POINT_SCHEMA = ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add", "phase", "q_star",
+                "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth", "depth_multiple",
+                "critical_within_tolerance", "critical_tol", "notes")
+CRITICAL_SCHEMA = ("activation", "sigma_b2", "keep_rate", "noise_mult", "noise_add", "sigma_w2", "note")
+MAXIMIZE_SCHEMA = ("activation", "keep_rate", "noise_mult", "noise_add", "search_sigma_w2", "search_sigma_b2",
+                   "feasible", "on_boundary", "sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
+                   "max_depth", "phase", "note")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,10 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_noise(g)
     g.add_argument("--depth-multiple", type=common.positive_float, default=6.0, help="n > 0 in n * xi_c (default 6)")
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to compute")
-    g.add_argument("--out", required=True, help="output file: grid.csv or grid.nc")
-    g.add_argument("--block-points", type=common.positive_int, default=1 << 16,
-                   help="points per saved block (default 65536): a killed run loses at most one block, and "
-                   "the same command again resumes from the saved ones")
+    g.add_argument("--out", type=common.path_text, required=True,
+                   help="output file: grid.csv or grid.nc (its folder must exist)")
+    g.add_argument("--block-points", type=common.int_range(1, 1 << 30), default=1 << 16,
+                   help="points per saved block, 1..2**30 (default 65536): a killed run loses at most one block, "
+                   "and the same command again resumes from the saved ones")
+    common.add_json(g, "print a JSON summary (path, points, phase counts) instead of the progress line")
     common.add_quiet(g)
     g.set_defaults(func=run_phase)
 
@@ -78,27 +87,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Phase diagram and convergence (fig. 1), correlation map and depth scales, theory "
         "against measured (fig. 2), and the effect of dropout (fig. 3).",
     )
-    f.add_argument("--out", required=True, help="directory for the PNG files (created if missing)")
+    f.add_argument("--out", type=common.path_text, required=True,
+                   help="directory for the PNG files (created if missing; its parent must exist)")
     f.add_argument("--quick", action="store_true", help="coarser grids (for tests)")
     f.add_argument("--simulation", action="store_true",
                    help="also draw the finite-network figures (figs. 1b/c-4a/b analogues with theory lines, "
                    "Jacobian spectrum and mutual information, noisy ReLU at its critical init): minutes on a CPU")
     f.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the simulations run")
+    common.add_json(f, "print the written files as a JSON object")
     common.add_quiet(f)
     f.set_defaults(func=run_figures)
 
 
 def point_json(mf) -> tuple[dict, dict[str, str]]:
-    """A single-point MeanField as (JSON dict, reasons): infinite / undefined quantities are null with
-    ``<key>_reason`` ("infinite", "undefined"); on the critical line the divergent depth scales carry
-    reason "critical" and ``critical_within_tolerance`` is true (|chi1 - 1| <= critical_tol)."""
+    """A single-point MeanField as (JSON dict, reasons): a depth scale that is infinite under the critical
+    rule is null with reason "critical"; other quantities without a value are null with reason
+    "undefined" (the notes say why). ``critical_within_tolerance`` is the phase test |chi1 - 1| <= critical_tol."""
     result = mf.to_dict()
-    for name in (*CRITICAL_DIVERGENT, "q_star", "c_star", "chi1", "chi_c", "xi_q"):
-        result[name] = float(getattr(mf, name).reshape(-1)[0])  # raw value: the serializer gives the reason
-    critical = result["phase"] == "critical"
-    result["critical_within_tolerance"] = critical
+    reasons = {}
+    for name in (*DEPTH_SCALES, "q_star", "c_star", "chi1", "chi_c"):
+        value = float(getattr(mf, name).reshape(-1)[0])
+        result[name] = value  # raw value: the serializer writes null and the reason
+        if name in DEPTH_SCALES and math.isinf(value):
+            reasons[name] = "critical"
+    result["critical_within_tolerance"] = result["phase"] == "critical"
     result["critical_tol"] = mf.critical_tol
-    return result, ({name: "critical" for name in CRITICAL_DIVERGENT} if critical else {})
+    return result, reasons
 
 
 def run_point(args: argparse.Namespace) -> int:
@@ -111,7 +125,7 @@ def run_point(args: argparse.Namespace) -> int:
     result = mf.to_dict()
     if args.json:
         data, reasons = point_json(mf)
-        common.print_json(data, reasons=reasons)
+        common.print_json(data, reasons=reasons, schema=POINT_SCHEMA)
         return 0
     rows = [(k, result[k]) for k in ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")]
     rows += [(k, result[k]) for k in ("phase", "q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad")]
@@ -122,6 +136,11 @@ def run_point(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_CRITICAL_POINT = ("no sigma_w2 in [1e-4, 1e4] gives chi1 = 1 with a finite fixed point q* for this setting "
+                     "(with additive noise, or a bias for relu-like activations, the variance map grows without "
+                     "bound where chi1 reaches 1; try --maximize-depth)")
+
+
 def run_critical(args: argparse.Namespace) -> int:
     from deepprop.theory.meanfield import critical_sigma_w2
 
@@ -129,8 +148,10 @@ def run_critical(args: argparse.Namespace) -> int:
         from deepprop.advice import maximize_depth_result
 
         result = maximize_depth_result(args.activation, sigma_b2=args.sigma_b2, **common.noise_kwargs(args))
+        result["note"] = None if result["feasible"] else ("no setting in the search box keeps a bounded signal "
+                                                          "(the fixed point q* within the advice's range)")
         if args.json:
-            common.print_json(result)
+            common.print_json(result, schema=MAXIMIZE_SCHEMA, missing_reason="infeasible")
         elif not result["feasible"]:
             print("no bounded-signal setting found in the search box")
         else:
@@ -141,12 +162,12 @@ def run_critical(args: argparse.Namespace) -> int:
         raise UsageError("deepprop critical: error: the following arguments are required: --sigma-b2")
     sw2 = float(critical_sigma_w2(args.activation, args.sigma_b2, **common.noise_kwargs(args)))
     result = {"activation": args.activation, "sigma_b2": args.sigma_b2, **common.noise_kwargs(args),
-              "sigma_w2": sw2 if math.isfinite(sw2) else None}
+              "sigma_w2": sw2 if math.isfinite(sw2) else None, "note": None}
     if not math.isfinite(sw2):
-        result["note"] = "no sigma_w2 in [1e-4, 1e4] gives chi1 = 1 for this setting"
+        result["note"] = NO_CRITICAL_POINT
         result["sigma_w2_reason"] = "no_critical_point"
     if args.json:
-        common.print_json(result)
+        common.print_json(result, schema=CRITICAL_SCHEMA)
     elif result["sigma_w2"] is None:
         print(f"no critical point: {result['note']}")
     else:
@@ -163,7 +184,7 @@ def run_phase(args: argparse.Namespace) -> int:
     common.check_device(args.device)
     check_grid_memory(args.sigma_w2.size, args.sigma_b2.size)
     n = args.sigma_w2.size * args.sigma_b2.size
-    if common.progress(args):
+    if common.progress(args) and not args.json:
         print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()
     with common.bar(args, desc=f"phase grid ({args.activation})", unit="block") as bar:
@@ -176,9 +197,12 @@ def run_phase(args: argparse.Namespace) -> int:
     path = export(ds, out)
     phases = ("ordered", "critical", "chaotic", "unbounded", "unsolved")
     counts = {p: int((ds["phase"].values == p).sum()) for p in phases}
-    if common.progress(args):
-        print(f"wrote {path} ({n} points in {time.perf_counter() - t0:.1f} s; "
-              + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        common.print_json({"out": str(path), "points": n, "phases": counts, "seconds": round(seconds, 3)})
+    else:
+        print(f"wrote {path} ({n} points in {seconds:.1f} s; " + ", ".join(f"{k} {v}" for k, v in counts.items())
+              + ")")
     return 0
 
 
@@ -203,6 +227,9 @@ def run_figures(args: argparse.Namespace) -> int:
             with common.quiet_stderr(args):
                 paths += draw()
             bar.update(1)
+    if args.json:
+        common.print_json({"out": str(out), "figures": [str(p) for p in paths]})
+        return 0
     for path in paths:
         print(path)
     return 0

@@ -25,7 +25,7 @@ from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, unit_weights
 from deepprop.prior import Network, NetworkPrior, Noise, as_prior
-from deepprop.validation import check_positive_int
+from deepprop.validation import as_float_array, check_device, check_positive_int, check_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -33,6 +33,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> cpu; raise ParameterError for a name that is not a device, anything but cpu / cuda[:N],
     or cuda on a machine without it."""
+    check_device(device)  # a device name (or torch.device): anything else is refused by name
     try:
         dev = torch.device(device or "cpu")
     except (RuntimeError, TypeError):
@@ -48,7 +49,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """'float32' | 'float64' | a torch floating dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)} (got {dtype!r})")
     return DTYPES[dtype]
 
@@ -93,7 +94,7 @@ class Ensemble:
         ``Ensemble.build("tanh", sigma_w2, sigma_b2, N, keep_rate=...)`` takes the same numbers one by one.
         """
         if not isinstance(prior, NetworkPrior) and sigma_w2 is not None:
-            sigma_w2 = np.atleast_1d(np.asarray(sigma_w2, dtype=np.float64))
+            sigma_w2 = np.atleast_1d(as_float_array("sigma_w2", sigma_w2))
         prior = as_prior(prior, sigma_w2, sigma_b2, **noise)
         return cls.from_prior(prior, width, networks=networks, weights=weights, device=device, dtype=dtype)
 
@@ -114,7 +115,7 @@ class Ensemble:
             raise ParameterError("sigma_w2", "needs one value or a 1-d sequence of values")
         if np.any(sw <= 0):
             raise ParameterError("sigma_w2", f"must be finite and > 0 (got {float(sw[sw <= 0][0])!r})")
-        if weights not in WEIGHT_KINDS:
+        if not isinstance(weights, str) or weights not in WEIGHT_KINDS:
             raise ParameterError("weights", f"must be one of {', '.join(WEIGHT_KINDS)} (got {weights!r})")
         noise = prior.noise.single()
         if np.size(prior.sigma_b2) != 1:
@@ -149,7 +150,7 @@ class Ensemble:
     def generator(self, seed: int) -> torch.Generator:
         """A torch.Generator on the ensemble's device, seeded: the same seed gives the same networks."""
         g = torch.Generator(device=self.device)
-        g.manual_seed(int(seed))
+        g.manual_seed(check_seed("seed", seed))
         return g
 
     def draw_weights(self, gen: torch.Generator, n_out: int | None = None, n_in: int | None = None) -> torch.Tensor:

@@ -298,8 +298,8 @@ def trainable_law(ctx: Context) -> Measurement:
     test = cells[~cells["sigma_w2"].isin(train_sw)]
     L = test["depth"].to_numpy(dtype=float)
     lab = test["trainable"].to_numpy(dtype=bool)
-    xi_c = np.nan_to_num(test["xi_c"].to_numpy(dtype=float), nan=0.0)
-    xi_1 = np.nan_to_num(test["xi_1"].to_numpy(dtype=float), nan=0.0)
+    xi_c = np.nan_to_num(test["xi_c"].to_numpy(dtype=float), nan=0.0, posinf=np.inf)
+    xi_1 = np.nan_to_num(test["xi_1"].to_numpy(dtype=float), nan=0.0, posinf=np.inf)
     held_fit = float(np.mean((L <= np.minimum(a * xi_c, b * xi_1)) == lab)) if len(test) else math.nan
     held_six = float(np.mean((L <= 6 * xi_c) == lab)) if len(test) else math.nan
     ours = {k: out.summary[k] for k in ("fraction_6xi_c", "fraction_12xi_c", "fraction_12xi_1", "fitted_multiple")}

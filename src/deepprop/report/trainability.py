@@ -90,8 +90,8 @@ def law_fractions(cells: pd.DataFrame) -> dict[str, float]:
     """Fraction of cells that L <= 6 xi_c, 12 xi_c and 12 xi_1 classify as the sweep labelled them."""
     L = cells["depth"].to_numpy(dtype=float)
     lab = cells["trainable"].to_numpy(dtype=bool)
-    xi_c = np.nan_to_num(cells["xi_c"].to_numpy(dtype=float), nan=0.0)
-    xi_1 = np.nan_to_num(cells["xi_1"].to_numpy(dtype=float), nan=0.0)
+    xi_c = np.nan_to_num(cells["xi_c"].to_numpy(dtype=float), nan=0.0, posinf=np.inf)
+    xi_1 = np.nan_to_num(cells["xi_1"].to_numpy(dtype=float), nan=0.0, posinf=np.inf)
     return {"fraction_12xi_c": float(np.mean((L <= 12 * xi_c) == lab)),
             "fraction_12xi_1": float(np.mean((L <= 12 * xi_1) == lab))}
 

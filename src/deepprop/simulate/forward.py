@@ -28,7 +28,7 @@ from deepprop.simulate import _theory
 from deepprop.simulate._report import stats_over_networks
 from deepprop.simulate.fitting import fit_exponential_approach, fit_relaxation, relaxation_jackknife
 from deepprop.theory.meanfield import DEFAULT_C0, DEFAULT_Q0
-from deepprop.validation import check_positive, check_positive_int
+from deepprop.validation import array_bytes, check_memory_terms, check_number, check_positive, check_positive_int
 
 
 def initial_pairs(ens: Ensemble, gen: torch.Generator, pairs: int, q0: float, c0: float) -> torch.Tensor:
@@ -172,6 +172,7 @@ def simulate_forward(
     the measurement) over the leading layers above the noise floor 3 * stderr + 1/N (relative for q), with
     jackknife error bars over the networks (see :class:`ForwardResult`).
     """
+    c0 = check_number("c0", c0)
     ens = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
                          dtype=dtype, **noise)
     if len(ens.sigma_w2) != 1:
@@ -183,6 +184,11 @@ def simulate_forward(
         raise ParameterError("c0", f"must be in [-1, 1] (got {c0!r})")
     if ens.width < 2:
         raise ParameterError("width", f"must be >= 2 to hold a pair of distinct inputs (got {width!r})")
+    itemsize = ens.dtype.itemsize  # one layer's weights (with the draw's temporaries), the pairs, the records
+    check_memory_terms({"width": array_bytes((3 * ens.batch, ens.width, ens.width), itemsize=itemsize),
+                        "pairs": array_bytes((8 * ens.batch, ens.width, 2 * pairs), itemsize=itemsize),
+                        "depth": array_bytes((2 * ens.batch, pairs + 1, depth + 1))},
+                       f"simulating {ens.batch} networks of width {ens.width} over {depth} layers", device=ens.device)
 
     gen = ens.generator(seed)
     with torch.no_grad():
@@ -206,6 +212,12 @@ def simulate_forward(
     fits = {"xi_q_fit_err": relaxation_jackknife(layers, q_net, q_star, 3 * err_q + abs(q_star) / ens.width),
             "xi_c_fit_err": relaxation_jackknife(layers, c_net, c_star, 3 * err_c + 1.0 / ens.width),
             "xi_q_fit_reason": _relaxation_reason(xi_q_fit, nq), "xi_c_fit_reason": _relaxation_reason(xi_c_fit, nc)}
+    # an invalid fit has no value (never a number, nor an error bar, beside a reason saying it is invalid)
+    for name in ("xi_q_fit", "xi_c_fit"):
+        if fits[f"{name}_reason"]:
+            fits[f"{name}_err"] = math.nan
+    xi_q_fit = math.nan if fits["xi_q_fit_reason"] else xi_q_fit
+    xi_c_fit = math.nan if fits["xi_c_fit_reason"] else xi_c_fit
     guess = theory["xi_c"] if theory is not None and np.isfinite(theory["xi_c"]) else 5.0
     fits.update(free_asymptote_fit(layers, c_net, guess))
     if traj is not None:  # the same 3-parameter fit on the infinite-width trajectory: the window/transient part

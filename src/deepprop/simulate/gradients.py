@@ -39,7 +39,13 @@ from deepprop.simulate import _theory
 from deepprop.simulate._inputs import load_inputs
 from deepprop.simulate._report import stats_over_networks
 from deepprop.simulate.fitting import fit_log_linear, leading_run
-from deepprop.validation import check_positive_int
+from deepprop.validation import (
+    array_bytes,
+    check_fit_window,
+    check_memory_terms,
+    check_positive_int,
+    check_seed,
+)
 
 BACKPROP_MODES = ("shared", "independent")
 
@@ -425,7 +431,8 @@ def simulate_gradients(
     ``progress``: a ``progress(done, total)`` callback over layers (forward, backward, statistics), or True
     for a bar on stderr.
     """
-    if backprop not in BACKPROP_MODES:
+    seed = check_seed("seed", seed)
+    if not isinstance(backprop, str) or backprop not in BACKPROP_MODES:
         raise ParameterError("backprop", f"must be one of {', '.join(BACKPROP_MODES)} (got {backprop!r})")
     ens_all = Ensemble.build(prior, *loose, width=width, networks=networks, weights=weights, device=device,
                              dtype=dtype, **noise)
@@ -433,7 +440,13 @@ def simulate_gradients(
     depth = check_positive_int("depth", depth)
     batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     chunk = len(sweep) if chunk is None else check_positive_int("chunk", chunk)
-    fit_skip = max(2, depth // 10) if fit_skip is None else int(fit_skip)
+    fit_skip = max(2, depth // 10) if fit_skip is None else check_fit_window("fit_skip", fit_skip, depth)
+    batch = min(chunk, len(sweep)) * ens_all.networks  # every layer is kept for the backward pass
+    itemsize = ens_all.dtype.itemsize
+    check_memory_terms({"width": array_bytes((2 * depth * batch, ens_all.width, ens_all.width), itemsize=itemsize),
+                        "batch_size": array_bytes((6 * depth * batch, ens_all.width, batch_size), itemsize=itemsize)},
+                       f"backpropagating through {batch} networks of width {ens_all.width} and depth {depth}",
+                       device=ens_all.device, hint="lower --width / --depth / --batch-size, or use --chunk")
 
     data = load_inputs(dataset, data_dir)
     if batch_size > data.x.shape[0]:

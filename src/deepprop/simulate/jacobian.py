@@ -29,7 +29,7 @@ from deepprop.results import Result
 from deepprop.simulate import _theory
 from deepprop.simulate._report import stats_over_networks
 from deepprop.theory import spectrum as spectral
-from deepprop.validation import check_positive, check_positive_int
+from deepprop.validation import array_bytes, check_memory_terms, check_positive, check_positive_int
 
 QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
 
@@ -215,6 +215,8 @@ def jacobian_spectrum(
     signal_var = check_positive("signal_var", signal_var)
     noise_var = check_positive("noise_var", noise_var)
     probes = check_positive_int("probes", probes)
+    check_memory_terms({"width": array_bytes((8 * ens.batch, ens.width, ens.width), itemsize=ens.dtype.itemsize)},
+                       f"the Jacobians of {ens.batch} networks of width {ens.width}", device=ens.device)
     theory = _theory.point(ens)
     s = len(sweep)
     if input_q is not None:

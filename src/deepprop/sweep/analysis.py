@@ -2,7 +2,10 @@
 
 Trainability of a grid cell (depth L, sigma_w2, keep_rate): the mean training accuracy over seeds is at
 least ``threshold`` (default: halfway between chance 1/C and the best cell of the sweep,
-chance + (best - chance) / 2); a diverged network counts as accuracy = chance.
+chance + (best - chance) / 2) and above chance; a diverged network counts as accuracy = chance. A network
+without a recorded accuracy that did not diverge (a hand-edited or damaged row) is left out of its cell's
+mean; a cell with no accuracy at all is left out of the fit and counted. Where no cell trained above chance
+there is no boundary to fit: every law's constants and fraction are None with a reason.
 
 Laws compared (xi_c and xi_1 = 1 / |log chi_1| from the mean-field engine at each cell's sigma_w2,
 sigma_b2 and keep rate; xi_c = inf at criticality):
@@ -33,7 +36,7 @@ def cell_table(df: pd.DataFrame, metric: str = "train_accuracy", n_classes: int 
         raise ParameterError("metric", f"unknown metric {metric!r}")
     d = df.copy()
     if metric.endswith("accuracy"):
-        d[metric] = d[metric].where(~d["diverged"], 1.0 / n_classes).fillna(1.0 / n_classes)
+        d[metric] = d[metric].where(~d["diverged"], 1.0 / n_classes)  # NULL and not diverged: no value
     keys = ["keep_rate", "depth", "sigma_w2", "sigma_b2", "activation", "noise_mult", "noise_add"]
     return d.groupby(keys, as_index=False).agg(
         value=(metric, "mean"), n=(metric, "size"), diverged=("diverged", "mean")
@@ -77,11 +80,14 @@ def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
 @dataclass
 class LawFit:
     name: str
-    constants: dict[str, float]
-    fraction_correct: float
+    constants: dict[str, float | None]
+    fraction_correct: float | None
     n_cells: int
+    reason: str | None = None  # why there is no fit (constants and fraction None)
 
     def line(self) -> str:
+        if self.reason is not None:
+            return f"{self.name:<30} no fit: {self.reason}"
         consts = ", ".join(f"{k} = {v:.3g}" for k, v in self.constants.items())
         frac = f"fraction correct = {self.fraction_correct:.3f} ({self.n_cells} cells)"
         return f"{self.name:<30} {consts:<26} {frac}"
@@ -100,26 +106,46 @@ def _candidates(ratio: np.ndarray) -> np.ndarray:
     return mids
 
 
+LAW_NAMES = ("paper: L <= 6 xi_c", "fit: L <= a xi_c", "fit: L <= min(a xi_c, b xi_1)")
+
+
 def fit_laws(
     df: pd.DataFrame, *, threshold: float | None = None, n_classes: int = 10, metric: str = "train_accuracy"
 ) -> tuple[list[LawFit], pd.DataFrame, float]:
-    """Fit the trainable-depth laws to the store's cells; return (fits, cells with labels, threshold)."""
-    cells = _with_theory(cell_table(df, metric, n_classes))
+    """Fit the trainable-depth laws to the store's cells; return (fits, cells with labels, threshold).
+
+    Cells without any accuracy are dropped (``cells`` holds the rest); where no cell trained above chance
+    every fit is None with its reason."""
+    cells = cell_table(df, metric, n_classes)
+    cells = cells[cells["value"].notna()].reset_index(drop=True)
+    cells = _with_theory(cells) if len(cells) else cells.assign(xi_c=np.nan, xi_1=np.nan)
     chance = 1.0 / n_classes
+    best = float(cells["value"].max()) if len(cells) else float("nan")
     if threshold is None:
-        threshold = chance + 0.5 * (cells["value"].max() - chance)
-    label = (cells["value"] >= threshold).to_numpy()
+        threshold = chance + 0.5 * (best - chance) if np.isfinite(best) else float("nan")
+    label = ((cells["value"] >= threshold) & (cells["value"] > chance + 1e-12)).to_numpy()
     cells["trainable"] = label
+    names = LAW_NAMES
+    if not len(cells) or not label.any():
+        if not len(cells):
+            why = "no cell has a recorded accuracy"
+        elif best > chance + 1e-12:
+            why = f"no cell reaches the threshold {threshold:.3g} (best {best:.3g}): no boundary to fit"
+        else:
+            why = f"no cell trained above chance ({chance:.3g}): no boundary to fit"
+        consts: list[dict[str, float | None]] = [{"a": 6.0}, {"a": None}, {"a": None, "b": None}]
+        return [LawFit(n, c, None, len(cells), why) for n, c in zip(names, consts, strict=True)], cells, \
+            float(threshold)
     L = cells["depth"].to_numpy(dtype=float)
     xi_c = cells["xi_c"].to_numpy()
     xi_1 = cells["xi_1"].to_numpy()
     xi_c_safe = np.where(np.isnan(xi_c), 0.0, xi_c)  # no depth scale: nothing is predicted trainable
     xi_1_safe = np.where(np.isnan(xi_1), 0.0, xi_1)
-    fits = [LawFit("paper: L <= 6 xi_c", {"a": 6.0}, _accuracy(L <= 6 * xi_c_safe, label), len(cells))]
+    fits = [LawFit(names[0], {"a": 6.0}, _accuracy(L <= 6 * xi_c_safe, label), len(cells))]
     cand_a = _candidates(L / xi_c_safe)
     acc_a = np.array([_accuracy(L <= a * xi_c_safe, label) for a in cand_a])
     best_a = cand_a[_middle_of_best(acc_a)]
-    fits.append(LawFit("fit: L <= a xi_c", {"a": float(best_a)}, float(acc_a.max()), len(cells)))
+    fits.append(LawFit(names[1], {"a": float(best_a)}, float(acc_a.max()), len(cells)))
     cand_b = np.concatenate([_candidates(L / xi_1_safe), [np.inf]])
     best = (-1.0, best_a, np.inf)
     below_b = L[None, :] <= cand_b[:, None] * xi_1_safe[None, :]  # (n_b, n_cells)
@@ -130,9 +156,7 @@ def fit_laws(
         if acc_b[j] > best[0] + 1e-12:
             best = (float(acc_b[j]), a, cand_b[j])
     fits.append(
-        LawFit(
-            "fit: L <= min(a xi_c, b xi_1)", {"a": float(best[1]), "b": float(best[2])}, best[0], len(cells)
-        )
+        LawFit(names[2], {"a": float(best[1]), "b": float(best[2])}, best[0], len(cells))
     )
     return fits, cells, float(threshold)
 
@@ -144,17 +168,15 @@ def _middle_of_best(acc: np.ndarray) -> int:
 
 def export(df: pd.DataFrame, out: str | Path) -> Path:
     """Write one row per trained network to ``out`` (.csv or .parquet)."""
-    out = Path(out)
-    cols = [c for c in EXPORT_COLUMNS if c in df.columns]
-    table = df[cols]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        table.to_csv(out, index=False)
-    elif out.suffix in (".parquet", ".pq"):
-        try:
-            table.to_parquet(out, index=False)
-        except ImportError as exc:
-            raise ParameterError("out", "parquet needs pyarrow (pip install 'deepprop[io]')") from exc
-    else:
-        raise ParameterError("out", f"must end in .csv or .parquet (got {out.name!r})")
-    return out
+    from deepprop.paths import check_output_path
+
+    out = check_output_path(out, suffixes=(".csv", ".parquet", ".pq"))  # its folder exists: never created here
+    from deepprop.paths import write_atomically
+
+    table = df[[c for c in EXPORT_COLUMNS if c in df.columns]]
+    if out.suffix.lower() == ".csv":
+        return write_atomically(out, lambda tmp: table.to_csv(tmp, index=False))
+    from deepprop.errors import require
+
+    require("pyarrow", "io", "parquet export")
+    return write_atomically(out, lambda tmp: table.to_parquet(tmp, index=False))

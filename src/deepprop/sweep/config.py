@@ -29,7 +29,7 @@ from deepprop.data import DATASETS
 from deepprop.errors import ParameterError
 from deepprop.prior import check_keep_rate
 from deepprop.sweep.schema import SHARED_IDENTITY
-from deepprop.validation import parse_values
+from deepprop.validation import check_int, check_seed, parse_values
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -182,14 +182,14 @@ def parse_grid(name: str, spec: Any, *, integer: bool = False) -> tuple:
         if not text:
             raise ParameterError(name, "is an empty grid")
         try:
-            values = list(parse_values(text))
+            values = list(parse_values(text, integer=integer))
         except ValueError as exc:
-            raise ParameterError(name, f"must be numbers, 'a,b,c' or start:stop:count (got {spec!r})") from exc
+            raise ParameterError(name, f"{exc} (expected numbers, 'a,b,c' or start:stop:count; got {spec!r})") from exc
     elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        values = [float(spec)]
+        values = [spec if integer and isinstance(spec, int) else float(spec)]
     elif isinstance(spec, (list, tuple)):
         try:
-            values = [float(v) for v in spec]
+            values = [v if integer and isinstance(v, int) and not isinstance(v, bool) else float(v) for v in spec]
         except (TypeError, ValueError) as exc:
             raise ParameterError(name, f"must be a list of numbers (got {spec!r})") from exc
     else:
@@ -199,7 +199,9 @@ def parse_grid(name: str, spec: Any, *, integer: bool = False) -> tuple:
     if not all(math.isfinite(v) for v in values):
         raise ParameterError(name, f"must be finite (got {spec!r})")
     if integer:
-        out = tuple(dict.fromkeys(int(round(v)) for v in values))
+        if any(v != round(v) for v in values):
+            raise ParameterError(name, f"must be whole numbers (got {spec!r})")
+        out = tuple(dict.fromkeys(int(v) if isinstance(v, (int, np.integer)) else int(round(v)) for v in values))
     else:
         out = tuple(dict.fromkeys(_canon(v) for v in values))
     return out
@@ -210,6 +212,7 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ParameterError(name, f"must be a positive integer (got {value!r})")
+    check_int(name, value, 1)  # and < 2**63
 
 
 def _parse_budgets(spec: Any) -> Any:
@@ -265,6 +268,8 @@ def validate(cfg: SweepConfig) -> SweepConfig:
     check_keep_rate(cfg.keep_rates, "keep_rates")
     if any(s < 0 for s in cfg.seeds):
         raise ParameterError("seeds", f"must be >= 0 (got {min(cfg.seeds)})")
+    for s in cfg.seeds:
+        check_seed("seeds", s)
     for name in ("sigma_b2", "noise_mult", "noise_add"):
         v = getattr(cfg, name)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
@@ -331,9 +336,12 @@ def load_toml(path: str | Path, base: SweepConfig | None = None) -> SweepConfig:
     if not p.is_file():
         raise ParameterError("config", f"no such file: {p}")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ParameterError("config", f"{p}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ParameterError("config", f"{p}: not a TOML text file (not UTF-8: {exc.reason} at byte "
+                                       f"{exc.start})") from exc
     if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
         data = data["sweep"]
     preset = data.get("preset")

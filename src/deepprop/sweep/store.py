@@ -1,16 +1,32 @@
 """SQLite store of sweep results: one row per trained network, committed as soon as it is known.
 
-WAL journal mode, so readers (``sweep status``) never block the writer and a killed writer loses at most
-the transaction in flight. ``run_key`` (hash of the run identity) is the primary key: inserting a result
-that is already there is a no-op, so resuming never duplicates a row.
+Format. A store is an SQLite file with the tables ``runs`` (one row per network, keyed by ``run_key``, the
+hash of the run identity), ``meta`` (the sweep's configuration and plan) and ``leases`` (which runner is
+training which networks), marked as deepprop's by ``PRAGMA application_id`` and versioned by
+``PRAGMA user_version`` (:data:`STORE_VERSION`; also the ``meta`` row ``store_version``). Both numbers sit in
+the file's 100-byte header, so an older, newer or foreign file is refused by reading 100 bytes, before
+SQLite opens it: a refused store is never modified and no ``-wal`` / ``-shm`` file is left beside it. A
+store is created complete or not at all (built under a temporary name and linked into place).
+
+Concurrency. WAL journal mode, so readers (``sweep status``) never block the writer and a killed writer
+loses at most the transaction in flight. Inserting a result that is already there is a no-op, so
+resuming never duplicates a row. Runners share the work through leases: before training a chunk, a
+runner claims its networks in one write transaction (networks already done, or leased by a live runner,
+are left out), renews its leases while it trains, and releases them in the transaction that stores the
+results. A lease whose runner is gone (its process no longer exists on this host, or it stopped renewing
+for the lease time) is free to be claimed again.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,52 +35,93 @@ import pandas as pd
 from deepprop.errors import ParameterError, StoreError
 from deepprop.sweep.schema import COLUMNS, SQL_TYPES
 
+STORE_VERSION = 1
+"""Version of the store format written and read by this deepprop (0: the unversioned stores of earlier
+releases, without leases)."""
+APPLICATION_ID = 0x64707270  # "dprp": PRAGMA application_id of every deepprop store
+TABLES = ("runs", "meta", "leases")
+
 _SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     {", ".join(f"{k} {SQL_TYPES[k]}" for k in COLUMNS)}
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE leases (run_key TEXT PRIMARY KEY, lease TEXT NOT NULL, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE INDEX leases_by_lease ON leases(lease);
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {STORE_VERSION};
+INSERT INTO meta(key, value) VALUES ('store_version', '{STORE_VERSION}');
 """
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_BYTES = 100
+MAX_SQL_VARIABLES = 500  # keys per IN (...) query
+
+
+def this_owner() -> str:
+    """Who holds a lease: ``host:pid:random`` (the process is checked for life on the same host)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the runner ``owner`` still runs: True/False on this host, None (unknown) elsewhere."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return None
+    return True
 
 
 class Store:
-    """Results of one or more sweeps in an SQLite file."""
+    """Results of one or more sweeps in an SQLite file.
+
+    ``create=False`` opens an existing store only (the read commands); with ``create=True`` a missing file
+    (or an empty one) becomes a new store. Refusals: :class:`ParameterError` ('store') for a path that
+    cannot hold a store, :class:`StoreError` for a file that is not a usable store of this version."""
 
     def __init__(self, path: str | Path, *, create: bool = True):
-        self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise ParameterError("store", f"no such store: {self.path}")
-        if self.path.exists():
-            _check_sqlite_file(self.path)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # the CLI refuses a missing folder before this
+        from deepprop.paths import user_path
+
+        self.path = user_path(path, "store")
+        if self.path.is_dir():
+            raise ParameterError("store", f"{self.path} is a directory; give a file name")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            if not create:
+                if self.path.exists():
+                    raise StoreError(f"{self.path}: empty file, not a deepprop results store")
+                raise ParameterError("store", f"no such store: {self.path}")
+            _create_store(self.path)
+        check_header(self.path)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=60.0)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open: {exc}") from exc
         try:
-            fresh = not self._tables()  # a file with other tables is refused here; one with none is empty
-            if fresh and not create:
-                raise StoreError(f"{self.path}: empty file, not a deepprop results store")
-            self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            if fresh:  # one transaction: a concurrent opener sees both tables or neither
-                self.conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
-            self.count()  # reads the table: a truncated or corrupt file fails here, before any write
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not set(TABLES) <= tables:
+                raise StoreError(f"{self.path}: deepprop store without its tables {sorted(set(TABLES) - tables)}: "
+                                 "corrupted store")
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            if not set(COLUMNS) <= columns:
+                raise StoreError(f"{self.path}: its runs table lacks the columns {sorted(set(COLUMNS) - columns)}: "
+                                 "corrupted store")
+            self.count()  # reads the table: a corrupt file fails here, before any write
+            self.get_meta("config")  # and a meta value that is not JSON
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise StoreError(f"{self.path}: not a readable deepprop results store ({exc})") from exc
-        except StoreError:
+        except (StoreError, ParameterError):
             self.conn.close()
             raise
-
-    def _tables(self) -> set[str]:
-        rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        names = {r[0] for r in rows}
-        if names and not {"runs", "meta"} <= names:
-            raise StoreError(f"{self.path}: SQLite tables {sorted(names)} are not deepprop's (runs, meta): not a "
-                             "deepprop results store; refusing to modify it")
-        return names
 
     def check_config(self, config: Mapping[str, Any], fields: Iterable[str]) -> None:
         """Raise StoreError if the sweep last run on this store differs from ``config`` in ``fields``
@@ -73,6 +130,8 @@ class Store:
         stored = self.get_meta("config")
         if not stored:
             return
+        if not isinstance(stored, dict):
+            raise StoreError(f"{self.path}: meta 'config' is not a configuration (corrupted store)")
         diff = [f"{k}: store {stored.get(k)!r}, now {config.get(k)!r}" for k in fields
                 if stored.get(k) != config.get(k)]
         if diff:
@@ -97,15 +156,31 @@ class Store:
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: meta {key!r} is not JSON ({type(exc).__name__}): corrupted store") \
+                from exc
+
+    def start_sweep(self, config: Mapping[str, Any], fields: Iterable[str], planned: Sequence[str]) -> None:
+        """Check ``config`` against the store's sweep and record it and its planned keys, in one write
+        transaction (two runners starting together see each other's config)."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.check_config(config, fields)
+            self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                  [("config", json.dumps(dict(config))), ("planned_keys", json.dumps(list(planned)))])
 
     # ---- results ---------------------------------------------------------------------------------------
 
     def done_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT run_key FROM runs")}
 
-    def add_results(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert finished runs in one transaction (committed on return); existing keys are skipped."""
+    def add_results(self, rows: Iterable[Mapping[str, Any]], *, release: str | None = None) -> int:
+        """Insert finished runs in one transaction (committed on return); existing keys are skipped. With
+        ``release``, the lease of that id is given up in the same transaction."""
         now = time.time()
         values = []
         for row in rows:
@@ -117,6 +192,8 @@ class Store:
             cur = self.conn.executemany(
                 f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}) VALUES ({placeholders})", values
             )
+            if release is not None:
+                self.conn.execute("DELETE FROM leases WHERE lease = ?", (release,))
         return cur.rowcount
 
     def count(self) -> int:
@@ -130,6 +207,68 @@ class Store:
         df["diverged"] = df["diverged"].astype(bool)
         return df
 
+    # ---- leases ----------------------------------------------------------------------------------------
+
+    def _held_by_others(self, keys: Sequence[str], lease: str, now: float) -> set[str]:
+        held = set()
+        for i in range(0, len(keys), MAX_SQL_VARIABLES):
+            part = list(keys[i:i + MAX_SQL_VARIABLES])
+            q = ",".join("?" * len(part))
+            for key, owner, expires in self.conn.execute(
+                    f"SELECT run_key, owner, expires_at FROM leases WHERE lease != ? AND run_key IN ({q})",
+                    [lease, *part]):
+                if expires > now and owner_alive(owner) is not False:
+                    held.add(key)
+        return held
+
+    def _done_among(self, keys: Sequence[str]) -> set[str]:
+        done = set()
+        for i in range(0, len(keys), MAX_SQL_VARIABLES):
+            part = list(keys[i:i + MAX_SQL_VARIABLES])
+            q = ",".join("?" * len(part))
+            done.update(r[0] for r in self.conn.execute(f"SELECT run_key FROM runs WHERE run_key IN ({q})", part))
+        return done
+
+    def claim(self, keys: Sequence[str], lease: str, owner: str, seconds: float) -> list[str]:
+        """Lease the networks ``keys`` that are neither done nor leased by a live runner, in one write
+        transaction; returns the keys now held under ``lease`` (valid for ``seconds`` unless renewed)."""
+        now = time.time()
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            taken = self._done_among(keys) | self._held_by_others(keys, lease, now)
+            free = [k for k in keys if k not in taken]
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO leases(run_key, lease, owner, expires_at) VALUES (?, ?, ?, ?)",
+                [(k, lease, owner, now + seconds) for k in free])
+        return free
+
+    def renew(self, leases: Iterable[str], seconds: float) -> None:
+        """Push back the expiry of ``leases`` (a runner's heartbeat while it trains)."""
+        renew_leases(self.conn, list(leases), seconds)
+
+    def release(self, lease: str) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM leases WHERE lease = ?", (lease,))
+
+    def active_leases(self) -> dict[str, int]:
+        """{owner: networks leased} over the leases held by live runners now."""
+        now = time.time()
+        out: dict[str, int] = {}
+        for owner, expires, n in self.conn.execute(
+                "SELECT owner, MAX(expires_at), COUNT(*) FROM leases GROUP BY owner"):
+            if expires > now and owner_alive(owner) is not False:
+                out[owner] = int(n)
+        return out
+
+
+def renew_leases(conn: sqlite3.Connection, leases: Sequence[str], seconds: float) -> None:
+    """Push back the expiry of ``leases`` to ``seconds`` from now, in one transaction on ``conn``."""
+    with conn:
+        for i in range(0, len(leases), MAX_SQL_VARIABLES):
+            part = list(leases[i:i + MAX_SQL_VARIABLES])
+            conn.execute(f"UPDATE leases SET expires_at = ? WHERE lease IN ({','.join('?' * len(part))})",
+                         [time.time() + seconds, *part])
+
 
 def _sql_value(v: Any) -> Any:
     if v is None:
@@ -141,16 +280,90 @@ def _sql_value(v: Any) -> Any:
     return v
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_sqlite_file(path: Path) -> None:
-    """An existing store path must be a file, empty or starting with the SQLite header (checked before connecting)."""
-    if path.is_dir():
-        raise ParameterError("store", f"{path} is a directory; give a file name")
+def read_header(path: Path) -> bytes:
     with open(path, "rb") as fh:
-        head = fh.read(len(SQLITE_MAGIC))
-    if head and head != SQLITE_MAGIC:
+        return fh.read(HEADER_BYTES)
+
+
+def check_header(path: Path) -> None:
+    """Refuse, from the 100-byte SQLite header alone (SQLite is not opened), a file that is not an SQLite
+    database, is truncated, is not deepprop's, or is a deepprop store of another version."""
+    head = read_header(path)
+    if head[:len(SQLITE_MAGIC)] != SQLITE_MAGIC:
         raise StoreError(f"{path}: not an SQLite file (not a deepprop results store)")
-    if head and path.stat().st_size < 512:
-        raise StoreError(f"{path}: truncated SQLite file ({path.stat().st_size} bytes), not a usable store")
+    size = path.stat().st_size
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if len(head) < HEADER_BYTES or page < 512 or size < page or size % page:
+        raise StoreError(f"{path}: truncated SQLite file ({size} bytes), not a usable store")
+    pages, valid_for, changes = (int.from_bytes(head[o:o + 4], "big") for o in (28, 92, 24))
+    if valid_for == changes and pages and size < pages * page:
+        raise StoreError(f"{path}: truncated SQLite file ({size} bytes, its header says {pages * page}), "
+                         "not a usable store")
+    version = int.from_bytes(head[60:64], "big", signed=True)
+    app = int.from_bytes(head[68:72], "big")
+    if app == APPLICATION_ID:
+        if version == STORE_VERSION:
+            return
+        if version > STORE_VERSION:
+            raise StoreError(f"{path}: store format {version} was written by a newer deepprop (this one reads "
+                             f"format {STORE_VERSION}); upgrade deepprop to use it")
+        raise StoreError(f"{path}: store format {version} is older than this deepprop's format "
+                         f"{STORE_VERSION}; export it with the deepprop that wrote it, or run the sweep into a "
+                         "new --store")
+    tables = _tables_read_only(path)
+    if tables is not None and {"runs", "meta"} <= tables and app == 0 and version == 0:
+        raise StoreError(f"{path}: store format 0 (written by an older deepprop, without a format version) is "
+                         f"older than this deepprop's format {STORE_VERSION}; export it with the deepprop that "
+                         "wrote it, or run the sweep again into a new --store")
+    shown = "" if tables is None else f" (tables {sorted(tables)})"
+    raise StoreError(f"{path}: SQLite file of another application{shown}, not a deepprop results store; "
+                     "refusing to modify it")
+
+
+def _tables_read_only(path: Path) -> set[str] | None:
+    """Table names of an SQLite file, read as immutable (no lock, no -wal/-shm, no write); None if unreadable."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def _create_store(path: Path) -> None:
+    """Create a complete, versioned, empty store at ``path`` (absent or an empty file): built under a
+    temporary name in the same folder, then linked into place, so no reader ever sees a half-made store.
+    When another runner creates it first, its store is kept."""
+    from deepprop.paths import check_output_path
+
+    check_output_path(path, param="store")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        conn = sqlite3.connect(tmp_name)
+        try:
+            conn.executescript("BEGIN;\n" + _SCHEMA + "\nCOMMIT;")
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        if path.exists():  # an empty file named by the user: replace it only while it is still empty
+            if path.stat().st_size == 0:
+                os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # atomic, and fails if another runner created the store meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    except OSError as exc:
+        raise ParameterError("store", f"cannot create {path}: {exc.strerror or exc}") from exc
+    finally:
+        for leftover in (tmp, Path(tmp_name + "-journal"), Path(tmp_name + "-wal"), Path(tmp_name + "-shm")):
+            leftover.unlink(missing_ok=True)

@@ -49,9 +49,11 @@ def derivative_moments(activation: Any, q: ArrayLike) -> tuple[np.ndarray, np.nd
 
 
 def _signed_scale(rate: np.ndarray) -> np.ndarray:
+    from deepprop.theory.depth_scales import CRITICAL_TOL, critical_rule
+
     with np.errstate(divide="ignore", invalid="ignore"):
         xi = -1.0 / np.log(rate)
-    return np.where(rate == 1.0, np.inf, xi)
+    return critical_rule(xi, CRITICAL_TOL, rate)  # the engine's one critical rule
 
 
 def gradient_theory(

@@ -7,10 +7,24 @@ r"""Depth scales, phases, the critical line, and depth scales measured from the 
 Phase: "unbounded" where the variance map has no finite fixed point; otherwise "critical" where
 |chi_1 - 1| <= tol (default 1e-3), "ordered" where chi_1 < 1 and "chaotic" where chi_1 > 1. With
 noise the phase still names the gradient regime (chi_1 carries the noise factor mu2), but c* < 1
-everywhere and xi_c stays finite (section 3.1 of the paper).
+everywhere and xi_c stays finite (section 3.1 of the paper). A bounded activation (|phi| <= M: tanh, erf,
+sigmoid, hard_tanh, sin, ...) always has a finite q* <= sigma_w^2 (mu2 M^2 + s_add^2) + sigma_b^2: where
+the solver's range ends first (q* > 1e15, at astronomically large sigma_w^2) the phase is "chaotic"
+(chi_1 grows like sqrt(sigma_w^2) there), never "unbounded".
+
+The critical rule (one for every activation and noise). A depth scale xi = -1 / log r is the number of
+layers over which a deviation shrinks by e at rate r per layer. Where |1 - r| <= tol (the same ``tol``
+as the phase, default 1e-3) the depth scale is reported as critical: +inf in Python, null with reason
+"critical" in JSON. Such a depth scale exceeds ~1/tol = 1000 layers, and at this tolerance the rate is
+not resolved: finite networks of width N <= 1/tol move it by O(1/N), and the quadrature error of r is
+amplified 1/|1 - r| times in xi. Each depth scale follows its own rate: xi_grad (r = chi_1) at every
+critical point, xi_c (r = chi_c) where c* = 1 is marginal (no noise), xi_q (r = dQ/dq at q*) where q* is
+marginal (e.g. tanh at sigma_w^2 = 1, sigma_b^2 = 0, where q* = 0).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -34,15 +48,50 @@ def gradient_depth_scale(chi_1: torch.Tensor) -> torch.Tensor:
     return torch.where(chi_1 == 1.0, torch.full_like(xi, float("inf")), xi)
 
 
+def critical_rule(xi: np.ndarray, tol: float, rate: np.ndarray | None = None) -> np.ndarray:
+    """``xi`` with +inf where its rate r (given, or exp(-1/xi)) lies within ``tol`` of 1 (module docstring).
+
+    Applied to xi_q, xi_c and xi_grad alike; NaN stays NaN."""
+    xi = np.asarray(xi, dtype=np.float64)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        r = np.exp(-1.0 / xi) if rate is None else np.asarray(rate, dtype=np.float64)
+        critical = np.abs(1.0 - r) <= tol
+    return np.where(critical & ~np.isnan(xi), np.inf, xi)
+
+
+CRITICAL_TOL = 1e-3
+"""Default tolerance of the critical rule and of the phase label (``mean_field(critical_tol=...)``)."""
+
+
+@functools.lru_cache(maxsize=256)
+def is_bounded_activation(activation) -> bool:
+    """Whether |phi| stays bounded: |phi(x)| at |x| up to 1e300 is no larger than 10 (1 + max |phi| on
+    [-10, 10]). True for tanh, erf, sigmoid, hard_tanh, sin; False for relu, gelu, elu, softplus, linear."""
+    x = torch.cat([torch.linspace(-10.0, 10.0, 201, dtype=torch.float64),
+                   torch.logspace(1.0, 300.0, 300, dtype=torch.float64)])
+    x = torch.cat([x, -x])
+    try:
+        with torch.no_grad():
+            y = torch.as_tensor(activation.fn(x), dtype=torch.float64).abs()
+    except Exception:  # noqa: BLE001 - a callable that cannot take the probe: treat as unbounded
+        return False
+    if not bool(torch.isfinite(y).all()):
+        return False
+    inner = float(y[:201].max())
+    return bool(float(y.max()) <= 10.0 * (1.0 + inner))
+
+
 def classify(chi_1: np.ndarray, bounded: np.ndarray, tol: float = 1e-3,
-             unsolved: np.ndarray | None = None) -> np.ndarray:
+             unsolved: np.ndarray | None = None, *, bounded_activation: bool = False) -> np.ndarray:
     """Phase label per point (see module docstring); "unsolved" where the fixed-point iteration neither
-    converged nor diverged (no answer, said so rather than reported as unbounded)."""
+    converged nor diverged (no answer, said so rather than reported as unbounded). With
+    ``bounded_activation`` a point the solver could not follow to its (finite) q* is "chaotic"."""
     chi_1 = np.asarray(chi_1)
     out = np.full(chi_1.shape, "chaotic", dtype="<U9")  # filled in place: one label array, no temporaries
     out[chi_1 < 1.0] = "ordered"
     out[np.abs(chi_1 - 1.0) <= tol] = "critical"
-    out[~np.asarray(bounded)] = "unbounded"
+    if not bounded_activation:
+        out[~np.asarray(bounded)] = "unbounded"
     if unsolved is not None:
         out[np.asarray(unsolved)] = "unsolved"
     return out
@@ -53,7 +102,10 @@ def critical_sigma_w2_setting(s: TensorPrior, q0: float = 1.0) -> torch.Tensor:
 
     Bisection on log sigma_w^2 over [1e-4, 1e4]; chi_1 is taken as > 1 where the variance map is
     unbounded. NaN where chi_1 - 1 does not change sign on that bracket, or where the sign change is
-    the edge of the bounded region rather than chi_1 = 1.
+    the edge of the bounded region rather than chi_1 = 1: a genuine critical point keeps a finite q* just
+    above the root too (relu with a bias or additive noise loses it exactly where chi_1 reaches 1: no
+    critical point), unless the maps do not depend on q at all (relu / linear without bias and additive
+    noise, where sigma_w^2 mu2 = 2 resp. 1 is critical for every q).
     """
     lo = torch.full(s.shape, -4.0, dtype=torch.float64, device=s.sigma_w2.device)
     hi = torch.full_like(lo, 4.0)
@@ -80,6 +132,10 @@ def critical_sigma_w2_setting(s: TensorPrior, q0: float = 1.0) -> torch.Tensor:
     at_root = TensorPrior(s.activation, s.kernel, root, s.sigma_b2, s.mu2, s.add_var)
     q, bounded = q_star(at_root, q0)
     genuine = bounded & ((chi1(at_root, torch.nan_to_num(q, nan=1.0)) - 1.0).abs() < 1e-6)
+    above = TensorPrior(s.activation, s.kernel, root * (1.0 + 1e-6), s.sigma_b2, s.mu2, s.add_var)
+    _, bounded_above = q_star(above, q0)
+    scale_free = s.activation.homogeneous & (s.sigma_b2 == 0) & (s.add_var == 0)
+    genuine = genuine & (bounded_above | scale_free)
     return torch.where(valid & genuine, root, torch.full_like(root, float("nan")))
 
 

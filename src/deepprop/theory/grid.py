@@ -15,7 +15,7 @@ from deepprop.prior import Network, NetworkPrior, as_prior
 from deepprop.results import Progress
 from deepprop.theory.labels import DESCRIPTIONS, PARAMETERS, QUANTITIES
 from deepprop.theory.meanfield import mean_field
-from deepprop.validation import check_memory
+from deepprop.validation import as_float_array, check_memory
 
 GRID_BYTES_PER_POINT = 400
 """Memory one grid point takes while a phase diagram is assembled and written (the Dataset, the tidy frame
@@ -48,7 +48,7 @@ def grid_axes(prior: Network, sigma_w2: ArrayLike | None, sigma_b2: ArrayLike | 
     coords: dict[str, np.ndarray] = {}
     scalars: dict[str, float] = {}
     for name in PARAMETERS:
-        v = np.asarray(values[name], dtype=np.float64)
+        v = as_float_array(name, values[name], allow_empty=True)
         if v.ndim == 0:
             scalars[name] = float(v)
         elif v.ndim == 1 and v.size:

@@ -25,19 +25,42 @@ from deepprop.prior import Network, NetworkPrior, as_prior, check_finite_nonnega
 from deepprop.results import Progress, format_number, report_progress
 from deepprop.theory.depth_scales import (
     classify,
+    critical_rule,
     critical_sigma_w2_setting,
     depth_scale,
     fit_depth_scale,
     gradient_depth_scale,
+    is_bounded_activation,
 )
 from deepprop.theory.fixed_points import c_star, solve_q_star, warm_start
 from deepprop.theory.gauss import prime_allocator
 from deepprop.theory.labels import PARAMETERS, QUANTITIES, labelled_dataset
 from deepprop.theory.maps import TensorPrior, chi1, iterate_pairs
-from deepprop.validation import check_positive, check_positive_int
+from deepprop.validation import (
+    array_bytes,
+    as_float_array,
+    check_broadcast,
+    check_device,
+    check_int,
+    check_memory,
+    check_memory_terms,
+    check_number,
+    check_positive,
+    check_positive_int,
+)
 
 TRAJECTORY_CHUNK = 8192  # pairs per chunk on a CPU (temporaries: chunk x Hermite order per layer)
 SOLVE_BLOCK = 16384  # points per block on a CPU: warm starts of q* and the c* solve (see mean_field)
+POINT_BYTES = 200
+"""Memory of one point of a mean_field result while it is assembled: 8 float64 quantities, the 5 broadcast
+parameters, the phase label and the solver's per-point state (block temporaries are bounded separately)."""
+
+
+def check_points_memory(shape: tuple[int, ...], param: str = "sigma_w2", device=None) -> None:
+    """Refuse (ParameterError naming ``param``) a broadcast grid whose results would not fit in memory."""
+    check_memory(param, array_bytes(shape, itemsize=POINT_BYTES),
+                 f"a mean-field result of shape {tuple(shape)} ({math.prod(shape):.3g} points)",
+                 "evaluate the grid in parts (or use phase_diagram_resumable)", device=device)
 
 DEFAULT_Q0 = 1.0
 """The one default layer-0 pre-activation variance q0 (unit-variance inputs): where :func:`mean_field` starts
@@ -171,7 +194,9 @@ class MeanField:
                 infinite.append(name)
         out["phase"] = str(np.asarray(self.phase).reshape(-1)[0])
         out["depth_multiple"] = self.depth_multiple
-        out["notes"] = explain(out) + [f"{name} is infinite (reported as null)" for name in infinite]
+        out["notes"] = explain(out) + [
+            f"{name} is critical: its rate is within critical_tol = {self.critical_tol:g} of 1, so it is "
+            "infinite at this tolerance (reported as null)" for name in infinite]
         return out
 
 
@@ -188,6 +213,9 @@ def explain(point: dict) -> list[str]:
             notes.append("the correlation map does not depend on q here, so c*, chi_c and xi_c still hold")
     elif phase == "critical":
         notes.append("chi1 = 1 within tolerance: gradients neither vanish nor explode")
+    elif point.get("q_star") is None and phase == "chaotic":
+        notes.append("q* lies beyond the engine's range (> 1e15): the activation is bounded, so q* is finite "
+                     "and the phase is chaotic, but q*, c*, chi1 and the depth scales are not computed here")
     elif phase == "unsolved":
         notes.append("the fixed-point iteration of the variance map did not settle within its step limit: "
                      "no answer here (neither a fixed point nor divergence was found)")
@@ -222,16 +250,20 @@ def mean_field(
     """
     q0 = check_positive("q0", q0)
     depth_multiple = check_positive("depth_multiple", depth_multiple)
-    critical_tol = float(check_finite_nonnegative("critical_tol", critical_tol))
+    critical_tol = check_number("critical_tol", critical_tol)
+    if not 0.0 <= critical_tol < 1.0:
+        raise ParameterError("critical_tol", f"must be in [0, 1) (got {critical_tol!r})")
+    check_device(device)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     prior = as_prior(prior, *loose, **noise)
+    check_points_memory(prior.shape, device=device)
     s = TensorPrior.from_prior(prior, device=device)
     shape = tuple(s.shape)
     flat = s.flatten()
     n = flat.sigma_w2.numel()
     if chunk_size is None:
         chunk_size = 4096 if s.sigma_w2.device.type == "cpu" else 1 << 18
-    elif chunk_size < 1:
-        raise ParameterError("chunk_size", f"must be an integer >= 1 (got {chunk_size!r})")
     on_cpu = flat.sigma_w2.device.type == "cpu"
     # Blocks of several chunks: the tabulated warm starts of q* and the Newton steps for c* are many small
     # operations on a few values a point, which pay their per-call overhead once a block instead of once a
@@ -250,9 +282,12 @@ def mean_field(
             out[key][start:start + value.size] = value
         report_progress(progress, done, len(starts))
     name = s.activation.name
+    bounded_phi = is_bounded_activation(s.activation)
     s = flat = None  # the settings' tensors are not needed beyond this point (peak memory)
     out = {key: value.reshape(shape) for key, value in out.items()}
     qs, bounded, c1 = out["q_star"], out["bounded"], out["chi1"]
+    for key, rate in (("xi_q", None), ("xi_c", out["chi_c"]), ("xi_grad", c1)):  # the one critical rule
+        out[key] = critical_rule(out[key], critical_tol, rate)
     return MeanField(
         activation=name,
         **prior.broadcast(),
@@ -264,7 +299,7 @@ def mean_field(
         xi_c=out["xi_c"],
         xi_grad=out["xi_grad"],
         max_depth=depth_multiple * out["xi_c"],
-        phase=classify(c1, bounded, critical_tol, out["unsolved"]).reshape(shape),
+        phase=classify(c1, bounded, critical_tol, out["unsolved"], bounded_activation=bounded_phi).reshape(shape),
         depth_multiple=depth_multiple,
         critical_tol=critical_tol,
         prior=prior,
@@ -306,7 +341,7 @@ def _solve(s: TensorPrior, q0: float, chunk_size: int) -> dict[str, np.ndarray]:
 
 
 def _check_c0(c0: ArrayLike) -> np.ndarray:
-    c = np.asarray(c0, dtype=np.float64)
+    c = as_float_array("c0", c0)
     if not np.all(np.isfinite(c)) or np.any(np.abs(c) > 1):
         raise ParameterError("c0", f"must be a correlation in [-1, 1] (got {c0!r})")
     return c
@@ -333,8 +368,16 @@ def trajectory(
     if np.any(q0a <= 0):
         raise ParameterError("q0", f"must be > 0 (got {q0!r})")
     c0a = _check_c0(c0)
+    check_device(device)
     prior = as_prior(prior, *loose, **noise)
-    shape = np.broadcast_shapes(prior.shape, q0a.shape, c0a.shape)
+    shape = check_broadcast(**{**prior.noise.numbers(), "sigma_w2": prior.sigma_w2, "sigma_b2": prior.sigma_b2,
+                               "q0": q0a, "c0": c0a})
+    n_pairs = math.prod(shape)
+    # q^l and c^l of every pair (torch, then numpy), the pairs' priors and the unique-row sort
+    check_memory_terms({"depth": array_bytes((4, n_pairs, depth + 1)),
+                        "sigma_w2": array_bytes((16, n_pairs))},
+                       f"a trajectory of {n_pairs} pair(s) over {depth} layers", device=device,
+                       hint="use fewer layers or pairs per call")
     bc = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape)  # noqa: E731
     prior = prior.replace(**{k: bc(v) for k, v in prior.keywords().items()})
     s = TensorPrior.from_prior(prior, device=device)
@@ -430,10 +473,12 @@ def critical_sigma_w2(
     correlations have no critical point there (c* < 1, xi_c finite); ``deepprop.critical_init`` then
     recommends the largest-xi_c setting instead (its ``regime`` says which).
     """
+    check_device(device)
     if isinstance(prior, NetworkPrior):
         prior = as_prior(prior, None, sigma_b2, **noise).replace(sigma_w2=1.0)
     else:
         prior = as_prior(prior, 1.0, 0.0 if sigma_b2 is None else sigma_b2, **noise)
+    check_points_memory(prior.shape, "sigma_b2", device=device)
     s = TensorPrior.from_prior(prior, device=device)
     with torch.no_grad():
         return scalar_or_array(critical_sigma_w2_setting(s).cpu().numpy())
