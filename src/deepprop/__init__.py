@@ -10,6 +10,8 @@ The public API in one screen::
     phase_diagram("tanh", sw2_values, sb2_values)    # an xarray.Dataset over the outer-product grid
     critical_sigma_w2("tanh", sigma_b2=0.05)         # the edge of chaos, chi1 = 1
     critical_init("relu", keep_rate=0.8)             # where to initialise, and how deep it trains
+    profile(model, torch.randn(1, 3, 32, 32))        # any PyTorch model: q^l, c^l, chi^l measured and predicted
+    init_(model, example_input=x)                     # critical initialisation of Linear / Conv / residual models
 
 Rooms, each importing only the ones below it (see ARCHITECTURE.md): ``activations`` and ``prior`` (what a
 random network is) -> ``theory`` (Gaussian expectations -> maps -> fixed points -> depth scales) ->
@@ -27,6 +29,10 @@ _LAZY = {  # heavier rooms (xarray, the advice search) load on first use
     "phase_diagram": "deepprop.theory.grid",
     "critical_init": "deepprop.advice",
     "CriticalInit": "deepprop.advice",
+    "profile": "deepprop.integrations.profile",
+    "Profile": "deepprop.integrations.profile",
+    "init_": "deepprop.integrations.pytorch",
+    "diagnose": "deepprop.integrations.pytorch",
 }
 
 
@@ -51,13 +57,17 @@ __all__ = [
     "NetworkPrior",
     "Noise",
     "ParameterError",
+    "Profile",
     "StoreError",
     "__version__",
     "critical_init",
     "critical_sigma_w2",
+    "diagnose",
     "get_activation",
+    "init_",
     "mean_field",
     "measured_depth_scales",
     "phase_diagram",
+    "profile",
     "trajectory",
 ]

@@ -1,0 +1,326 @@
+"""Critical initialisation of traced models beyond stacks of Linear layers: the plan, its application, the check.
+
+Rules (each layer's choice is written into the report with its source):
+
+* Every Linear / Conv layer gets the noise-aware critical point of :func:`deepprop.advice.critical_init` for
+  the activation that acts on its input (q^l = sw2 E[phi(z^{l-1})^2] + sb2, eq. 3) and the dropout keep rate
+  rho = 1 - p of the Dropout on its input (follow-ups section 1: sw2 = 2 rho for ReLU). A layer with no
+  activation before it (the first) takes the point of the activation that follows it.
+* Conv layers: delta-orthogonal kernels (Xiao et al. 2018): the centre tap is a scaled orthogonal matrix
+  with fan_in mean(W^2) = sw2 and every other tap is zero, which reduces the network exactly to an
+  orthogonal fully connected one (dynamical isometry at chi_1 = 1); ``conv_weights="gaussian"`` draws
+  N(0, sw2 / fan_in) instead. Even kernels (no centre tap) are Gaussian.
+* Residual networks: inside each branch the layers are critical as above, and the last weight layer of
+  each of the B branches is scaled by alpha = 1 / sqrt(B). Each block then adds at most ~ q / B to the
+  stream's variance, which grows by at most (1 + 1/B)^B < e over the whole depth, and the stream's
+  correlation moves by O(1/B) per block (q and q_ab add across the skip: Yang & Schoenholz 2017; the
+  1 / sqrt(depth) branch scale: Hayou et al. 2021, "Stable ResNet"; Fixup, Zhang et al. 2019, scales the
+  same layer towards zero).
+* LayerNorm / RMSNorm / GroupNorm and BatchNorm are left as they are: they set the forward variance
+  themselves, so the weights' scale before them does not matter; their gains stay as given.
+
+After initialising, :func:`check_forward` runs the model on Gaussian inputs shaped like the example and
+measures q along the spine; a signal that grows or shrinks by more than 10^6, or is not finite, is an
+error (the caller restores the model's previous parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepprop.activations import Activation, get_activation
+from deepprop.advice import CriticalInit, critical_init
+from deepprop.errors import ParameterError
+from deepprop.integrations.graph import WEIGHT_KINDS, ModelGraph, Step, reference_input
+from deepprop.networks.weights import haar_orthogonal, unit_weights
+
+CONV_SCHEMES = ("delta-orthogonal", "gaussian")
+CHECK_DECADES = 6.0
+CHECK_EXAMPLES = 16
+# Single-input steps that pass a layer's signal on without a nonlinearity of their own.
+_TRANSPARENT = ("dropout", "identity", "flatten", "scale", "layernorm", "rmsnorm", "groupnorm", "batchnorm",
+                "avgpool", "adaptive_avgpool", "global_avgpool", "maxpool")
+_CHAIN_KINDS = ("input", "linear", "activation", "dropout", "flatten", "identity")
+_REFUSED_KINDS = ("unknown", "attention", "reshape")
+_LEFT_AS_IS = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "groupnorm": "GroupNorm", "batchnorm": "BatchNorm"}
+
+
+@dataclass
+class LayerPlan:
+    """How one weight layer is initialised."""
+
+    name: str
+    kind: str
+    scheme: str
+    activation: str
+    keep_rate: float
+    sigma_w2: float
+    sigma_b2: float
+    branch_scale: float = 1.0
+    advice: CriticalInit | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("name", "kind", "scheme", "activation", "keep_rate", "sigma_w2",
+                                              "sigma_b2", "branch_scale")}
+
+
+@dataclass
+class InitPlan:
+    layers: list[LayerPlan]
+    residual: dict[str, Any] = field(default_factory=dict)
+    left_as_is: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def infer_example_input(model: nn.Module, device: torch.device) -> torch.Tensor:
+    """A Gaussian batch for a model whose first weight layer is Linear; otherwise ask for one."""
+    for _, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            return torch.randn(CHECK_EXAMPLES, m.in_features, generator=torch.Generator().manual_seed(0)).to(
+                device=device, dtype=m.weight.dtype)
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            raise ParameterError("example_input", f"is needed for a model whose first layer is "
+                                                  f"{type(m).__name__}: pass a batch such as "
+                                                  f"torch.randn(1, {m.in_channels}, 32, 32)")
+    raise ParameterError("example_input", "is needed: the model has no Linear or Conv layer to read the input "
+                                          "shape from")
+
+
+def is_linear_chain(graph: ModelGraph) -> bool:
+    """True for a plain stack Linear -> activation -> [Dropout] -> ... read by module structure alone."""
+    if graph.method != "fx":
+        return False
+    prev = 0
+    for s in graph.steps[1:]:
+        if s.kind not in _CHAIN_KINDS or s.inputs != (prev,):
+            return False
+        prev = s.index
+    return any(s.kind == "linear" for s in graph.steps)
+
+
+def _walk_back(graph: ModelGraph, index: int) -> tuple[Activation | None, float]:
+    """The activation acting on step ``index``'s input and the product of keep rates in between."""
+    keep = 1.0
+    i = graph.steps[index].inputs[0] if graph.steps[index].inputs else None
+    while i is not None:
+        s = graph.steps[i]
+        if s.kind == "activation":
+            return s.params["activation"], keep
+        if s.kind == "dropout":
+            keep *= s.params["keep_rate"]
+        if s.kind not in _TRANSPARENT or len(s.inputs) != 1:
+            return None, keep
+        i = s.inputs[0]
+    return None, keep
+
+
+def _walk_forward(graph: ModelGraph, index: int) -> Activation | None:
+    """The first activation reading step ``index``'s output through transparent steps."""
+    current = index
+    while True:
+        readers = [s for s in graph.steps if current in s.inputs]
+        if len(readers) != 1:
+            return None
+        s = readers[0]
+        if s.kind == "activation":
+            return s.params["activation"]
+        if s.kind not in _TRANSPARENT:
+            return None
+        current = s.index
+
+
+def _branch_last_layer(graph: ModelGraph, add: Step) -> tuple[int | None, str]:
+    """The last weight layer of the residual branch of an addition (the input with more weight layers between
+    the block input and the addition), or None with the reason."""
+    ref = reference_input(graph, add.index)
+    if ref is None or len(add.inputs) != 2:
+        return None, "no block input found"
+    base = graph.steps[ref].weight_depth
+    depths = [graph.steps[i].weight_depth - base for i in add.inputs]
+    branch = add.inputs[1] if depths[1] >= depths[0] else add.inputs[0]
+    if max(depths) == 0:
+        return None, "neither side has a weight layer"
+    i = branch
+    while i is not None:
+        s = graph.steps[i]
+        if s.kind in WEIGHT_KINDS:
+            return i, ""
+        if len(s.inputs) != 1:
+            return None, f"the branch ends in {s.kind} before a weight layer"
+        i = s.inputs[0]
+    return None, "no weight layer on the branch"
+
+
+def plan_init(graph: ModelGraph, *, activation: str | Activation | None, keep_rate: float | None, noise_mult: float,
+              noise_add: float, sigma_w2: float | None, sigma_b2: float | None, weights: str, conv_weights: str,
+              residual_scale: float | None, depth_multiple: float) -> InitPlan:
+    """Decide every weight layer's initialisation (see module docstring); refuse modules not understood."""
+    notes: list[str] = []
+    for s in graph.steps:
+        if s.kind in _REFUSED_KINDS and s.module is not None and any(True for _ in s.module.parameters()):
+            raise ParameterError("model", f"cannot initialise it safely: module {s.name!r} "
+                                          f"({type(s.module).__name__}) is not understood")
+        for attr in s.attrs:
+            if s.kind != "scale":
+                raise ParameterError("model", f"cannot initialise it safely: parameter {attr!r} is used by an "
+                                              f"operation deepprop does not understand ({s.what})")
+    seen = {id(s.module) for s in graph.steps if s.module is not None}
+    read = {a.rsplit(".", 1)[0] for s in graph.steps for a in s.attrs}
+    for name, m in graph.model.named_modules():
+        if next(m.children(), None) is None and any(True for _ in m.parameters(recurse=False)) and \
+                id(m) not in seen and name not in read:
+            notes.append(f"module {name!r} ({type(m).__name__}) has parameters but the traced forward pass does not "
+                         "use it: left as it is")
+    if graph.method != "fx":
+        notes.append("the model could not be traced by torch.fx: residual additions between module calls are not "
+                     "seen, so no branch scaling is applied (the forward check below still runs)")
+    acts = [s.params["activation"] for s in graph.steps if s.kind == "activation"]
+    dominant = Counter(a.name for a in acts).most_common(1)
+    fallback = next(a for a in acts if a.name == dominant[0][0]) if dominant else get_activation("linear")
+    forced = get_activation(activation) if activation is not None else None
+    weight_steps = [s for s in graph.steps if s.kind in WEIGHT_KINDS]
+    depth = max((s.weight_depth for s in graph.steps), default=len(weight_steps))
+    cache: dict[tuple, CriticalInit] = {}
+    layers: list[LayerPlan] = []
+    for s in weight_steps:
+        act, keep = _walk_back(graph, s.index)
+        if act is None:
+            act = _walk_forward(graph, s.index) or fallback
+        if forced is not None:
+            act = forced
+        kr = float(keep_rate) if keep_rate is not None else keep
+        has_bias = s.module.bias is not None
+        if s.kind == "conv":
+            scheme = conv_weights if all(k % 2 for k in s.module.kernel_size) else "gaussian"
+        else:
+            scheme = weights
+        if sigma_w2 is not None:
+            advice = None
+            sw2, sb2 = float(sigma_w2), float(sigma_b2 or 0.0)
+        else:
+            sb2_req = sigma_b2 if sigma_b2 is not None else (None if has_bias else 0.0)
+            key = (act, kr, noise_mult, noise_add, sb2_req)
+            if key not in cache:
+                cache[key] = critical_init(act, keep_rate=kr, noise_mult=noise_mult, noise_add=noise_add,
+                                           sigma_b2=sb2_req, depth=max(depth, 1), depth_multiple=depth_multiple)
+            advice = cache[key]
+            if not math.isfinite(advice.sigma_w2):
+                raise ParameterError("activation", f"layer {s.name}: {advice.explanation}")
+            sw2, sb2 = advice.sigma_w2, advice.sigma_b2
+        if not has_bias and sb2 > 0:
+            notes.append(f"layer {s.name} has no bias: its sigma_b2 is 0, not {sb2:g}")
+        layers.append(LayerPlan(s.name, s.kind, scheme, act.name, kr, sw2, sb2, 1.0, advice))
+    residual = _plan_residual(graph, layers, residual_scale, notes)
+    left = [(s.name, type(s.module).__name__) for s in graph.steps if s.kind in _LEFT_AS_IS and s.module is not None
+            and any(True for _ in s.module.parameters())]
+    if left:
+        kinds = sorted({_LEFT_AS_IS[s.kind] for s in graph.steps if s.kind in _LEFT_AS_IS})
+        notes.append(f"{', '.join(kinds)} left as they are: they set the forward variance themselves, so the scale "
+                     "of the weights before them does not matter")
+    return InitPlan(layers, residual, left, notes)
+
+
+def _plan_residual(graph: ModelGraph, layers: list[LayerPlan], residual_scale: float | None,
+                   notes: list[str]) -> dict[str, Any]:
+    adds = [s for s in graph.steps if s.kind == "add"]
+    if not adds:
+        return {}
+    by_name = {lp.name: lp for lp in layers}
+    targets: list[str] = []
+    for add in adds:
+        last, why = _branch_last_layer(graph, add)
+        if last is None:
+            notes.append(f"addition {add.name}: {why}; no branch scaling there")
+            continue
+        targets.append(graph.steps[last].name)
+    blocks = len(targets)
+    if not blocks:
+        return {}
+    if residual_scale is None:
+        alpha = 1.0 / math.sqrt(blocks)
+        rule = (f"the last weight layer of each of the {blocks} residual branches is scaled by 1/sqrt({blocks}) = "
+                f"{alpha:.4g} after its critical initialisation: each block adds ~q/{blocks} to the stream's "
+                f"variance, which grows by at most (1 + 1/{blocks})^{blocks} < e over the whole depth (Hayou et "
+                "al. 2021, Stable ResNet; Fixup, Zhang et al. 2019; q adds across the skip, Yang & Schoenholz 2017)")
+    else:
+        alpha = float(residual_scale)
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ParameterError("residual_scale", f"must be finite and >= 0 (got {residual_scale!r})")
+        rule = f"the last weight layer of each of the {blocks} residual branches is scaled by {alpha:.4g} (given)"
+    for name in targets:
+        by_name[name].branch_scale = alpha
+    return {"blocks": blocks, "scale": alpha, "layers": targets, "rule": rule}
+
+
+@torch.no_grad()
+def apply_plan(graph: ModelGraph, plan: InitPlan, generator: torch.Generator | None) -> None:
+    """Write the planned weights and biases into the model's layers."""
+    steps = {s.name: s for s in graph.steps if s.kind in WEIGHT_KINDS}
+    for lp in plan.layers:
+        m = steps[lp.name].module
+        w = m.weight
+        if lp.kind == "conv":
+            new = _conv_weight(w.shape, m.groups, lp.sigma_w2, lp.scheme, generator)
+        else:
+            g = torch.randn(tuple(w.shape), generator=generator, dtype=torch.float64)
+            new = unit_weights(g, w.shape[1], lp.scheme) * math.sqrt(lp.sigma_w2)
+        w.copy_((new * lp.branch_scale).to(w.dtype))
+        if m.bias is not None:
+            if lp.sigma_b2 > 0:
+                b = torch.randn(tuple(m.bias.shape), generator=generator, dtype=torch.float64) * math.sqrt(lp.sigma_b2)
+                m.bias.copy_((b * lp.branch_scale).to(m.bias.dtype))
+            else:
+                m.bias.zero_()
+
+
+def _conv_weight(shape: torch.Size, groups: int, sw2: float, scheme: str,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    out, in_g = shape[0], shape[1]
+    taps = math.prod(shape[2:])
+    if scheme == "gaussian":
+        g = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
+        return g * math.sqrt(sw2 / (in_g * taps))
+    w = torch.zeros(tuple(shape), dtype=torch.float64)
+    block = out // groups
+    centre = tuple(k // 2 for k in shape[2:])
+    for gi in range(groups):
+        g = torch.randn((block, in_g), generator=generator, dtype=torch.float64)
+        q = haar_orthogonal(g) * math.sqrt(max(block, in_g) / in_g)  # entry variance 1 / in_g, as unit_weights
+        w[(slice(gi * block, (gi + 1) * block), slice(None)) + centre] = q * math.sqrt(sw2)
+    return w
+
+
+def check_forward(graph: ModelGraph, example: torch.Tensor, seed: int = 0) -> dict[str, Any]:
+    """Run the model on Gaussian inputs shaped like ``example`` and measure q along the spine."""
+    q0 = float(example.detach().double().square().mean()) or 1.0
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((CHECK_EXAMPLES,) + tuple(example.shape[1:]), generator=gen, dtype=torch.float64) * math.sqrt(q0)
+    x = x.to(dtype=example.dtype, device=example.device)
+    q: dict[int, float] = {}
+
+    def visit(index: int, y: torch.Tensor) -> None:
+        if graph.steps[index].on_spine and isinstance(y, torch.Tensor):
+            q[index] = float(y.detach().double().square().mean())
+
+    with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        graph.execute(x, visit)
+    base = q.get(0, q0)
+    worst_i, worst = 0, 0.0
+    finite = True
+    for i, v in q.items():
+        if not math.isfinite(v) or v <= 0:
+            finite, worst_i, worst = False, i, math.inf
+            break
+        dec = math.log10(v / base)
+        if abs(dec) > abs(worst):
+            worst_i, worst = i, dec
+    out_q = q.get(graph.output, math.nan)
+    return {"q_in": base, "q_out": out_q, "worst_step": graph.steps[worst_i].name, "log10_worst_ratio": worst,
+            "finite": finite, "ok": finite and abs(worst) <= CHECK_DECADES}
