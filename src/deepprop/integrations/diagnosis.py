@@ -5,9 +5,12 @@ layers of a plain network, the block outputs of a residual one), indexed by the 
 Linear / Conv layers before the step), the profile gives the measured q^l, c^l and gains chi^l. Three
 criteria decide, each from the measurement (the theory beside it is reported, never substituted):
 
-1. correlation depth scale (the core paper, section 5): fit c^l = c_inf + A exp(-l / xi_c) to the measured
-   correlations; a network trains when its depth L <= 6 xi_c. A correlation that has not relaxed over the
-   whole depth (no decay resolved, or xi_c > L) passes.
+1. correlation (the core paper, section 5): a network trains when its depth L <= 6 xi_c, i.e. when the
+   distance of the correlation from its limit shrinks by less than e^6 over the depth. Measured in two ways:
+   the representation that reaches the output must still tell the inputs apart, 1 - c^L > e^-6 (1 - c^0)
+   (a collapse onto c = 1, exponential in the ordered phase or polynomial at a ReLU critical point, fails);
+   and where c^l settles, the fit c^l = c_inf + A exp(-l / xi_c) must give L <= 6 xi_c. A correlation that
+   keeps moving over the whole depth without settling passes the second test.
 2. forward signal: the mean squared activation must stay within 10^6 of the input's over the spine and be
    finite (float32 overflow or underflow stops training whatever the depth scales say).
 3. gradients: the end-to-end gain G = prod chi^l (the mean squared singular value of the input-output
@@ -146,7 +149,16 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
     decided: list[bool | None] = []
     notes: list[str] = []
 
-    # 1. correlation depth scale
+    # 1. correlation: no collapse of the representation that reaches the output, and L <= 6 xi_c
+    rep = _representation([r for r in rows if r["on_spine"]])
+    c_first, c_last, c_last_err = spine[0]["c"], rep["c"], rep["c_err"]
+    shrink = math.exp(-DEPTH_MULTIPLE)
+    gap0, gap = 1.0 - c_first, 1.0 - c_last
+    collapsed = gap0 > 0 and gap + CONFIDENCE * (c_last_err if math.isfinite(c_last_err) else 0.0) <= shrink * gap0
+    if collapsed:
+        reasons.append(f"correlation: 1 - c shrinks from {gap0:.3g} (input) to {gap:.2g} at {rep['name']} (by more "
+                       f"than e^{DEPTH_MULTIPLE:g}): the inputs collapse onto one another")
+        decided.append(False)
     d = np.array([r["weight_depth"] for r in spine], dtype=float)
     c = np.array([r["c"] for r in spine], dtype=float)
     ce = np.array([r["c_err"] for r in spine], dtype=float)
@@ -158,7 +170,9 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
         if st_th == "failed":
             xi_th = math.nan
     limit = DEPTH_MULTIPLE * xi if math.isfinite(xi) else math.inf
-    if status in ("flat", "slow"):
+    if collapsed:
+        pass
+    elif status in ("flat", "slow"):
         reasons.append(f"correlation: c^l goes {c[0]:.3f} -> {c[-1]:.3f} without settling over {depth} weight "
                        f"layers (xi_c >~ depth): information about input differences survives")
         decided.append(True)
@@ -174,7 +188,7 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
             decided.append(None)
             reasons.append(text + ": within the fit's uncertainty of the bound, cannot tell")
         else:
-            decided.append(depth <= limit)
+            decided.append(bool(depth <= limit))
             reasons.append(text + (": inside the trainable bound" if depth <= limit else ": beyond it"))
 
     # 2. forward signal
@@ -238,6 +252,15 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
         c_limit=c_inf, log10_signal_range=(lo, hi), log10_gain=gain, log10_gain_err=gain_err,
         log10_gain_theory=gain_th, reasons=reasons, modelled=labels["exact"], approximated=labels["approximate"],
         measured_only=labels["none"], notes=notes)
+
+
+def _representation(spine: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spine row whose correlation speaks for what the readout sees: the input of the last weight layer on
+    the spine (a Linear head reads it), or the output itself when the spine does not end in a weight layer."""
+    for i in range(len(spine) - 1, 0, -1):
+        if spine[i]["kind"] in ("linear", "conv"):
+            return spine[i - 1]
+    return spine[-1]
 
 
 def _gain(spine: list[dict[str, Any]], numel: dict[str, int]) -> tuple[float, float, float]:

@@ -11,11 +11,14 @@ Rules (each layer's choice is written into the report with its source):
   orthogonal fully connected one (dynamical isometry at chi_1 = 1); ``conv_weights="gaussian"`` draws
   N(0, sw2 / fan_in) instead. Even kernels (no centre tap) are Gaussian.
 * Residual networks: inside each branch the layers are critical as above, and the last weight layer of
-  each of the B branches is scaled by alpha = 1 / sqrt(B). Each block then adds at most ~ q / B to the
-  stream's variance, which grows by at most (1 + 1/B)^B < e over the whole depth, and the stream's
-  correlation moves by O(1/B) per block (q and q_ab add across the skip: Yang & Schoenholz 2017; the
-  1 / sqrt(depth) branch scale: Hayou et al. 2021, "Stable ResNet"; Fixup, Zhang et al. 2019, scales the
-  same layer towards zero).
+  each of the B branches is scaled by one factor alpha <= 1 / sqrt(B), the largest for which the mean-field
+  theory (:mod:`deepprop.integrations.theory_layers`) keeps the residual stream's second moment within a
+  factor e of its value at the first block over the whole depth. For branches whose output has zero mean
+  (ending in a weight layer) alpha = 1 / sqrt(B) does it: each block adds ~ q / B and the stream grows by at
+  most (1 + 1/B)^B < e (q and q_ab add across the skip: Yang & Schoenholz 2017; the 1 / sqrt(depth) branch
+  scale: Hayou et al. 2021, "Stable ResNet"; Fixup, Zhang et al. 2019, scales the same layer towards zero).
+  Branches ending in an activation (x + relu(W x)) also add their mean, which accumulates along the stream
+  (mean products in the cross terms), so alpha is smaller there; it is found by bisection on the theory.
 * LayerNorm / RMSNorm / GroupNorm and BatchNorm are left as they are: they set the forward variance
   themselves, so the weights' scale before them does not matter; their gains stay as given.
 
@@ -248,14 +251,92 @@ def _plan_residual(graph: ModelGraph, layers: list[LayerPlan], residual_scale: f
                 f"{alpha:.4g} after its critical initialisation: each block adds ~q/{blocks} to the stream's "
                 f"variance, which grows by at most (1 + 1/{blocks})^{blocks} < e over the whole depth (Hayou et "
                 "al. 2021, Stable ResNet; Fixup, Zhang et al. 2019; q adds across the skip, Yang & Schoenholz 2017)")
+        fit = True
     else:
         alpha = float(residual_scale)
         if not (math.isfinite(alpha) and alpha >= 0):
             raise ParameterError("residual_scale", f"must be finite and >= 0 (got {residual_scale!r})")
         rule = f"the last weight layer of each of the {blocks} residual branches is scaled by {alpha:.4g} (given)"
+        fit = False
     for name in targets:
         by_name[name].branch_scale = alpha
-    return {"blocks": blocks, "scale": alpha, "layers": targets, "rule": rule}
+    return {"blocks": blocks, "scale": alpha, "layers": targets, "rule": rule, "fit": fit}
+
+
+STREAM_BAND = math.e
+
+
+def _stream_band(graph: ModelGraph, example: torch.Tensor) -> tuple[float, float] | None:
+    """(growth of q, change of c) of the residual stream from the first block's input to its largest value,
+    by the mean-field theory on the model as initialised now; None where the theory does not reach it."""
+    from deepprop.integrations.profile import gaussian_start
+    from deepprop.integrations.theory_layers import Propagator
+
+    adds = [s for s in graph.steps if s.kind == "add" and s.on_spine]
+    if not adds:
+        return None
+    q0 = float(example.detach().double().square().mean()) or 1.0
+    start, disp = gaussian_start(tuple(example.shape[1:]), q0, 0.5)
+    states = Propagator(graph, start, disp).states
+    first = reference_input(graph, adds[0].index)
+    if first is None or states[first] is None or any(states[a.index] is None for a in adds):
+        return None
+    base = states[first]
+    growth = max(states[a.index].q for a in adds) / base.q
+    drift = states[adds[-1].index].c - base.c
+    return growth, drift
+
+
+@torch.no_grad()
+def fit_branch_scale(graph: ModelGraph, plan: InitPlan, example: torch.Tensor) -> None:
+    """Lower the branch scale below 1/sqrt(B) where the theory says the stream would leave its band (branches
+    whose outputs carry a mean); rescales the branch layers in place and records the band in the plan."""
+    res = plan.residual
+    if not res:
+        return
+    band = _stream_band(graph, example)
+    if band is None:
+        res["rule"] += "; the stream is not modelled end to end here, so the band is not checked by theory"
+        return
+    modules = {s.name: s.module for s in graph.steps if s.name in res["layers"]}
+    current = res["scale"]
+
+    def set_scale(alpha: float) -> None:
+        nonlocal current
+        factor = alpha / current if current > 0 else 0.0
+        for m in modules.values():
+            m.weight.mul_(factor)
+            if m.bias is not None:
+                m.bias.mul_(factor)
+        current = alpha
+
+    if res.get("fit") and band[0] > STREAM_BAND:
+        lo, hi = 0.0, current
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            set_scale(mid)
+            got = _stream_band(graph, example)
+            if got is not None and got[0] <= STREAM_BAND:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-4 * hi:
+                break
+        set_scale(lo)
+        band = _stream_band(graph, example)
+        res["rule"] = (f"the last weight layer of each of the {res['blocks']} residual branches is scaled by "
+                       f"{lo:.4g} (< 1/sqrt({res['blocks']}) = {1 / math.sqrt(res['blocks']):.4g}): the branches "
+                       "add their means to the stream, so the largest scale that keeps the stream's second moment "
+                       "within a factor e of its first block's was found by bisection on the mean-field theory "
+                       "(q and q_ab add across the skip with the means' cross terms, Yang & Schoenholz 2017; branch "
+                       "scaling as in Stable ResNet, Hayou et al. 2021, and Fixup, Zhang et al. 2019)")
+        res["scale"] = lo
+        for lp in plan.layers:
+            if lp.name in modules:
+                lp.branch_scale = lo
+    res["stream_q_growth"], res["stream_c_change"] = band
+    res["rule"] += (f"; theory: the stream's q grows by a factor {band[0]:.3g} and its correlation changes by "
+                    f"{band[1]:+.3f} over the depth")
 
 
 @torch.no_grad()
@@ -314,13 +395,17 @@ def check_forward(graph: ModelGraph, example: torch.Tensor, seed: int = 0) -> di
     base = q.get(0, q0)
     worst_i, worst = 0, 0.0
     finite = True
+    zero = False
     for i, v in q.items():
-        if not math.isfinite(v) or v <= 0:
+        if not math.isfinite(v):
             finite, worst_i, worst = False, i, math.inf
+            break
+        if v <= 0:
+            zero, worst_i, worst = True, i, -math.inf
             break
         dec = math.log10(v / base)
         if abs(dec) > abs(worst):
             worst_i, worst = i, dec
     out_q = q.get(graph.output, math.nan)
     return {"q_in": base, "q_out": out_q, "worst_step": graph.steps[worst_i].name, "log10_worst_ratio": worst,
-            "finite": finite, "ok": finite and abs(worst) <= CHECK_DECADES}
+            "finite": finite, "zero": zero, "ok": finite and not zero and abs(worst) <= CHECK_DECADES}

@@ -106,6 +106,14 @@ def measure(graph: ModelGraph, inputs, *, inits: int, seed: int, redraw: str, ja
     work = copy.deepcopy(graph.model)
     for p in work.parameters():
         p.requires_grad_(False)  # the Jacobian probe needs input gradients only
+    probe = 1
+    for m in work.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            probe = 2  # batch statistics need two examples
+            # In training mode the output uses batch statistics only: stop updating the running ones (a
+            # mutation that forward-mode differentiation of the step refuses)
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
     layout = _fast_layout(work)
     run_graph = ModelGraph(work, graph.steps, graph.output, graph.method, graph.notes,
                            _rebind(graph._gm, work), graph._node_step)
@@ -123,7 +131,7 @@ def measure(graph: ModelGraph, inputs, *, inits: int, seed: int, redraw: str, ja
             _statistics(run_graph, xa, xb, gen, out, k)
         if jacobian:
             with torch.random.fork_rng(devices=devices):
-                _jacobian_probe(run_graph, xa[:1], gen, seed * 7919 + k, out, k)
+                _jacobian_probe(run_graph, torch.cat([xa, xb])[:probe], gen, seed * 7919 + k, out, k)
         if progress is not None:
             progress(k + 1, inits)
     return out

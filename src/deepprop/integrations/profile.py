@@ -32,6 +32,8 @@ COLUMNS = ("name", "kind", "q", "q_err", "q_theory", "c", "c_err", "c_theory", "
            "theory")
 DETAIL_COLUMNS = ("what", "source", "weight_depth", "on_spine", "reference", "numel")
 MAX_INITS = 10_000
+DEFAULT_PAIRS = 4
+BATCHNORM_PAIRS = 32
 
 
 @dataclass
@@ -75,13 +77,16 @@ class Profile:
         return self._diagnosis
 
     def to_dict(self) -> dict:
-        """Plain values for JSON: settings, rows (with details), Jacobian, notes and the verdict."""
+        """Plain values for JSON: ``rows`` (exactly :data:`COLUMNS`, as ``to_frame()``), ``row_details``
+        (:data:`DETAIL_COLUMNS` per row, same order), the ``verdict`` block, the Jacobian, settings, notes."""
         return {
+            "rows": [{k: r[k] for k in COLUMNS} for r in self.rows],
+            "verdict": self.diagnosis.to_dict(),
+            "jacobian": dict(self.jacobian),
+            "row_details": [{"name": r["name"], **{k: r[k] for k in DETAIL_COLUMNS}} for r in self.rows],
             "input_shape": list(self.input_shape), "inputs": self.inputs, "c0": self.c0, "q0": self.q0,
             "inits": self.inits, "pairs": self.pairs, "redraw": self.redraw, "traced_by": self.method,
-            "rows": [{k: r[k] for k in COLUMNS + DETAIL_COLUMNS} for r in self.rows],
-            "jacobian": dict(self.jacobian), "notes": list(self.notes),
-            "verdict": self.diagnosis.to_dict(),
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
@@ -211,7 +216,7 @@ def profile(
     example_input: torch.Tensor,
     *,
     inits: int = 8,
-    pairs: int | tuple[torch.Tensor, torch.Tensor] = 4,
+    pairs: int | tuple[torch.Tensor, torch.Tensor] | None = None,
     c0: float = 0.5,
     seed: int = 0,
     redraw: str = "permute",
@@ -226,7 +231,9 @@ def profile(
     example_input : a batch (leading batch dimension) the model runs on; its shape per example sets the
         inputs' shape and its mean square the Gaussian inputs' variance q0.
     inits : number of initialisations averaged (errors are standard errors over them).
-    pairs : number of Gaussian input pairs per initialisation, or data ``(xa, xb)``: two batches.
+    pairs : number of Gaussian input pairs per initialisation (default 4; 32 when the model has BatchNorm in
+        training mode, whose batch statistics then come from 64 examples as in training), or data
+        ``(xa, xb)``: two batches.
     c0 : correlation of the Gaussian pairs (ignored for data pairs).
     redraw : "permute" (random signed permutations of every weight's rows and columns: the same weight
         distribution) or "reset" (each module's ``reset_parameters``: PyTorch's default initialisation).
@@ -239,6 +246,9 @@ def profile(
     if redraw not in REDRAWS:
         raise ParameterError("redraw", f"must be one of {', '.join(REDRAWS)} (got {redraw!r})")
     shape = tuple(x.shape[1:])
+    batch_norm = model.training and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if pairs is None:
+        pairs = BATCHNORM_PAIRS if batch_norm else DEFAULT_PAIRS
     q0 = float(x.detach().double().square().mean())
     if not q0 > 0:
         q0 = 1.0
@@ -282,7 +292,7 @@ def _mode_notes(model: nn.Module, graph: ModelGraph) -> list[str]:
     notes = []
     if model.training and "batchnorm" in kinds:
         notes.append("BatchNorm in training mode normalises with the statistics of the profiling batch "
-                     "(2 x pairs examples)")
+                     "(2 x pairs examples); its steps and everything after them are measured only")
     if not model.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()):
         notes.append("the model is in eval mode: its Dropout is the identity here (call model.train() to profile "
                      "it with dropout)")
@@ -298,6 +308,8 @@ def _rows(graph: ModelGraph, theory: Propagator, data: Measured) -> list[dict[st
             continue
         i = step.index
         ref = reference_input(graph, i) if i > 0 else None
+        while ref is not None and graph.steps[ref].kind == "identity" and graph.steps[ref].inputs:
+            ref = graph.steps[ref].inputs[0]  # identity steps have no row: their input's tangent is theirs
         with np.errstate(invalid="ignore", divide="ignore"):
             chi_k = data.tangent[:, i] / data.tangent[:, ref] if ref is not None else np.full(data.q.shape[0], np.nan)
         chi, chi_err = mean_and_error(chi_k[:, None])

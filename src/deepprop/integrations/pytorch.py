@@ -180,6 +180,7 @@ def init_(
         CONV_SCHEMES,
         apply_plan,
         check_forward,
+        fit_branch_scale,
         infer_example_input,
         plan_init,
     )
@@ -204,12 +205,14 @@ def init_(
         raise ParameterError("model", "has no nn.Linear or nn.Conv layers: nothing to initialise")
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     apply_plan(graph, plan, generator)
+    fit_branch_scale(graph, plan, x)
     result = None
     if check:
         result = check_forward(graph, x)
         if not result["ok"]:
             model.load_state_dict(snapshot)
             how = ("is not finite" if not result["finite"] else
+                   "is exactly zero (every unit inactive)" if result["zero"] else
                    f"{'grows' if result['log10_worst_ratio'] > 0 else 'shrinks'} by "
                    f"10^{abs(result['log10_worst_ratio']):.1f} (more than 10^{CHECK_DECADES:g})")
             raise ParameterError("model", f"after initialising, the forward signal {how} at step "
@@ -285,7 +288,7 @@ def diagnose(
     noise_add: float = 0.0,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
     inits: int = 8,
-    pairs: int = 4,
+    pairs: int | None = None,
 ):
     """Predict from a model's current weights whether signal and gradients can cross its depth.
 

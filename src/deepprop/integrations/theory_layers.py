@@ -77,6 +77,9 @@ NO_THEORY = {
 }
 
 
+MEAN_MODE_SHARE = 0.01  # share of an addition's q carried by the means' cross term above which chi is approximate
+
+
 @dataclass(frozen=True)
 class Displacement:
     """Translation-invariant spatial second moments E[y_p y_{p+d}] per displacement d (channel average),
@@ -233,14 +236,22 @@ class Propagator:
         if x is None:
             raise _NoTheory("residual addition whose branches are correlated in a way not modelled: measured only")
         ab2 = alpha * beta
+        qa = alpha * alpha * u.qa + beta * beta * v.qa + 2 * ab2 * x["aa"]
+        label = worst(u.label, v.label)
+        source = SOURCES["add"].format(cross=x["describe"])
+        if float((2 * abs(ab2) * x["mean_aa"]).mean()) > MEAN_MODE_SHARE * float(qa.mean()):
+            # Both sides carry a mean: the tangents' common-direction (mean) component, seeded at finite width,
+            # is amplified at every such block; the mean-field tangent cross term (zero) misses it.
+            label = worst(label, APPROXIMATE)
+            source += ("; chi approximate: the tangent's mean mode, amplified by blocks whose branches carry a mean, "
+                       "is not modelled")
         out = Moments(
-            alpha * alpha * u.qa + beta * beta * v.qa + 2 * ab2 * x["aa"],
+            qa,
             alpha * alpha * u.qb + beta * beta * v.qb + 2 * ab2 * x["bb"],
             alpha * alpha * u.qab + beta * beta * v.qab + ab2 * (x["ab"] + x["ba"]),
             alpha * u.ma + beta * v.ma, alpha * u.mb + beta * v.mb,
             alpha * alpha * u.t + beta * beta * v.t + 2 * ab2 * x["t"],
-            u.gaussian and v.gaussian, worst(u.label, v.label),
-            SOURCES["add"].format(cross=x["describe"]))
+            u.gaussian and v.gaussian, label, source)
         return out, ""
 
     def _norm(self, step: Step, s: Moments, dims: tuple[int, ...], centre: bool, key: str):
@@ -349,7 +360,7 @@ class Propagator:
             return None
         su, sv = self.states[u], self.states[v]
         zero = torch.zeros((), dtype=torch.float64)
-        out = {"aa": zero, "bb": zero, "ab": zero, "ba": zero, "t": zero}
+        out = {"aa": zero, "bb": zero, "ab": zero, "ba": zero, "t": zero, "mean_aa": zero}
         means = {"a": lambda i: zero + 1.0 if i is None else self.states[i].ma,
                  "b": lambda i: zero + 1.0 if i is None else self.states[i].mb}
         for atom in atoms:
@@ -364,6 +375,7 @@ class Propagator:
             else:
                 _, x, y, f = atom
                 out["aa"] = out["aa"] + f * means["a"](x) * means["a"](y)
+                out["mean_aa"] = out["mean_aa"] + f * means["a"](x) * means["a"](y)
                 out["bb"] = out["bb"] + f * means["b"](x) * means["b"](y)
                 out["ab"] = out["ab"] + f * means["a"](x) * means["b"](y)
                 out["ba"] = out["ba"] + f * means["b"](x) * means["a"](y)
