@@ -11,7 +11,7 @@ from torch import nn
 
 from deepprop.errors import ParameterError
 from deepprop.integrations.model_structure import activation_from_module, linear_variances, parse_model
-from deepprop.integrations.pytorch import UnrecognisedModuleWarning, diagnose, init_
+from deepprop.integrations.pytorch import diagnose, init_
 
 
 def mlp(width: int, depth: int, act: type[nn.Module] = nn.Tanh, p: float | None = None, bias: bool = True,

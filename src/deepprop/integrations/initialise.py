@@ -44,6 +44,7 @@ from deepprop.integrations.graph import WEIGHT_KINDS, ModelGraph, Step, referenc
 from deepprop.networks.weights import haar_orthogonal, unit_weights
 
 CONV_SCHEMES = ("delta-orthogonal", "gaussian")
+MIN_DELTA_CHANNELS = 16
 CHECK_DECADES = 6.0
 CHECK_EXAMPLES = 16
 # Single-input steps that pass a layer's signal on without a nonlinearity of their own.
@@ -201,6 +202,10 @@ def plan_init(graph: ModelGraph, *, activation: str | Activation | None, keep_ra
         has_bias = s.module.bias is not None
         if s.kind == "conv":
             scheme = conv_weights if all(k % 2 for k in s.module.kernel_size) else "gaussian"
+            if scheme == "delta-orthogonal" and s.module.in_channels // s.module.groups < MIN_DELTA_CHANNELS:
+                scheme = "gaussian"
+                notes.append(f"layer {s.name} reads {s.module.in_channels} channels: a delta-orthogonal kernel would "
+                             "see one pixel's few values, so it is Gaussian (each unit sums all its taps)")
         else:
             scheme = weights
         if sigma_w2 is not None:

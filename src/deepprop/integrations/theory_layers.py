@@ -163,8 +163,9 @@ class Propagator:
         _, sw2, sb2 = weight_energy(step.module)
         feat = lambda x: x.mean(-1, keepdim=True)  # noqa: E731 - the layer mixes the last dimension
         zero = torch.zeros((), dtype=torch.float64)
+        label, source = _fan_in_label(s.label, SOURCES["linear"].format(sw2=sw2, sb2=sb2), step.module.in_features)
         out = Moments(sw2 * feat(s.qa) + sb2, sw2 * feat(s.qb) + sb2, sw2 * feat(s.qab) + sb2, zero, zero,
-                      sw2 * feat(s.t), True, s.label, SOURCES["linear"].format(sw2=sw2, sb2=sb2))
+                      sw2 * feat(s.t), True, label, source)
         return out, ""
 
     def _rule_conv(self, step: Step, s: Moments):
@@ -190,8 +191,10 @@ class Propagator:
 
         zero = torch.zeros((), dtype=torch.float64)
         key = "conv_delta" if is_delta_orthogonal(m) else "conv"
+        fan_in = (m.in_channels // m.groups) * int((taps > 1e-12 * float(taps.max())).sum())
+        label, source = _fan_in_label(s.label, SOURCES[key].format(sw2=sw2, sb2=sb2), fan_in)
         out = Moments(apply(s.qa, sb2), apply(s.qb, sb2), apply(s.qab, sb2), zero, zero, apply(s.t, 0.0), True,
-                      s.label, SOURCES[key].format(sw2=sw2, sb2=sb2))
+                      label, source)
         return out, ""
 
     def _rule_activation(self, step: Step, s: Moments):
@@ -539,6 +542,17 @@ class Propagator:
         vb = prev.qb.mean() - mu_b * mu_b + eps
         return Displacement(g2 * (src.aa - mu_a * mu_a) / va + b2, g2 * (src.bb - mu_b * mu_b) / vb + b2,
                             g2 * (src.ab - mu_a * mu_b) / torch.sqrt(va * vb) + b2, g2 * src.t / va)
+
+
+MIN_FAN_IN = 16
+
+
+def _fan_in_label(label: str, source: str, fan_in: int) -> tuple[str, str]:
+    """A unit that sums fewer than MIN_FAN_IN inputs sees their per-example fluctuations, not their average:
+    its correlation map is then only approximate (q, a linear average, stays exact)."""
+    if fan_in >= MIN_FAN_IN:
+        return label, source
+    return worst(label, APPROXIMATE), source + f"; fan-in {fan_in} < {MIN_FAN_IN}: c approximate"
 
 
 class _NoTheory(Exception):
