@@ -4,8 +4,9 @@ Rules (each layer's choice is written into the report with its source):
 
 * Every Linear / Conv layer gets the noise-aware critical point of :func:`deepprop.advice.critical_init` for
   the activation that acts on its input (q^l = sw2 E[phi(z^{l-1})^2] + sb2, eq. 3) and the dropout keep rate
-  rho = 1 - p of the Dropout on its input (follow-ups section 1: sw2 = 2 rho for ReLU). A layer with no
-  activation before it (the first) takes the point of the activation that follows it.
+  rho = 1 - p of the Dropout on its input (follow-ups section 1: sw2 = 2 rho for ReLU). The model's first
+  layer takes the point of the activation that follows it (as in a plain stack); a layer that reads a
+  residual stream or another layer's output directly keeps its input's variance (sw2 = 1, sb2 = 0).
 * Conv layers: delta-orthogonal kernels (Xiao et al. 2018): the centre tap is a scaled orthogonal matrix
   with fan_in mean(W^2) = sw2 and every other tap is zero, which reduces the network exactly to an
   orthogonal fully connected one (dynamical isometry at chi_1 = 1); ``conv_weights="gaussian"`` draws
@@ -108,20 +109,23 @@ def is_linear_chain(graph: ModelGraph) -> bool:
     return any(s.kind == "linear" for s in graph.steps)
 
 
-def _walk_back(graph: ModelGraph, index: int) -> tuple[Activation | None, float]:
-    """The activation acting on step ``index``'s input and the product of keep rates in between."""
+def _walk_back(graph: ModelGraph, index: int) -> tuple[Activation | None, float, bool]:
+    """The activation acting on step ``index``'s input, the product of keep rates in between, and whether the
+    walk reached the model's input (a first layer) rather than a weight layer or an addition."""
     keep = 1.0
     i = graph.steps[index].inputs[0] if graph.steps[index].inputs else None
     while i is not None:
         s = graph.steps[i]
         if s.kind == "activation":
-            return s.params["activation"], keep
+            return s.params["activation"], keep, False
         if s.kind == "dropout":
             keep *= s.params["keep_rate"]
+        if s.kind == "input":
+            return None, keep, True
         if s.kind not in _TRANSPARENT or len(s.inputs) != 1:
-            return None, keep
+            return None, keep, False
         i = s.inputs[0]
-    return None, keep
+    return None, keep, True
 
 
 def _walk_forward(graph: ModelGraph, index: int) -> Activation | None:
@@ -192,10 +196,13 @@ def plan_init(graph: ModelGraph, *, activation: str | Activation | None, keep_ra
     depth = max((s.weight_depth for s in graph.steps), default=len(weight_steps))
     cache: dict[tuple, CriticalInit] = {}
     layers: list[LayerPlan] = []
+    linear = get_activation("linear")
     for s in weight_steps:
-        act, keep = _walk_back(graph, s.index)
+        act, keep, first = _walk_back(graph, s.index)
         if act is None:
-            act = _walk_forward(graph, s.index) or fallback
+            # the model's first layer takes the point of the activation after it (as a plain stack does); a
+            # layer reading a residual stream or another layer's output directly keeps its variance (sw2 = 1)
+            act = (_walk_forward(graph, s.index) or fallback) if first else linear
         if forced is not None:
             act = forced
         kr = float(keep_rate) if keep_rate is not None else keep
