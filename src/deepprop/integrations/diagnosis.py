@@ -7,8 +7,10 @@ criteria decide, each from the measurement (the theory beside it is reported, ne
 
 1. correlation (the core paper, section 5): a network trains when its depth L <= 6 xi_c, i.e. when the
    distance of the correlation from its limit shrinks by less than e^6 over the depth. Measured in two ways:
-   the representation that reaches the output must still tell the inputs apart, 1 - c^L > e^-6 (1 - c^0)
-   (a collapse onto c = 1, exponential in the ordered phase or polynomial at a ReLU critical point, fails);
+   the representation that reaches the readout must still tell the inputs apart, 1 - c^L > e^-6 (1 - c^0)
+   (a collapse onto c = 1, exponential in the ordered phase, fails; behind a global average pooling the
+   representation before the pooling is read, since the pooled features' common mean dominates their
+   uncentred correlation and the readout's bias absorbs it);
    and where c^l settles, the fit c^l = c_inf + A exp(-l / xi_c) must give L <= 6 xi_c. A correlation that
    keeps moving over the whole depth without settling passes the second test.
 2. forward signal: the mean squared activation must stay within 10^6 of the input's over the spine and be
@@ -89,8 +91,8 @@ def fit_correlation_scale(depth: np.ndarray, c: np.ndarray,
                           err: np.ndarray | None = None) -> tuple[float, float, float, str]:
     """(xi, its standard error, c_inf, status) of c^l = c_inf + A exp(-l / xi).
 
-    status: "fit" (a relaxation resolved), "flat" (c did not move beyond its errors: xi >> depth),
-    "slow" (c still moving at the end: no plateau, xi of the order of the depth or longer) or "failed".
+    status: "fit" (a relaxation resolved within half the depth), "flat" (c did not move beyond its errors:
+    xi >> depth), "slow" (c still moving at the end: xi longer than half the depth) or "failed".
     """
     from scipy.optimize import curve_fit
 
@@ -131,7 +133,7 @@ def fit_correlation_scale(depth: np.ndarray, c: np.ndarray,
     if not (math.isfinite(rate) and rate > 0):
         return math.inf, math.nan, float(y[-1]), "slow"
     xi = 1.0 / rate
-    if xi > 2 * (x[-1] - x[0]):
+    if xi > 0.5 * (x[-1] - x[0]):  # not relaxed over the depth: 6 xi_c > 3 L whatever the fit's error
         return xi, rate_err / rate**2 if math.isfinite(rate_err) else math.nan, float(y_inf), "slow"
     return xi, rate_err / rate**2 if math.isfinite(rate_err) else math.nan, float(y_inf), "fit"
 
@@ -254,13 +256,22 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
         measured_only=labels["none"], notes=notes)
 
 
+_POOLING = ("flatten", "global_avgpool", "adaptive_avgpool", "avgpool", "identity", "dropout")
+
+
 def _representation(spine: list[dict[str, Any]]) -> dict[str, Any]:
     """The spine row whose correlation speaks for what the readout sees: the input of the last weight layer on
-    the spine (a Linear head reads it), or the output itself when the spine does not end in a weight layer."""
-    for i in range(len(spine) - 1, 0, -1):
-        if spine[i]["kind"] in ("linear", "conv"):
-            return spine[i - 1]
-    return spine[-1]
+    the spine (a Linear head reads it), or the output when the spine does not end in a weight layer; behind a
+    global average pooling, the representation before the pooling: the pooled correlation of ReLU-like features
+    is dominated by their common mean, which the readout's bias absorbs."""
+    i = len(spine) - 1
+    for j in range(len(spine) - 1, 0, -1):
+        if spine[j]["kind"] in ("linear", "conv"):
+            i = j - 1
+            break
+    while i > 0 and spine[i]["kind"] in _POOLING:
+        i -= 1
+    return spine[i]
 
 
 def _gain(spine: list[dict[str, Any]], numel: dict[str, int]) -> tuple[float, float, float]:

@@ -42,6 +42,7 @@ from deepprop.activations import Activation, get_activation
 from deepprop.advice import CriticalInit, critical_init
 from deepprop.errors import ParameterError
 from deepprop.integrations.graph import WEIGHT_KINDS, ModelGraph, Step, reference_input
+from deepprop.integrations.measure import stream_seed
 from deepprop.networks.weights import haar_orthogonal, unit_weights
 
 CONV_SCHEMES = ("delta-orthogonal", "gaussian")
@@ -87,7 +88,8 @@ def infer_example_input(model: nn.Module, device: torch.device) -> torch.Tensor:
     """A Gaussian batch for a model whose first weight layer is Linear; otherwise ask for one."""
     for _, m in model.named_modules():
         if isinstance(m, nn.Linear):
-            return torch.randn(CHECK_EXAMPLES, m.in_features, generator=torch.Generator().manual_seed(0)).to(
+            gen = torch.Generator().manual_seed(stream_seed("example", 0))
+            return torch.randn(CHECK_EXAMPLES, m.in_features, generator=gen).to(
                 device=device, dtype=m.weight.dtype)
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             raise ParameterError("example_input", f"is needed for a model whose first layer is "
@@ -392,7 +394,7 @@ def _conv_weight(shape: torch.Size, groups: int, sw2: float, scheme: str,
 def check_forward(graph: ModelGraph, example: torch.Tensor, seed: int = 0) -> dict[str, Any]:
     """Run the model on Gaussian inputs shaped like ``example`` and measure q along the spine."""
     q0 = float(example.detach().double().square().mean()) or 1.0
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(stream_seed("check", seed))
     x = torch.randn((CHECK_EXAMPLES,) + tuple(example.shape[1:]), generator=gen, dtype=torch.float64) * math.sqrt(q0)
     x = x.to(dtype=example.dtype, device=example.device)
     q: dict[int, float] = {}
@@ -402,7 +404,7 @@ def check_forward(graph: ModelGraph, example: torch.Tensor, seed: int = 0) -> di
             q[index] = float(y.detach().double().square().mean())
 
     with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+        torch.manual_seed(stream_seed("check-masks", seed))
         graph.execute(x, visit)
     base = q.get(0, q0)
     worst_i, worst = 0, 0.0

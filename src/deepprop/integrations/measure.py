@@ -24,6 +24,7 @@ Initialisation 0 is the model as given.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import operator
 import warnings
@@ -49,6 +50,14 @@ class Measured:
     jv: np.ndarray  # mean over examples of ||J v||^2 at the output
     jtjv: np.ndarray  # mean over examples of ||J^T J v||^2
     v2: np.ndarray  # mean over examples of ||v||^2
+
+
+def stream_seed(purpose: str, seed: int) -> int:
+    """A seed for one purpose derived from the user's seed: different purposes (input pairs, redraws, dropout
+    masks, a check's inputs) never share the first numbers of a stream, nor with a generator the user seeded
+    with the same integer to draw the weights (torch's generators are plain Philox/MT streams per seed)."""
+    digest = hashlib.sha256(f"deepprop.integrations:{purpose}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 62) - 1)
 
 
 def _signed_permutation(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +90,7 @@ def permute_weights_(model: nn.Module, gen: torch.Generator) -> None:
 def reset_parameters_(model: nn.Module, seed: int) -> None:
     """PyTorch's default initialisation of every module that has one."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(stream_seed("reset", seed))
         for m in model.modules():
             reset = getattr(m, "reset_parameters", None)
             if callable(reset):
@@ -117,7 +126,7 @@ def measure(graph: ModelGraph, inputs, *, inits: int, seed: int, redraw: str, ja
     layout = _fast_layout(work)
     run_graph = ModelGraph(work, graph.steps, graph.output, graph.method, graph.notes,
                            _rebind(graph._gm, work), graph._node_step)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(stream_seed("profile", seed))
     for k in range(inits):
         if k > 0:  # a signed permutation of a signed permutation is a fresh one: no need to restore
             if redraw == "permute":
@@ -127,11 +136,12 @@ def measure(graph: ModelGraph, inputs, *, inits: int, seed: int, redraw: str, ja
         xa, xb = (layout(t) for t in inputs(k, gen))
         devices = [xa.device] if xa.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed * 7919 + k)
+            torch.manual_seed(stream_seed(f"masks-{k}", seed))
             _statistics(run_graph, xa, xb, gen, out, k)
         if jacobian:
             with torch.random.fork_rng(devices=devices):
-                _jacobian_probe(run_graph, torch.cat([xa, xb])[:probe], gen, seed * 7919 + k, out, k)
+                _jacobian_probe(run_graph, torch.cat([xa, xb])[:probe], gen, stream_seed(f"probe-{k}", seed),
+                                out, k)
         if progress is not None:
             progress(k + 1, inits)
     return out

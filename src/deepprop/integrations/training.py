@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepprop.integrations.measure import stream_seed
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -46,13 +48,13 @@ def train_classifier(model: nn.Module, x_train: np.ndarray | torch.Tensor, y_tra
     as_t = lambda a, dt: torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a, dtype=dt)  # noqa: E731
     xtr, ytr = as_t(x_train, torch.float32), as_t(y_train, torch.long)
     xte, yte = as_t(x_test, torch.float32), as_t(y_test, torch.long)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(stream_seed("batches", seed))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     loss_value = math.nan
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(stream_seed("training-masks", seed))
         for step in range(steps):
             idx = torch.randint(0, len(ytr), (batch,), generator=gen)
             loss = loss_fn(model(xtr[idx]), ytr[idx])
