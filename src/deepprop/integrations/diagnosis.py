@@ -17,6 +17,10 @@ criteria decide, each from the measurement (the theory beside it is reported, ne
    finite (float32 overflow or underflow stops training whatever the depth scales say).
 3. gradients: the end-to-end gain G = prod chi^l (the mean squared singular value of the input-output
    Jacobian relative to a unit gain) must stay within 10^6: |log10 G| <= 6.
+4. conditioning (can only turn a verdict into "cannot tell"): the spread var/mean^2 of the end-to-end
+   Jacobian's squared singular values, against the depth L, which is what the product of L critical Gaussian
+   linear layers gives (Pennington, Schoenholz & Ganguli 2018); a network far worse conditioned than that
+   (ReLU CNNs at the critical point, for instance) may stall however its signal propagates.
 
 "cannot tell": a criterion whose measured value is within two standard errors of its threshold, or a
 correlation that moved but whose relaxation could not be fitted. The verdict names the steps whose
@@ -175,8 +179,8 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
     if collapsed:
         pass
     elif status in ("flat", "slow"):
-        reasons.append(f"correlation: c^l goes {c[0]:.3f} -> {c[-1]:.3f} without settling over {depth} weight "
-                       f"layers (xi_c >~ depth): information about input differences survives")
+        reasons.append(f"correlation: c goes {c_first:.3f} -> {c_last:.3f} (at {rep['name']}) without settling "
+                       f"over {depth} weight layers (xi_c >~ depth): information about input differences survives")
         decided.append(True)
     elif status == "failed":
         reasons.append(f"correlation: c^l goes {c[0]:.3f} -> {c[-1]:.3f} but no relaxation could be fitted: cannot "
@@ -230,6 +234,22 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
         elif abs(gain) > GRADIENT_DECADES:
             decided.append(False)
             reasons.append(text + (": gradients explode" if gain > 0 else ": gradients vanish"))
+        else:
+            decided.append(True)
+            reasons.append(text)
+
+    # 4. conditioning (can only make the verdict "cannot tell")
+    spread, spread_err = profile.jacobian.get("spread", math.nan), profile.jacobian.get("spread_err", math.nan)
+    if profile.jacobian.get("batch_coupled"):
+        reasons.append("conditioning: not used (BatchNorm in training mode couples the examples of the batch)")
+        decided.append(True)
+    elif math.isfinite(spread):
+        err = spread_err if math.isfinite(spread_err) else 0.0
+        text = (f"conditioning: the end-to-end Jacobian's squared singular values spread var/mean^2 = {spread:.3g} "
+                f"+- {err:.2g} (a critical Gaussian linear network of depth {depth} has ~{depth})")
+        if spread - CONFIDENCE * err > depth:
+            decided.append(None)
+            reasons.append(text + ": worse conditioned, training may stall: cannot tell")
         else:
             decided.append(True)
             reasons.append(text)

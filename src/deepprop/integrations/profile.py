@@ -283,7 +283,9 @@ def profile(
     if bad:
         notes.append(f"the forward signal is not finite from step {bad[0]} on (overflow or NaN) in some "
                      "initialisations")
-    return Profile(rows, _jacobian(graph, theory, data, x), shape, inputs_text, c0_used, q0, inits, n_pairs, redraw,
+    jac = _jacobian(graph, theory, data, x)
+    jac["batch_coupled"] = bool(batch_norm)
+    return Profile(rows, jac, shape, inputs_text, c0_used, q0, inits, n_pairs, redraw,
                    graph.method, notes, graph)
 
 
@@ -338,8 +340,8 @@ def _jacobian(graph: ModelGraph, theory: Propagator, data: Measured, x: torch.Te
     m1, m1_err = mean_and_error((tr1 / rank)[:, None])
     with np.errstate(invalid="ignore", divide="ignore"):
         spread_k = rank * tr2 / tr1**2 - 1.0
-    if np.all(np.isnan(tr2)):
-        spread, spread_err = np.array([np.nan]), np.array([np.nan])
+    if np.all(np.isnan(tr2)) or not (np.nanmean(tr1) > 0 and np.nanmean(tr2) > 0):
+        spread, spread_err = np.array([np.nan]), np.array([np.nan])  # no probe, or the gain underflowed
     else:
         mean_tr1, mean_tr2 = np.nanmean(tr1), np.nanmean(tr2)
         spread = np.array([rank * mean_tr2 / mean_tr1**2 - 1.0])
