@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Import path/to/model.py, build ClassName() and diagnose it.")
     d.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/mlp.py:DeepMLP")
     d.add_argument("--activation", default=None, help="override the activation read from the model")
+    from deepprop.cli.profile import input_shape
+
+    d.add_argument("--input-shape", dest="example_input", type=input_shape, default=None, metavar="C,H,W",
+                   help="shape of one input example (needed for a model whose first layer is not Linear)")
     _noise_options(d, keep_default=None)
     d.set_defaults(func=run_diagnose)
 
@@ -96,8 +100,13 @@ def run_diagnose(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
-        d = diagnose(model, args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
-                     noise_add=args.noise_add)
+        example = None
+        if args.example_input is not None:
+            import torch
+
+            example = torch.randn((2,) + tuple(args.example_input), generator=torch.Generator().manual_seed(0))
+        d = diagnose(model, args.activation, example_input=example, keep_rate=args.keep_rate,
+                     noise_mult=args.noise_mult, noise_add=args.noise_add)
     if args.json:
         common.print_json(d)
     else:

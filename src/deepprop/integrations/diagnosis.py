@@ -96,7 +96,8 @@ def fit_correlation_scale(depth: np.ndarray, c: np.ndarray,
     """(xi, its standard error, c_inf, status) of c^l = c_inf + A exp(-l / xi).
 
     status: "fit" (a relaxation resolved within half the depth), "flat" (c did not move beyond its errors:
-    xi >> depth), "slow" (c still moving at the end: xi longer than half the depth) or "failed".
+    xi >> depth), "slow" (c still moving at the end: xi longer than half the depth), "short" (fewer than five
+    depths: too few for the three-parameter fit) or "failed".
     """
     from scipy.optimize import curve_fit
 
@@ -104,13 +105,13 @@ def fit_correlation_scale(depth: np.ndarray, c: np.ndarray,
     x, y = depth[ok].astype(float), c[ok].astype(float)
     e = None if err is None else np.asarray(err, dtype=float)[ok]
     if x.size < 3:
-        return math.nan, math.nan, math.nan, "failed"
+        return math.nan, math.nan, math.nan, "short"
     noise = float(np.nanmedian(e)) if e is not None and np.isfinite(e).any() else 0.0
     span = float(np.nanmax(y) - np.nanmin(y))
     if span <= max(3 * noise, 1e-6):
         return math.inf, math.nan, float(y[-1]), "flat"
     if x.size < 5:
-        return math.nan, math.nan, math.nan, "failed"
+        return math.nan, math.nan, math.nan, "short"
     sigma = None
     if e is not None:
         pos = e[np.isfinite(e) & (e > 0)]
@@ -173,7 +174,7 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
     xi_th = math.nan
     if np.all(np.isfinite(ct)):
         xi_th, _, _, st_th = fit_correlation_scale(d, ct, None)
-        if st_th == "failed":
+        if st_th in ("failed", "short"):
             xi_th = math.nan
     limit = DEPTH_MULTIPLE * xi if math.isfinite(xi) else math.inf
     if collapsed:
@@ -181,6 +182,10 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
     elif status in ("flat", "slow"):
         reasons.append(f"correlation: c goes {c_first:.3f} -> {c_last:.3f} (at {rep['name']}) without settling "
                        f"over {depth} weight layers (xi_c >~ depth): information about input differences survives")
+        decided.append(True)
+    elif status == "short":
+        reasons.append(f"correlation: c goes {c_first:.3f} -> {c_last:.3f} (at {rep['name']}) over {depth} weight "
+                       "layers, too few to fit a depth scale; no collapse")
         decided.append(True)
     elif status == "failed":
         reasons.append(f"correlation: c^l goes {c[0]:.3f} -> {c[-1]:.3f} but no relaxation could be fitted: cannot "
