@@ -146,3 +146,17 @@ def test_profile_command_json_plot_and_errors(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("deepprop: error: --input-shape: the model does not run on it")
     assert cli_main.main(["profile", f"{f}:Net"]) == 2  # --input-shape is required
     assert cli_main.main(["profile", f"{f}:Net", "--input-shape", "3,x,8"]) == 2
+
+
+@pytest.mark.gpu
+def test_profile_and_init_on_a_cuda_model():
+    from deepprop.integrations.zoo import VanillaCNN
+
+    model = VanillaCNN(3, 32, 4, activation=nn.Tanh).cuda()
+    x = torch.randn(2, 3, 8, 8, device="cuda")
+    deepprop.init_(model, example_input=x)
+    p = deepprop.profile(model, x, inits=2, pairs=2)
+    rows = [r for r in p.rows if r["theory"] == "exact" and r["kind"] == "conv"]
+    assert rows and all(abs(r["q"] / r["q_theory"] - 1) < 0.2 for r in rows)
+    with pytest.raises(ParameterError, match="example_input"):
+        deepprop.profile(model, x.cpu())

@@ -386,3 +386,17 @@ def test_diagnose_dispatches_plain_stacks_to_the_engine_and_others_to_the_profil
     assert isinstance(deepprop.diagnose(ResidualMLP(16, 16, 2), inits=2), ProfileDiagnosis)
     with pytest.raises(ParameterError, match="example_input"):
         deepprop.diagnose(VanillaCNN(3, 4, 2))
+
+
+def test_conditioning_can_only_turn_a_verdict_into_cannot_tell():
+    torch.manual_seed(13)
+    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(64, 64), nn.Tanh())])
+    deepprop.init_(model)
+    p = profile(model, torch.randn(2, 64), inits=3, pairs=4)
+    assert p.diagnosis.trainable is True and any(r.startswith("conditioning") for r in p.diagnosis.reasons)
+    p.jacobian.update(spread=50.0, spread_err=1.0)  # far worse conditioned than 6 Gaussian layers (~6)
+    p._diagnosis = None
+    assert p.diagnosis.trainable is None and p.diagnosis.verdict.startswith("cannot tell (conditioning)")
+    p.jacobian.update(spread=7.0, spread_err=1.0)  # within two standard errors of the depth: still trains
+    p._diagnosis = None
+    assert p.diagnosis.trainable is True

@@ -353,6 +353,11 @@ def fit_branch_scale(graph: ModelGraph, plan: InitPlan, example: torch.Tensor) -
                     f"{band[1]:+.3f} over the depth")
 
 
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    """Draws happen where the user's generator lives (CPU without one); copy_ moves them to the weights."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def apply_plan(graph: ModelGraph, plan: InitPlan, generator: torch.Generator | None) -> None:
     """Write the planned weights and biases into the model's layers."""
@@ -363,12 +368,13 @@ def apply_plan(graph: ModelGraph, plan: InitPlan, generator: torch.Generator | N
         if lp.kind == "conv":
             new = _conv_weight(w.shape, m.groups, lp.sigma_w2, lp.scheme, generator)
         else:
-            g = torch.randn(tuple(w.shape), generator=generator, dtype=torch.float64)
+            g = torch.randn(tuple(w.shape), generator=generator, dtype=torch.float64, device=_gen_device(generator))
             new = unit_weights(g, w.shape[1], lp.scheme) * math.sqrt(lp.sigma_w2)
         w.copy_((new * lp.branch_scale).to(w.dtype))
         if m.bias is not None:
             if lp.sigma_b2 > 0:
-                b = torch.randn(tuple(m.bias.shape), generator=generator, dtype=torch.float64) * math.sqrt(lp.sigma_b2)
+                b = torch.randn(tuple(m.bias.shape), generator=generator, dtype=torch.float64,
+                                device=_gen_device(generator)) * math.sqrt(lp.sigma_b2)
                 m.bias.copy_((b * lp.branch_scale).to(m.bias.dtype))
             else:
                 m.bias.zero_()
@@ -379,13 +385,13 @@ def _conv_weight(shape: torch.Size, groups: int, sw2: float, scheme: str,
     out, in_g = shape[0], shape[1]
     taps = math.prod(shape[2:])
     if scheme == "gaussian":
-        g = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
+        g = torch.randn(tuple(shape), generator=generator, dtype=torch.float64, device=_gen_device(generator))
         return g * math.sqrt(sw2 / (in_g * taps))
     w = torch.zeros(tuple(shape), dtype=torch.float64)
     block = out // groups
     centre = tuple(k // 2 for k in shape[2:])
     for gi in range(groups):
-        g = torch.randn((block, in_g), generator=generator, dtype=torch.float64)
+        g = torch.randn((block, in_g), generator=generator, dtype=torch.float64, device=_gen_device(generator))
         q = haar_orthogonal(g) * math.sqrt(max(block, in_g) / in_g)  # entry variance 1 / in_g, as unit_weights
         w[(slice(gi * block, (gi + 1) * block), slice(None)) + centre] = q * math.sqrt(sw2)
     return w

@@ -99,16 +99,16 @@ class Displacement:
 
 def weight_energy(module: torch.nn.Module) -> tuple[torch.Tensor, float, float]:
     """(tap energies e_t summed over input channels and averaged over outputs, sw2 = sum_t e_t, sb2)."""
-    w = module.weight.detach().to(torch.float64)
+    w = module.weight.detach().to("cpu", torch.float64)
     w2 = w * w
     taps = w2.sum(1).mean(0) if w.dim() > 2 else w2.sum(1).mean(0, keepdim=True)
-    sb2 = 0.0 if module.bias is None else float(module.bias.detach().to(torch.float64).square().mean())
+    sb2 = 0.0 if module.bias is None else float(module.bias.detach().to("cpu", torch.float64).square().mean())
     return taps, float(taps.sum()), sb2
 
 
 def is_delta_orthogonal(module: torch.nn.Module, tol: float = 1e-6) -> bool:
     """True when a conv kernel has all its energy on the centre tap and that tap is a scaled orthogonal map."""
-    w = module.weight.detach().to(torch.float64)
+    w = module.weight.detach().to("cpu", torch.float64)
     if w.dim() < 3 or any(k % 2 == 0 for k in w.shape[2:]) or module.groups != 1:
         return False
     center = w[(slice(None), slice(None)) + tuple(k // 2 for k in w.shape[2:])]
@@ -260,8 +260,8 @@ class Propagator:
     def _norm(self, step: Step, s: Moments, dims: tuple[int, ...], centre: bool, key: str):
         m = step.module
         eps = float(step.params["eps"])
-        g = m.weight.detach().to(torch.float64) if getattr(m, "weight", None) is not None else None
-        b = m.bias.detach().to(torch.float64) if getattr(m, "bias", None) is not None else None
+        g = m.weight.detach().to("cpu", torch.float64) if getattr(m, "weight", None) is not None else None
+        b = m.bias.detach().to("cpu", torch.float64) if getattr(m, "bias", None) is not None else None
         g2 = float(g.square().mean()) if g is not None else 1.0
         gm = float(g.mean()) if g is not None else 1.0
         b2 = float(b.square().mean()) if b is not None else 0.0

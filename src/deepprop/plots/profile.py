@@ -60,6 +60,7 @@ def profile_figure(profile, path: str | Path, title: str | None = None) -> Path:
 def agreement_figure(profiles: Mapping[str, object], path: str | Path, band: float = 0.1) -> Path:
     """Predicted against measured q and c of every step with a prediction, one colour per model."""
     fig, axes = panels(2, width=4.4)
+    span = {"q": [], "c": []}
     for i, (name, prof) in enumerate(profiles.items()):
         rows = [r for r in prof.rows if r["theory"] != "none"]
         for ax, key in zip(axes, ("q", "c"), strict=True):
@@ -68,13 +69,17 @@ def agreement_figure(profiles: Mapping[str, object], path: str | Path, band: flo
             er = np.array([r[f"{key}_err"] for r in rows], dtype=float)
             ax.errorbar(th, me, yerr=np.nan_to_num(er), fmt="o", ms=2.5, lw=0.6, color=f"C{i}", label=name,
                         alpha=0.8)
+            span[key] += [v for v in np.concatenate([th, me]) if np.isfinite(v) and (key == "c" or v > 0)]
     for ax, key in zip(axes, ("q", "c"), strict=True):
-        lo, hi = ax.get_xlim()
-        lo, hi = min(lo, ax.get_ylim()[0]), max(hi, ax.get_ylim()[1])
+        values = np.array(span[key] or [1e-3, 1.0])
+        lo, hi = float(values.min()), float(values.max())
         if key == "q":
             ax.set_xscale("log")
             ax.set_yscale("log")
-            lo = max(lo, 1e-12)
+            lo, hi = lo / 1.5, hi * 1.5
+        else:
+            pad = 0.05 * max(hi - lo, 1e-3)
+            lo, hi = lo - pad, hi + pad
         grid = np.geomspace(lo, hi, 50) if key == "q" else np.linspace(lo, hi, 50)
         ax.plot(grid, grid, "k-", lw=0.8)
         ax.fill_between(grid, grid * (1 - band), grid * (1 + band), color="0.85", zorder=0,
