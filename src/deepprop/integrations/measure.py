@@ -137,7 +137,7 @@ def measure(graph: ModelGraph, inputs, *, inits: int, seed: int, redraw: str, ja
         devices = [xa.device] if xa.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(stream_seed(f"masks-{k}", seed))
-            _statistics(run_graph, xa, xb, gen, out, k)
+            _statistics(run_graph, xa, xb, gen, out, k, full_tangent=probe > 1 or run_graph.method != "fx")
         if jacobian:
             with torch.random.fork_rng(devices=devices):
                 _jacobian_probe(run_graph, torch.cat([xa, xb])[:probe], gen, stream_seed(f"probe-{k}", seed),
@@ -176,10 +176,14 @@ def _per_example_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 def _statistics(graph: ModelGraph, xa: torch.Tensor, xb: torch.Tensor, gen: torch.Generator, out: Measured,
-                k: int) -> None:
+                k: int, full_tangent: bool) -> None:
+    """q and c from both inputs of every pair; the tangent rides on the first input of each pair only (half the
+    cost), or on every example where the model couples the examples of a batch (BatchNorm in training)."""
     pairs = xa.shape[0]
     x = torch.cat([xa, xb])
-    v = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(dtype=x.dtype, device=x.device)
+    rows = x.shape[0] if full_tangent else pairs
+    v = torch.randn((rows,) + tuple(x.shape[1:]), generator=gen, dtype=torch.float64).to(dtype=x.dtype,
+                                                                                         device=x.device)
     v = v.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and x.is_contiguous(
         memory_format=torch.channels_last) else v
 
@@ -289,7 +293,8 @@ def _tangent_step(gm, node, step, env, tan, fx):
     kind = step.kind
     first = tensor_nodes[0]
     if kind == "activation":
-        xp, t = env[first], tan[first]
+        t = tan[first]
+        xp = env[first][: t.shape[0]]  # the tangent may ride on the first rows of the batch only
         act = step.params["activation"]
         if act.name == "relu":  # phi' is the indicator of z > 0: one select instead of phi' and a product
             dt = torch.where(xp > 0, t, torch.zeros((), dtype=t.dtype, device=t.device))
@@ -301,7 +306,8 @@ def _tangent_step(gm, node, step, env, tan, fx):
         rho = step.params["keep_rate"]
         shape = xp.shape[:2] + (1,) * (xp.dim() - 2) if step.params["channelwise"] else xp.shape
         mask = torch.empty(shape, dtype=xp.dtype, device=xp.device).bernoulli_(rho) / rho
-        return xp * mask, _times(mask, tan[first])
+        t = tan[first]
+        return xp * mask, None if t is None else mask[: t.shape[0]] * t
     if kind in ("linear", "conv"):
         m = gm.get_submodule(node.target)
         y = m(*args, **kwargs)
@@ -322,13 +328,12 @@ def _tangent_step(gm, node, step, env, tan, fx):
         return _call(gm, node, args, kwargs), tan[first]
     if kind in _LINEAR_IN_INPUT and len(tensor_nodes) == 1:
         y = _call(gm, node, args, kwargs)
-        targs = fx.node.map_arg(node.args, lambda n: tan[n] if n is first else env[n])
+        t = tan[first]
+        if kind in ("flatten", "reshape"):  # may name the batch size: reshape the tangent to the output's shape
+            return y, t.reshape((t.shape[0],) + tuple(y.shape[1:]))
+        targs = fx.node.map_arg(node.args, lambda n: t if n is first else env[n])
         return y, _call(gm, node, targs, kwargs)
     return _jvp_step(gm, node, args, kwargs, tensor_nodes, env, tan, fx)
-
-
-def _times(d: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else d * t
 
 
 def _jvp_step(gm, node, args, kwargs, tensor_nodes, env, tan, fx):
@@ -344,11 +349,14 @@ def _jvp_step(gm, node, args, kwargs, tensor_nodes, env, tan, fx):
         out = _call(gm, node, a, kw)
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    primals = tuple(env[n] for n in order)
     tangents = tuple(tan[n] for n in order)
+    rows = tangents[0].shape[0]
+    primals = tuple(env[n][:rows] if env[n].dim() and env[n].shape[0] > rows else env[n] for n in order)
     y, t = jvp(fn, primals, tangents)
-    if node.op == "call_module" and isinstance(gm.get_submodule(node.target), _TUPLE_MODULES):
-        return _call(gm, node, args, kwargs), t  # the whole tuple for the getitem steps that follow
+    sliced = any(p is not env[n] for p, n in zip(primals, order, strict=True))
+    if sliced or (node.op == "call_module" and isinstance(gm.get_submodule(node.target), _TUPLE_MODULES)):
+        # the whole batch (the tangent rode on its first rows), or the whole tuple for the getitem steps after it
+        return _call(gm, node, args, kwargs), t
     return y, t
 
 

@@ -33,6 +33,8 @@ COLUMNS = ("name", "kind", "q", "q_err", "q_theory", "c", "c_err", "c_theory", "
 DETAIL_COLUMNS = ("what", "source", "weight_depth", "on_spine", "reference", "numel")
 MAX_INITS = 10_000
 DEFAULT_PAIRS = 4
+LARGE_INPUT = 4096  # entries per example from which each pair already averages over many positions
+LARGE_INPUT_PAIRS = 2
 BATCHNORM_PAIRS = 32
 
 
@@ -231,7 +233,8 @@ def profile(
     example_input : a batch (leading batch dimension) the model runs on; its shape per example sets the
         inputs' shape and its mean square the Gaussian inputs' variance q0.
     inits : number of initialisations averaged (errors are standard errors over them).
-    pairs : number of Gaussian input pairs per initialisation (default 4; 32 when the model has BatchNorm in
+    pairs : number of Gaussian input pairs per initialisation (default 4; 2 for inputs of 4096 entries or more,
+        such as images, whose statistics already average over every position; 32 when the model has BatchNorm in
         training mode, whose batch statistics then come from 64 examples as in training), or data
         ``(xa, xb)``: two batches.
     c0 : correlation of the Gaussian pairs (ignored for data pairs).
@@ -248,7 +251,8 @@ def profile(
     shape = tuple(x.shape[1:])
     batch_norm = model.training and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if pairs is None:
-        pairs = BATCHNORM_PAIRS if batch_norm else DEFAULT_PAIRS
+        pairs = BATCHNORM_PAIRS if batch_norm else (DEFAULT_PAIRS if math.prod(shape) < LARGE_INPUT
+                                                    else LARGE_INPUT_PAIRS)
     q0 = float(x.detach().double().square().mean())
     if not q0 > 0:
         q0 = 1.0
