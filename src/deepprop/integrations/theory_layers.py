@@ -361,32 +361,15 @@ class Propagator:
         atoms = self._cross_atoms(u, v, 0)
         if atoms is None:
             return None
-        su, sv = self.states[u], self.states[v]
-        zero = torch.zeros((), dtype=torch.float64)
-        out = {"aa": zero, "bb": zero, "ab": zero, "ba": zero, "t": zero, "mean_aa": zero}
-        means = {"a": lambda i: zero + 1.0 if i is None else self.states[i].ma,
-                 "b": lambda i: zero + 1.0 if i is None else self.states[i].mb}
-        for atom in atoms:
-            if atom[0] == "self":
-                _, w, f = atom
-                sw = self.states[w]
-                out["aa"] = out["aa"] + f * sw.qa
-                out["bb"] = out["bb"] + f * sw.qb
-                out["ab"] = out["ab"] + f * sw.qab
-                out["ba"] = out["ba"] + f * sw.qab
-                out["t"] = out["t"] + f * sw.t
-            else:
-                _, x, y, f = atom
-                out["aa"] = out["aa"] + f * means["a"](x) * means["a"](y)
-                out["mean_aa"] = out["mean_aa"] + f * means["a"](x) * means["a"](y)
-                out["bb"] = out["bb"] + f * means["b"](x) * means["b"](y)
-                out["ab"] = out["ab"] + f * means["a"](x) * means["b"](y)
-                out["ba"] = out["ba"] + f * means["b"](x) * means["a"](y)
+        one = torch.ones((), dtype=torch.float64)
+        out = _sum_atoms(atoms, lambda w: {"aa": self.states[w].qa, "bb": self.states[w].qb,
+                                           "ab": self.states[w].qab, "t": self.states[w].t},
+                         lambda i: one if i is None else self.states[i].ma,
+                         lambda i: one if i is None else self.states[i].mb)
         kinds = {a[0] for a in atoms}
         out["describe"] = ("none (a branch passes through a zero-mean random weight layer)" if not atoms else
                            "products of the branches' means" if kinds == {"mean"} else
                            "shared signal along scalings and additions")
-        del su, sv
         return out
 
     def _cross_atoms(self, u: int, v: int, depth: int) -> list | None:
@@ -510,24 +493,16 @@ class Propagator:
         if du is None or dv is None or atoms is None:
             return None
         alpha, beta = step.params["coefficients"]
-        zero = torch.zeros((), dtype=torch.float64)
-        x = {"aa": zero, "bb": zero, "ab": zero, "ba": zero, "t": zero}
-        mbar = {"a": lambda i: 1.0 if i is None else self.states[i].ma.mean(),
-                "b": lambda i: 1.0 if i is None else self.states[i].mb.mean()}
-        for atom in atoms:
-            if atom[0] == "self":
-                dw = self.displacement(atom[1])
-                if dw is None:
-                    return None
-                f = atom[2]
-                x = {"aa": x["aa"] + f * dw.aa, "bb": x["bb"] + f * dw.bb, "ab": x["ab"] + f * dw.ab,
-                     "ba": x["ba"] + f * dw.ab, "t": x["t"] + f * dw.t}
-            else:
-                _, i, j, f = atom
-                x["aa"] = x["aa"] + f * mbar["a"](i) * mbar["a"](j)
-                x["bb"] = x["bb"] + f * mbar["b"](i) * mbar["b"](j)
-                x["ab"] = x["ab"] + f * mbar["a"](i) * mbar["b"](j)
-                x["ba"] = x["ba"] + f * mbar["b"](i) * mbar["a"](j)
+
+        def fields(w: int) -> dict | None:
+            dw = self.displacement(w)
+            return None if dw is None else {"aa": dw.aa, "bb": dw.bb, "ab": dw.ab, "t": dw.t}
+
+        one = torch.ones((), dtype=torch.float64)
+        x = _sum_atoms(atoms, fields, lambda i: one if i is None else self.states[i].ma.mean(),
+                       lambda i: one if i is None else self.states[i].mb.mean())
+        if x is None:
+            return None
         a2, b2, ab = alpha * alpha, beta * beta, alpha * beta
         return Displacement(a2 * du.aa + b2 * dv.aa + 2 * ab * x["aa"], a2 * du.bb + b2 * dv.bb + 2 * ab * x["bb"],
                             a2 * du.ab + b2 * dv.ab + ab * (x["ab"] + x["ba"]), a2 * du.t + b2 * dv.t + 2 * ab * x["t"])
@@ -553,6 +528,29 @@ def _fan_in_label(label: str, source: str, fan_in: int) -> tuple[str, str]:
     if fan_in >= MIN_FAN_IN:
         return label, source
     return worst(label, APPROXIMATE), source + f"; fan-in {fan_in} < {MIN_FAN_IN}: c approximate"
+
+
+def _sum_atoms(atoms: list, fields_of, mean_a, mean_b) -> dict | None:
+    """Sum the atoms of a cross term (see ``Propagator._cross_atoms``) over the fields ``fields_of(w)`` of the
+    steps they name (aa, bb, ab, t: maps or displacement arrays) and the means ``mean_a(i)``, ``mean_b(i)``."""
+    zero = torch.zeros((), dtype=torch.float64)
+    out = {k: zero for k in ("aa", "bb", "ab", "ba", "t", "mean_aa")}
+    for atom in atoms:
+        if atom[0] == "self":
+            _, w, f = atom
+            fw = fields_of(w)
+            if fw is None:
+                return None
+            for key, src in (("aa", "aa"), ("bb", "bb"), ("ab", "ab"), ("ba", "ab"), ("t", "t")):
+                out[key] = out[key] + f * fw[src]
+        else:
+            _, x, y, f = atom
+            aa = f * mean_a(x) * mean_a(y)
+            out["aa"], out["mean_aa"] = out["aa"] + aa, out["mean_aa"] + aa
+            out["bb"] = out["bb"] + f * mean_b(x) * mean_b(y)
+            out["ab"] = out["ab"] + f * mean_a(x) * mean_b(y)
+            out["ba"] = out["ba"] + f * mean_b(x) * mean_a(y)
+    return out
 
 
 class _NoTheory(Exception):
