@@ -31,7 +31,7 @@ class ResNet(nn.Module):
 torch.manual_seed(0)
 model = ResNet()
 x = torch.randn(8, 3, 32, 32)
-p = deepprop.profile(model, x)                       # 8 initialisations x 4 Gaussian input pairs
+p = deepprop.profile(model, x)                       # 8 initialisations x 2 Gaussian input pairs
 print(p.to_frame().iloc[[1, 2, 4, 5, 6, -2, -1]].to_string(float_format="%.4g"))
 print(p.diagnosis)                                   # the verdict and its reasons
 report = deepprop.init_(model, example_input=x)      # critical, delta-orthogonal, branch scale, checked

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shape of one input example, without the batch dimension (e.g. 3,32,32 or 784)")
     p.add_argument("--inits", type=common.positive_int, default=8, help="initialisations averaged (default 8)")
     p.add_argument("--pairs", type=common.positive_int, default=None,
-                   help="Gaussian input pairs per initialisation (default 4; 2 for inputs of 4096 entries or more; "
+                   help="Gaussian input pairs per initialisation (default 4; 2 for inputs of 1024 entries or more; "
                         "32 for a model with BatchNorm)")
     p.add_argument("--c0", type=common.finite_float, default=0.5, help="correlation of the input pairs (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -33,7 +33,7 @@ COLUMNS = ("name", "kind", "q", "q_err", "q_theory", "c", "c_err", "c_theory", "
 DETAIL_COLUMNS = ("what", "source", "weight_depth", "on_spine", "reference", "numel")
 MAX_INITS = 10_000
 DEFAULT_PAIRS = 4
-LARGE_INPUT = 4096  # entries per example from which each pair already averages over many positions
+LARGE_INPUT = 1024  # entries per example from which each pair already averages over many positions
 LARGE_INPUT_PAIRS = 2
 BATCHNORM_PAIRS = 32
 
@@ -233,7 +233,7 @@ def profile(
     example_input : a batch (leading batch dimension) the model runs on; its shape per example sets the
         inputs' shape and its mean square the Gaussian inputs' variance q0.
     inits : number of initialisations averaged (errors are standard errors over them).
-    pairs : number of Gaussian input pairs per initialisation (default 4; 2 for inputs of 4096 entries or more,
+    pairs : number of Gaussian input pairs per initialisation (default 4; 2 for inputs of 1024 entries or more,
         such as images, whose statistics already average over every position; 32 when the model has BatchNorm in
         training mode, whose batch statistics then come from 64 examples as in training), or data
         ``(xa, xb)``: two batches.
