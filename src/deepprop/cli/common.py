@@ -73,6 +73,17 @@ def positive_int(text: str) -> int:
     return v
 
 
+def input_shape(text: str) -> tuple[int, ...]:
+    """``3,32,32`` (or ``3x32x32``): the shape of one input example, without the batch dimension."""
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 3,32,32 (got {text!r})") from None
+    if not shape or any(s < 1 for s in shape):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 3,32,32 (got {text!r})")
+    return shape
+
+
 def value_range(text: str) -> np.ndarray:
     """``START:STOP:NUM`` (inclusive, like numpy.linspace), or a single value, or a comma list."""
     parts = text.split(":")

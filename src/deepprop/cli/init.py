@@ -41,9 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Import path/to/model.py, build ClassName() and diagnose it.")
     d.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/mlp.py:DeepMLP")
     d.add_argument("--activation", default=None, help="override the activation read from the model")
-    from deepprop.cli.profile import input_shape
-
-    d.add_argument("--input-shape", dest="example_input", type=input_shape, default=None, metavar="C,H,W",
+    d.add_argument("--input-shape", dest="example_input", type=common.input_shape, default=None, metavar="C,H,W",
                    help="shape of one input example (needed for a model whose first layer is not Linear)")
     _noise_options(d, keep_default=None)
     d.set_defaults(func=run_diagnose)

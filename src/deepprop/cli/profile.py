@@ -15,23 +15,13 @@ import sys
 from deepprop.cli import common
 
 
-def input_shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 3,32,32 (got {text!r})") from None
-    if not shape or any(s < 1 for s in shape):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 3,32,32 (got {text!r})")
-    return shape
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="measured and predicted q, c, chi of every layer of a PyTorch model",
                        description="Import PATH.py, build ClassName() and profile it: per layer the measured "
                                    "q^l, c^l, chi^l over several initialisations beside the mean-field "
                                    "prediction, and a verdict.")
     p.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/net.py:ResNet")
-    p.add_argument("--input-shape", dest="example_input", type=input_shape, required=True, metavar="C,H,W",
+    p.add_argument("--input-shape", dest="example_input", type=common.input_shape, required=True, metavar="C,H,W",
                    help="shape of one input example, without the batch dimension (e.g. 3,32,32 or 784)")
     p.add_argument("--inits", type=common.positive_int, default=8, help="initialisations averaged (default 8)")
     p.add_argument("--pairs", type=common.positive_int, default=None,
