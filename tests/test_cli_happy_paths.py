@@ -101,6 +101,8 @@ HAPPY: dict[tuple[str, ...], Happy] = {
                                                    "8", "--checkpoint", str(t / f"grad-{r}.json"), "--quiet"]),
     ("simulate", "jacobian"): Happy(lambda t, r: ["simulate", "jacobian", "--sigma-w2", "1.5", "--sigma-b2", "0.05",
                                                   "--width", "8", "--depth", "3", "--quiet"]),
+    ("profile",): Happy(lambda t, r: ["profile", f"{t / 'model.py'}:Net", "--input-shape", "4", "--inits", "2",
+                                      "--csv", str(t / f"profile-{r}.csv"), "--quiet"], writes=("profile-{run}.csv",)),
     ("reproduce",): Happy(lambda t, r: ["reproduce", "--tier", "smoke", "--only", "001-fig1", "--out",
                                         str(t / f"report-{r}"), "--quiet"],
                           writes=("report-{run}/index.html", "report-{run}/claims.json"), check=_reproduce_rows),

@@ -11,7 +11,7 @@ from torch import nn
 
 from deepprop.errors import ParameterError
 from deepprop.integrations.model_structure import activation_from_module, linear_variances, parse_model
-from deepprop.integrations.pytorch import UnrecognisedModuleWarning, diagnose, init_
+from deepprop.integrations.pytorch import diagnose, init_
 
 
 def mlp(width: int, depth: int, act: type[nn.Module] = nn.Tanh, p: float | None = None, bias: bool = True,
@@ -98,7 +98,7 @@ def test_mixed_dropout_and_activations_are_reported():
     assert s.keep_rate == pytest.approx(0.8)
 
 
-def test_missing_activation_is_a_parameter_error():
+def test_functional_activation_is_read_from_the_traced_graph():
     class Functional(nn.Module):
         def __init__(self):
             super().__init__()
@@ -108,8 +108,8 @@ def test_missing_activation_is_a_parameter_error():
         def forward(self, x):
             return self.b(torch.relu(self.a(x)))
 
-    with pytest.raises(ParameterError, match="activation"):
-        init_(Functional())
+    report = init_(Functional())  # torch.relu in forward: no activation module, found by torch.fx
+    assert report.activation == "relu" and report.sigma_w2 == 2.0 and report.sigma_b2 == 0.0
 
 
 def test_bad_weights_scheme_and_non_module():
@@ -150,19 +150,31 @@ def test_orthogonal_rows_are_orthogonal_with_norm_sigma_w2():
     torch.testing.assert_close(w.T @ w, 2.0 * 500 / 300 * eye, atol=1e-5, rtol=0)
 
 
-def test_init_leaves_unsupported_modules_untouched_and_says_so():
+def test_init_leaves_normalisation_as_it_is_and_refuses_modules_it_does_not_understand():
     model = mlp(32, 3, nn.Tanh, extra=nn.LayerNorm(32))
     with torch.no_grad():
         model[5].weight.uniform_(0.5, 1.5)
     before = [p.detach().clone() for p in model[5].parameters()]
-    with pytest.warns(UnrecognisedModuleWarning, match=r"5 \(LayerNorm\)"):
-        report = init_(model, sigma_w2=1.5, sigma_b2=0.0)
+    report = init_(model, sigma_w2=1.5, sigma_b2=0.0)
     for b, p in zip(before, model[5].parameters(), strict=True):
         assert torch.equal(b, p)
     assert report.untouched == [("5", "LayerNorm")]
     assert "LayerNorm" in report.summary()
     for _, lin in parse_model(model).linears:
         assert torch.count_nonzero(lin.bias) == 0
+
+    class Gain(nn.Module):  # an elementwise learnable gain: torch.fx traces through it to x * self.g
+        def __init__(self):
+            super().__init__()
+            self.g = nn.Parameter(torch.ones(32))
+
+        def forward(self, x):
+            return x * self.g
+
+    with pytest.raises(ParameterError, match=r"'5\.g'.*not understand"):
+        init_(mlp(32, 3, nn.Tanh, extra=Gain()))
+    with pytest.raises(ParameterError, match=r"'3' \(PReLU\) is not understood"):
+        init_(nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.PReLU(), nn.Linear(8, 8)))
 
 
 def test_init_is_reproducible_with_a_generator():

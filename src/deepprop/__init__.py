@@ -11,7 +11,8 @@ Everything a notebook needs imports from here::
     phase_diagram(prior, sw2_values, sb2_values)   # an xarray.Dataset: arrays are dimensions, scalars attributes
     critical_init(prior)                 # where to initialise, and how deep it trains (warns when not exact)
     simulate_forward(prior, width=500, depth=20)   # finite random networks beside the theory
-    init_(model), diagnose(model)        # PyTorch models (imported on first use)
+    profile(model, torch.randn(1, 3, 32, 32))      # any PyTorch model: q^l, c^l, chi^l measured and predicted
+    init_(model, example_input=x), diagnose(model) # critical initialisation / verdict of PyTorch models
 
 Every public function takes a :class:`NetworkPrior` first; ``mean_field("tanh", 1.76, 0.05, keep_rate=0.9)``
 (an activation and loose numbers) is a convenience converted into one. Noise kinds beyond dropout
@@ -61,6 +62,8 @@ _LAZY = {  # heavier rooms (xarray, the advice search, torch models, simulations
     "ForwardResult": "deepprop.simulate",
     "GradientResult": "deepprop.simulate",
     "JacobianResult": "deepprop.simulate",
+    "profile": "deepprop.integrations.profile",
+    "Profile": "deepprop.integrations.profile",
     "init_": "deepprop.integrations.pytorch",
     "diagnose": "deepprop.integrations.pytorch",
     "InitReport": "deepprop.integrations.pytorch",
@@ -87,9 +90,9 @@ __all__ = [  # the eager names above and every lazy one (a test checks both list
     "ACTIVATIONS", "Activation", "AdviceWarning", "ClosedForm", "CriticalInit", "DEFAULT_C0", "DEFAULT_Q0",
     "DatasetError", "DeeppropError", "Diagnosis", "Dropout", "Ensemble", "ForwardResult", "GaussianAdditive",
     "GaussianMultiplicative", "GradientResult", "InitReport", "JacobianResult", "MeanField", "MissingExtraError",
-    "NetworkPrior", "Noise", "NoiseKind", "ParameterError", "Progress", "StoreError", "UniformDropout",
+    "NetworkPrior", "Noise", "NoiseKind", "ParameterError", "Profile", "Progress", "StoreError", "UniformDropout",
     "UnrecognisedModuleWarning", "__version__", "critical_init", "critical_sigma_w2", "diagnose",
     "equal_gain_information", "export", "format_number", "get_activation", "gradient_theory", "information_map",
     "init_", "jacobian_moments", "jacobian_spectrum", "maximize_xi_c", "mean_field", "measured_depth_scales",
-    "phase_diagram", "phase_diagram_resumable", "simulate_forward", "simulate_gradients", "trajectory",
+    "phase_diagram", "phase_diagram_resumable", "profile", "simulate_forward", "simulate_gradients", "trajectory",
 ]

@@ -93,6 +93,15 @@ def int_range(minimum: int = 0, maximum: int = MAX_INT64):
 positive_int = int_range(1)
 nonnegative_int = int_range(0)
 seed = int_range(0, MAX_INT64)
+def input_shape(text: str) -> tuple[int, ...]:
+    """``3,32,32`` (or ``3x32x32``): the shape of one input example, without the batch dimension."""
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 3,32,32 (got {text!r})") from None
+    if not shape or any(s < 1 for s in shape):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 3,32,32 (got {text!r})")
+    return shape
 
 
 def value_range(text: str) -> np.ndarray:

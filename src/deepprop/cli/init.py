@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Import path/to/model.py, build ClassName() and diagnose it.")
     d.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/mlp.py:DeepMLP")
     common.add_activation(d, None, help="override the activation read from the model")
+    d.add_argument("--input-shape", dest="example_input", type=common.input_shape, default=None, metavar="C,H,W",
+                   help="shape of one input example (needed for a model whose first layer is not Linear)")
     _noise_options(d, keep_default=None)
     d.set_defaults(func=run_diagnose)
 
@@ -129,11 +131,16 @@ def run_diagnose(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     own = {"activation", "keep_rate", "noise_mult", "noise_add"}
+    example = None
+    if args.example_input is not None:
+        import torch
+
+        example = torch.randn((2,) + tuple(args.example_input), generator=torch.Generator().manual_seed(0))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
-            d = diagnose(model, args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
-                         noise_add=args.noise_add)
+            d = diagnose(model, args.activation, example_input=example, keep_rate=args.keep_rate,
+                         noise_mult=args.noise_mult, noise_add=args.noise_add)
     except ParameterError as exc:
         if exc.param in own and (exc.param != "activation" or args.activation is not None):
             raise  # about a flag the user typed

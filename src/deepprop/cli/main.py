@@ -18,7 +18,7 @@ from pathlib import Path
 
 from deepprop.errors import DeeppropError, ParameterError
 
-COMMAND_MODULES: tuple[str, ...] = ("theory", "sweep", "init", "simulate", "reproduce")
+COMMAND_MODULES: tuple[str, ...] = ("theory", "sweep", "init", "simulate", "reproduce", "profile")
 
 EXIT_USAGE = 2
 MAX_MESSAGE = 400

@@ -1,12 +1,15 @@
 """Critical initialisation and mean-field diagnosis of real PyTorch models.
 
-* :func:`init_` initialises a model's Linear layers in place at the point recommended by
+* :func:`init_` initialises a model's Linear and Conv layers in place at the point recommended by
   :func:`deepprop.advice.critical_init` (or at an explicit ``sigma_w2`` / ``sigma_b2``): weights
   W_ij ~ N(0, sigma_w2 / fan_in) or a scaled orthogonal matrix with the same entry variance, biases
-  b_i ~ N(0, sigma_b2).
-* :func:`diagnose` reads each Linear layer's empirical sigma_w^2 = fan_in * mean(W^2) and
-  sigma_b^2 = mean(b^2), averages them over layers, and reports the engine's phase, chi_1, xi_c and
-  predicted maximum trainable depth against the model's depth, with a plain verdict.
+  b_i ~ N(0, sigma_b2); delta-orthogonal conv kernels; residual branches scaled by 1/sqrt(blocks) (see
+  :mod:`deepprop.integrations.initialise`), then checks the forward signal on the model.
+* :func:`diagnose` of a plain stack of Linear layers reads each layer's empirical sigma_w^2 =
+  fan_in * mean(W^2) and sigma_b^2 = mean(b^2), averages them over layers, and reports the engine's phase,
+  chi_1, xi_c and predicted maximum trainable depth against the model's depth, with a plain verdict; any
+  other model (convolutional, residual, normalised) is diagnosed from its measured propagation profile
+  (:func:`deepprop.integrations.profile.profile`, :mod:`deepprop.integrations.diagnosis`).
 
 Activation and dropout are read from the model (see :mod:`deepprop.integrations.model_structure`) when it is an
 ``nn.Sequential`` or a plain stack of Linear / activation / Dropout modules; pass them explicitly
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +31,6 @@ from deepprop.activations import Activation, get_activation
 from deepprop.advice import DEFAULT_DEPTH_MULTIPLE, CriticalInit, critical_init, depth_sentence
 from deepprop.errors import ParameterError
 from deepprop.integrations.model_structure import ModelStructure, linear_variances, parse_model
-from deepprop.networks.weights import unit_weights
 from deepprop.prior import Noise, check_finite_nonnegative
 
 WEIGHT_SCHEMES = ("gaussian", "orthogonal")
@@ -104,29 +107,39 @@ class InitReport:
     untouched: list[tuple[str, str]]
     advice: CriticalInit | None = None
     notes: list[str] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    residual: dict = field(default_factory=dict)
+    check: dict | None = None
 
     def summary(self) -> str:
         """A few lines for people."""
-        lines = [f"initialised {len(self.initialised)} Linear layers ({self.weights}) at sigma_w2 = "
-                 f"{self.sigma_w2:.6g}, sigma_b2 = {self.sigma_b2:.6g} for {self.activation}, keep rate "
-                 f"{self.keep_rate:g}"]
+        kinds = sorted({d["kind"] for d in self.layers}) or ["linear"]
+        lines = [f"initialised {len(self.initialised)} {'/'.join(k.capitalize() for k in kinds)} layers "
+                 f"({self.weights}) at sigma_w2 = {self.sigma_w2:.6g}, sigma_b2 = {self.sigma_b2:.6g} for "
+                 f"{self.activation}, keep rate {self.keep_rate:g}"]
+        other = [d for d in self.layers if (d["sigma_w2"], d["sigma_b2"]) != (self.sigma_w2, self.sigma_b2)]
+        for d in other[:8]:
+            lines.append(f"  {d['name']}: sigma_w2 = {d['sigma_w2']:.6g}, sigma_b2 = {d['sigma_b2']:.6g} "
+                         f"({d['activation']}, keep rate {d['keep_rate']:g})")
         if self.advice is not None:
             lines.append(self.advice.explanation)
+        if self.residual:
+            lines.append("residual branches: " + self.residual["rule"])
         if self.untouched:
-            lines.append("left untouched (not understood): "
-                         + ", ".join(f"{n or '<root>'} ({c})" for n, c in self.untouched))
+            lines.append("left as they are: " + ", ".join(f"{n or '<root>'} ({c})" for n, c in self.untouched))
+        if self.check is not None:
+            c = self.check
+            lines.append(f"forward check: q from {c['q_in']:.4g} (input) to {c['q_out']:.4g} (output); largest "
+                         f"change 10^{c['log10_worst_ratio']:.2f} at {c['worst_step']}")
         lines += self.notes
         return "\n".join(lines)
 
-
-def _init_weight(weight: torch.Tensor, sigma_w2: float, scheme: str,
-                 generator: torch.Generator | None) -> None:
-    # The same Gaussian / Haar-orthogonal matrices as deepprop's simulations (deepprop.networks.weights):
-    # entry variance sigma_w2 / fan_in for both schemes.
-    fan_out, fan_in = weight.shape
-    device = generator.device if generator is not None else weight.device
-    g = torch.randn((fan_out, fan_in), generator=generator, dtype=torch.float64, device=device).to(weight.device)
-    weight.copy_(unit_weights(g, fan_in, scheme) * math.sqrt(sigma_w2))
+    def to_dict(self) -> dict:
+        """Plain values, ready for JSON."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "advice"}
+        d["advice"] = None if self.advice is None else self.advice.to_dict()
+        d["untouched"] = [list(u) for u in self.untouched]
+        return d
 
 
 @torch.no_grad()
@@ -134,65 +147,85 @@ def init_(
     model: nn.Module,
     activation: str | Activation | None = None,
     *,
+    example_input: torch.Tensor | None = None,
     keep_rate: float | None = None,
     noise_mult: float = 0.0,
     noise_add: float = 0.0,
     sigma_w2: float | None = None,
     sigma_b2: float | None = None,
     weights: str = "gaussian",
+    conv_weights: str = "delta-orthogonal",
+    residual_scale: float | None = None,
     generator: torch.Generator | None = None,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
+    check: bool = True,
 ) -> InitReport:
-    """Initialise every ``nn.Linear`` of ``model`` in place at the noise-aware critical point.
+    """Initialise every ``nn.Linear`` and ``nn.Conv`` of ``model`` in place at the noise-aware critical point.
 
-    The point is ``critical_init(activation, keep_rate=..., noise_mult=..., noise_add=...,
-    sigma_b2=sigma_b2, depth=<number of Linear layers>)`` unless ``sigma_w2`` is given, in which case
-    (sigma_w2, sigma_b2 or 0) is used as is. Weights: ``"gaussian"`` draws W_ij ~ N(0, sigma_w2/fan_in);
-    ``"orthogonal"`` a scaled orthogonal matrix with the same entry variance. Biases ~ N(0, sigma_b2).
-    ``activation`` and ``keep_rate`` default to what the model's modules say (keep_rate = 1 - p of its
-    ``nn.Dropout(p)``). Modules that are not understood are left untouched, listed in the report, and
-    announced by an :class:`UnrecognisedModuleWarning`.
+    Each layer gets ``critical_init(activation, keep_rate=...)`` for the activation acting on its input and
+    the keep rate ``1 - p`` of the ``nn.Dropout(p)`` before it (``sigma_w2`` / ``sigma_b2`` given: those for
+    every layer). Linear weights: ``weights="gaussian"`` (W_ij ~ N(0, sigma_w2/fan_in)) or ``"orthogonal"``;
+    conv kernels: ``conv_weights="delta-orthogonal"`` (Xiao et al. 2018) or ``"gaussian"``; biases ~ N(0,
+    sigma_b2). Residual branches: their last weight layer is scaled by ``residual_scale`` (default
+    1/sqrt(number of branches)). Normalisation layers are left as they are. ``activation`` and ``keep_rate``
+    override what the model says. The model is traced on ``example_input`` (inferred for a model whose first
+    layer is Linear); a module with parameters that is not understood is refused. With ``check`` (default),
+    the model then runs on Gaussian inputs shaped like ``example_input``: if the forward signal is not finite
+    or changes by more than 10^6 along the depth, its previous parameters are restored and a
+    :class:`~deepprop.errors.ParameterError` says where. See :mod:`deepprop.integrations.initialise`.
     """
+    from deepprop.integrations.graph import trace_model
+    from deepprop.integrations.initialise import (
+        CHECK_DECADES,
+        CONV_SCHEMES,
+        apply_plan,
+        check_forward,
+        fit_branch_scale,
+        infer_example_input,
+        plan_init,
+    )
+    from deepprop.integrations.profile import check_input, check_model
+
     if weights not in WEIGHT_SCHEMES:
         raise ParameterError("weights", f"must be one of {', '.join(WEIGHT_SCHEMES)} (got {weights!r})")
-    structure = parse_model(model)
-    _require_linears(structure)
-    _warn_unrecognised(structure)
-    notes: list[str] = []
-    if sigma_w2 is None:
-        setting = _resolve(structure, activation, keep_rate, noise_mult, noise_add)
-        notes += setting.notes
-        if sigma_b2 is None and not structure.has_bias:
-            sigma_b2 = 0.0
-            notes.append("the model's Linear layers have no bias: advice computed at sigma_b2 = 0")
-        advice = critical_init(setting.activation, keep_rate=setting.keep_rate, noise_mult=setting.noise_mult,
-                               noise_add=setting.noise_add, sigma_b2=sigma_b2, depth=structure.depth,
-                               depth_multiple=depth_multiple)
-        if not math.isfinite(advice.sigma_w2):
-            raise ParameterError("activation", advice.explanation)
-        sw2, sb2 = advice.sigma_w2, advice.sigma_b2
-        act_name, kr = setting.activation.name, setting.keep_rate
-    else:
-        advice = None
-        sw2 = float(check_finite_nonnegative("sigma_w2", sigma_w2))
-        sb2 = 0.0 if sigma_b2 is None else float(check_finite_nonnegative("sigma_b2", sigma_b2))
-        act = structure.activation if activation is None else get_activation(activation)
-        act_name = act.name if act is not None else "unknown"
-        kr = structure.keep_rate if keep_rate is None else float(keep_rate)
-        kr = 1.0 if kr is None else kr
-    names = []
-    for name, lin in structure.linears:
-        _init_weight(lin.weight, sw2, weights, generator)
-        if lin.bias is not None:
-            if sb2 > 0:
-                nn.init.normal_(lin.bias, 0.0, math.sqrt(sb2), generator=generator)
-            else:
-                nn.init.zeros_(lin.bias)
-        elif sb2 > 0:
-            notes.append(f"layer {name} has no bias: its sigma_b2 is 0, not {sb2:g}")
-        names.append(name)
-    return InitReport(sigma_w2=sw2, sigma_b2=sb2, weights=weights, activation=act_name, keep_rate=kr,
-                      initialised=names, untouched=list(structure.unrecognised), advice=advice, notes=notes)
+    if conv_weights not in CONV_SCHEMES:
+        raise ParameterError("conv_weights", f"must be one of {', '.join(CONV_SCHEMES)} (got {conv_weights!r})")
+    device = check_model(model)
+    Noise(1.0 if keep_rate is None else keep_rate, noise_mult, noise_add)  # validates all three
+    if sigma_w2 is not None:
+        check_finite_nonnegative("sigma_w2", sigma_w2)
+    if sigma_b2 is not None:
+        check_finite_nonnegative("sigma_b2", sigma_b2)
+    x = check_input(example_input, device) if example_input is not None else infer_example_input(model, device)
+    graph = trace_model(model, x)
+    plan = plan_init(graph, activation=activation, keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
+                     sigma_w2=sigma_w2, sigma_b2=sigma_b2, weights=weights, conv_weights=conv_weights,
+                     residual_scale=residual_scale, depth_multiple=depth_multiple)
+    if not plan.layers:
+        raise ParameterError("model", "has no nn.Linear or nn.Conv layers: nothing to initialise")
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    apply_plan(graph, plan, generator)
+    fit_branch_scale(graph, plan, x)
+    result = None
+    if check:
+        result = check_forward(graph, x)
+        if not result["ok"]:
+            model.load_state_dict(snapshot)
+            how = ("is not finite" if not result["finite"] else
+                   "is exactly zero (every unit inactive)" if result["zero"] else
+                   f"{'grows' if result['log10_worst_ratio'] > 0 else 'shrinks'} by "
+                   f"10^{abs(result['log10_worst_ratio']):.1f} (more than 10^{CHECK_DECADES:g})")
+            raise ParameterError("model", f"after initialising, the forward signal {how} at step "
+                                          f"{result['worst_step']!r}; the model was left as it was")
+    main = Counter((lp.sigma_w2, lp.sigma_b2) for lp in plan.layers).most_common(1)[0][0]
+    first = next(lp for lp in plan.layers if (lp.sigma_w2, lp.sigma_b2) == main)
+    schemes = sorted({lp.scheme for lp in plan.layers})
+    return InitReport(
+        sigma_w2=main[0], sigma_b2=main[1], weights="/".join(schemes), activation=first.activation,
+        keep_rate=Counter(lp.keep_rate for lp in plan.layers).most_common(1)[0][0],
+        initialised=[lp.name for lp in plan.layers], untouched=list(plan.left_as_is), advice=first.advice,
+        notes=plan.notes, layers=[lp.to_dict() for lp in plan.layers], residual=plan.residual, check=result,
+    )
 
 
 @dataclass
@@ -249,18 +282,49 @@ def diagnose(
     model: nn.Module,
     activation: str | Activation | None = None,
     *,
+    example_input: torch.Tensor | None = None,
     keep_rate: float | None = None,
     noise_mult: float = 0.0,
     noise_add: float = 0.0,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
-) -> Diagnosis:
-    """Predict from a model's current weights whether signal can propagate through its depth.
+    inits: int = 8,
+    pairs: int | None = None,
+):
+    """Predict from a model's current weights whether signal and gradients can cross its depth.
 
-    Reads each Linear layer's empirical sigma_w^2 = fan_in * mean(W^2) and sigma_b^2 = mean(b^2),
-    averages them over layers, and evaluates the engine's ``mean_field`` there. The model is predicted
-    to train when its depth (number of Linear layers) is at most depth_multiple * xi_c (core paper
-    section 5). Unrecognised modules are named in the result and warned about.
+    A plain stack Linear -> activation -> [Dropout] -> ... (read with torch.fx on ``example_input``,
+    inferred for a model whose first layer is Linear) is diagnosed by the engine: each Linear layer's
+    empirical sigma_w^2 = fan_in * mean(W^2) and sigma_b^2 = mean(b^2), averaged over layers, give the
+    phase, chi_1 and xi_c; the model is predicted to train when its depth (number of Linear layers) is at
+    most depth_multiple * xi_c (core paper section 5). Returns a :class:`Diagnosis`.
+
+    Any other model is diagnosed from its measured propagation profile (``inits`` initialisations,
+    ``pairs`` Gaussian pairs; :func:`deepprop.integrations.profile.profile`): returns a
+    :class:`~deepprop.integrations.diagnosis.ProfileDiagnosis` whose verdict names the steps modelled,
+    approximated and measured only, and says "cannot tell" where the measurement cannot decide.
     """
+    from deepprop.integrations.graph import trace_model
+    from deepprop.integrations.initialise import infer_example_input, is_linear_chain
+    from deepprop.integrations.profile import check_input, check_model, profile
+
+    if not isinstance(model, nn.Module):
+        raise ParameterError("model", f"must be a torch.nn.Module (got {type(model).__name__})")
+    device = check_model(model)
+    x = check_input(example_input, device) if example_input is not None else infer_example_input(model, device)
+    graph = trace_model(model, x)
+    if not is_linear_chain(graph):
+        return profile(model, x, inits=inits, pairs=pairs).diagnosis
+    if activation is None and parse_model(model).activation is None:
+        acts = {s.params["activation"].name: s.params["activation"] for s in graph.steps if s.kind == "activation"}
+        if len(acts) == 1:
+            activation = next(iter(acts.values()))  # a functional activation, read from the traced graph
+    return _diagnose_linear_stack(model, activation, keep_rate=keep_rate, noise_mult=noise_mult,
+                                  noise_add=noise_add, depth_multiple=depth_multiple)
+
+
+def _diagnose_linear_stack(model: nn.Module, activation, *, keep_rate, noise_mult, noise_add,
+                           depth_multiple) -> Diagnosis:
+    """The engine's diagnosis of a plain stack of Linear layers (see :func:`diagnose`)."""
     from deepprop.theory.meanfield import mean_field
 
     structure = parse_model(model)

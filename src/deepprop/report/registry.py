@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from deepprop.report.context import Context
 
 TIERS = ("smoke", "quick", "paper")
-CLAIM_MODULES = ("claims_001", "claims_001_train", "claims_004", "claims_002", "claims_003", "claims_own")
+CLAIM_MODULES = ("claims_001", "claims_001_train", "claims_004", "claims_002", "claims_003", "claims_own",
+                 "claims_real_models")
 
 
 @dataclass
