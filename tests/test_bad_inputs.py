@@ -531,6 +531,20 @@ CASES = [
     ("diagnose-unknown-activation", lambda e: ["diagnose", f"{e.model_ok}:Net", "--activation", "nope"],
      "--activation"),
     ("diagnose-negative-noise", lambda e: ["diagnose", f"{e.model_ok}:Net", "--noise-add", "-1"], "--noise-add"),
+    # --- profile ---------------------------------------------------------------------------------------------
+    ("profile-no-input-shape", lambda e: ["profile", f"{e.model_ok}:Net"], "--input-shape"),
+    ("profile-input-shape-zero", lambda e: ["profile", f"{e.model_ok}:Net", "--input-shape", "0"], "--input-shape"),
+    ("profile-input-shape-wrong", lambda e: ["profile", f"{e.model_ok}:Net", "--input-shape", "5"], "does not run"),
+    ("profile-plot-suffix", lambda e: ["profile", f"{e.model_ok}:Net", "--input-shape", "4", "--plot",
+                                       str(e.tmp / "p.txt")], "--plot"),
+    ("profile-csv-no-folder", lambda e: ["profile", f"{e.model_ok}:Net", "--input-shape", "4", "--csv",
+                                         str(e.tmp / "missing" / "p.csv")], "--csv"),
+    ("profile-seed-negative", lambda e: ["profile", f"{e.model_ok}:Net", "--input-shape", "4", "--seed", "-1"],
+     "--seed"),
+    ("profile-inits-zero", lambda e: ["profile", f"{e.model_ok}:Net", "--input-shape", "4", "--inits", "0"],
+     "--inits"),
+    ("profile-ctor-raises", lambda e: ["profile", f"{e.model_ctor_raises}:Net", "--input-shape", "4"], "no GPU here"),
+    ("profile-file-raises", lambda e: ["profile", f"{e.model_raises}:Net", "--input-shape", "4"], "broken model file"),
     # --- Ray: one line within seconds --------------------------------------------------------------------------
     ("ray-not-a-ray-server", lambda e: sweep(e, "--executor", "ray", "--ray-address", f"127.0.0.1:{e.junk_port}"),
      "--ray-address"),
@@ -630,7 +644,7 @@ def test_battery_size():
     commands = {p.values[0](_AnyPath())[0] for p in PARAMS}
     assert len(PARAMS) >= 120
     assert commands == {"point", "critical", "phase", "figures", "advise", "diagnose", "sweep", "simulate",
-                        "reproduce"}
+                        "reproduce", "profile"}
     assert len(_api_cases()) >= 40
 
 

@@ -59,9 +59,19 @@ def run_profile(args: argparse.Namespace) -> int:
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     if params:
         example = example.to(dtype=params[0].dtype, device=params[0].device)
-    with common.bar(args, total=args.inits, desc="initialisations") as bar:
+    bars = []  # opened at the first finished initialisation: a model refused up front draws no bar
+
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bars.append(common.bar(args, total=total, desc="initialisations"))
+        bars[0].update(done - bars[0].n)
+
+    try:
         result = profile(model, example, inits=args.inits, pairs=args.pairs, c0=args.c0, seed=args.seed,
-                         redraw=args.redraw, jacobian=not args.no_jacobian, progress=lambda k, n: bar.update(1))
+                         redraw=args.redraw, jacobian=not args.no_jacobian, progress=advance)
+    finally:
+        for b in bars:
+            b.close()
     if args.csv:
         from deepprop.paths import write_atomically
 
