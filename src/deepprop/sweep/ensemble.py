@@ -238,13 +238,13 @@ def flops_per_step(settings: TrainSettings, n_in: int, n_out: int) -> float:
 
 def bytes_per_network(settings: TrainSettings, n_in: int, n_out: int) -> int:
     """Device memory of one network in training: parameters and optimizer state (SGD writes its update
-    straight into the weights; RMSProp keeps a gradient and a square average), and per layer the
+    straight into the weights; RMSProp keeps a gradient, a square average and a denominator), and per layer the
     pre-activation, the noisy input and its noise factor (an upper bound: without noise the last two are not
     allocated), the mini-batch and two gradient buffers."""
     itemsize = 8 if settings.dtype == "float64" else 4
     sizes = layer_sizes(settings.depth, settings.width, n_in, n_out)
     n_params = sum(a * b + b for a, b in sizes)
-    state = 3 if settings.optimizer == "rmsprop" else 1
+    state = 4 if settings.optimizer == "rmsprop" else 1  # + gradient, square average, denominator
     acts = settings.batch_size * (3 * settings.width * settings.depth + n_in + n_out + 2 * settings.width)
     return int(itemsize * (state * n_params + acts))
 
@@ -297,6 +297,17 @@ def _evaluate(
     return correct / len(y), loss / len(y)
 
 
+def build_trainer(specs: Sequence[NetSpec], settings: TrainSettings, weights: Sequence[torch.Tensor],
+                  biases: Sequence[torch.Tensor], *, low_precision: bool = False) -> EnsembleTrainer:
+    """The :class:`~deepprop.sweep.trainer.EnsembleTrainer` of ``specs`` from initial parameters (copied)."""
+    device, dtype = weights[0].device, weights[0].dtype
+    return EnsembleTrainer(
+        weights, biases, kernel=activation_kernel(get_activation(settings.activation)),
+        noise=_HashedNoise(specs, device, dtype), optimizer=settings.optimizer,
+        lr=torch.tensor([s.lr for s in specs], dtype=dtype), batch_size=settings.batch_size,
+        rmsprop_alpha=settings.rmsprop_alpha, rmsprop_eps=settings.rmsprop_eps, low_precision=low_precision)
+
+
 def train_ensemble(
     specs: Sequence[NetSpec],
     settings: TrainSettings,
@@ -317,16 +328,10 @@ def train_ensemble(
     if not specs:
         raise ParameterError("specs", "must contain at least one network")
     device = x_train.device
-    dtype = getattr(torch, settings.dtype)
     phi = get_activation(settings.activation)
     k, n_in = len(specs), x_train.shape[1]
-    weights, biases = init if init is not None else init_params(specs, settings, n_in, n_classes, device)
-    trainer = EnsembleTrainer(
-        weights, biases, kernel=activation_kernel(phi), noise=_HashedNoise(specs, device, dtype),
-        optimizer=settings.optimizer, lr=torch.tensor([s.lr for s in specs], dtype=dtype),
-        batch_size=settings.batch_size, rmsprop_alpha=settings.rmsprop_alpha, rmsprop_eps=settings.rmsprop_eps,
-        low_precision=settings.precision == "bf16" and device.type == "cuda")
-    del weights, biases
+    trainer = build_trainer(specs, settings, *(init or init_params(specs, settings, n_in, n_classes, device)),
+                            low_precision=settings.precision == "bf16" and device.type == "cuda")
     table = torch.from_numpy(data_order(specs, len(y_train), settings)).to(device)  # (steps, K, B)
     batch_x = torch.empty(k * settings.batch_size, n_in, dtype=x_train.dtype, device=device)
 
