@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from deepprop.sweep import cost, cost_table
 from deepprop.sweep.config import from_mapping
@@ -25,16 +26,26 @@ def table(monkeypatch):
     monkeypatch.setattr(cost_table, "MACHINE", "test machine")
 
 
-def _forward_flops(depth, width, n_in, n_out, examples):
-    from torch.utils.flop_counter import FlopCounterMode
-
+def _plain_model(depth, width, n_in, n_out):
     layers, fan_in = [], n_in
     for _ in range(depth):
         layers += [torch.nn.Linear(fan_in, width), torch.nn.Tanh()]
         fan_in = width
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(width, n_out))
+    return torch.nn.Sequential(*layers, torch.nn.Linear(width, n_out))
+
+
+def _forward_flops(depth, width, n_in, n_out, examples):
+    """torch's FLOP counter on a forward pass of a plain network."""
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.randn(examples, n_in))
+        _plain_model(depth, width, n_in, n_out)(torch.randn(examples, n_in))
+    return counter.get_total_flops()
+
+
+def _training_flops(depth, width, n_in, n_out, batch):
+    """torch's FLOP counter on a training step (forward and backward) of a plain network."""
+    model = _plain_model(depth, width, n_in, n_out)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(torch.randn(batch, n_in)), torch.randint(0, n_out, (batch,))).backward()
     return counter.get_total_flops()
 
 
@@ -63,19 +74,6 @@ def test_sweep_cost_work_is_exact_and_time_is_flops_over_rate(table):
     seconds = per_depth * sum((300 * train[d] + evaluation[d]) / (r * 1e9) for d, r in ((10, 40.0), (100, 60.0)))
     assert c.seconds == pytest.approx(seconds)
     assert "test machine" in c.text() and "network-steps" in c.text()
-
-
-def _training_flops(depth, width, n_in, n_out, batch):
-    from torch.utils.flop_counter import FlopCounterMode
-
-    layers, fan_in = [], n_in
-    for _ in range(depth):
-        layers += [torch.nn.Linear(fan_in, width), torch.nn.Tanh()]
-        fan_in = width
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(width, n_out))
-    with FlopCounterMode(display=False) as counter:
-        torch.nn.functional.cross_entropy(model(torch.randn(batch, n_in)), torch.randint(0, n_out, (batch,))).backward()
-    return counter.get_total_flops()
 
 
 def test_network_steps_per_second_is_rate_over_step_flops(table):

@@ -15,14 +15,18 @@ optionally times N(1, noise_mult^2), plus additive a ~ N(0, noise_add^2); it is 
 All parameters of layer l are stacked into one tensor of shape (K, fan_in, fan_out) and each layer is one
 ``torch.baddbmm``: there is no Python loop over networks in training. SGD (p <- p - lr_k g) and RMSProp
 (v <- a v + (1 - a) g^2, p <- p - lr_k g / (sqrt(v) + eps), as ``torch.optim.RMSprop``) act on the stacked
-tensors with a per-network learning rate lr_k. A network whose loss becomes NaN/inf is marked diverged at
-that step and masked out of every later update; the others go on unaffected.
+tensors with a per-network learning rate lr_k. The step is backpropagated by hand on preallocated buffers
+(:mod:`deepprop.sweep.trainer`; tests hold it to autograd + torch.optim and to finite differences). A
+network whose loss becomes NaN/inf is marked diverged at that step and gets no further update; the others
+go on unaffected. Accuracy and loss are measured on the train/test subsets for all networks at once, after
+each budget (the inputs, shared by every network, go through the first layer as one matmul).
 
 Randomness is per network, never per batch of networks, so a network trains identically whatever
 ensemble it is part of: initial weights come from a generator seeded with its ``init_seed``, mini-batch
 order from its data ``seed`` (:func:`batch_indices`), and noise from a counter-based hash of
-(noise_key, step, layer, example, unit) (:func:`deepprop.networks.random.hash_uniform`). Weights and noise
-come from the one random-network engine, :mod:`deepprop.networks`.
+(noise_key, step, layer, example, unit) (:func:`deepprop.networks.random.hash_uniform`; dropout alone is
+drawn on the CPU by :class:`deepprop.sweep.kernels.HashedDropout`, the same bits). Weights and noise come
+from the one random-network engine, :mod:`deepprop.networks`.
 """
 
 from __future__ import annotations
