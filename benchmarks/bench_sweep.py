@@ -292,12 +292,11 @@ def breakdown(w: Workload, a: argparse.Namespace) -> dict:
     kern = tr.kernel
     tr.kernel = type(kern)(kern.name, timer("activation", kern.forward_), timer("activation", kern.backward),
                            kern.keeps_input)
+    tr._apply_factor = timer("noise: apply", tr._apply_factor)
     if tr.noise is not None:
         noise = copy.copy(tr.noise)
-        noise.apply = timer("noise: apply", noise.apply)
-        if getattr(noise, "_dropout", None) is not None:
-            noise._dropout = copy.copy(noise._dropout)
-            noise._dropout.factors = timer("noise: hashed masks", noise._dropout.factors)
+        noise.apply = timer("noise: drawn and applied per layer", noise.apply)
+        noise.fill_factors = timer("noise: hashed masks", noise.fill_factors)
         tr.noise = noise
     gather = timer("data (mini-batch gather)", w.gather)
     steps = max(a.steps, 3)

@@ -42,18 +42,26 @@ def _data(n_train=120, n_features=10, n_classes=4):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("threads", [1, 3])
-def test_dropout_factors_are_the_hash_streams_bits(dtype, threads):
+def test_dropout_factors_are_the_hash_streams_bits(dtype):
     """The uint32 kernel's factors equal (hash_uniform < rho) / rho of deepprop.networks bit for bit, at keep
     rates whose 2^24 multiples are exact, inexact and 1."""
     keys = [0, 1, 2**31 + 5, 2**32 - 1, 123456789, 77]
     keep = torch.tensor([1.0, 0.9, 0.5, 0.999, 0.123456789, 0.75], dtype=dtype).view(-1, 1, 1)
-    kernel = HashedDropout(keys, keep, dtype, threads=threads)
+    kernel = HashedDropout(keys, keep, dtype)
     key_t = torch.tensor(keys, dtype=torch.int64)
     for step, layer, shape in [(0, 1, (7, 13)), (3, 2, (64, 33)), (12345, 99, (16, 16))]:
         got = kernel.factors(step, layer, shape)
         want = (hash_uniform(key_t, step, layer, 0, shape).to(dtype) < keep).to(dtype) / keep
         assert got.dtype == dtype and torch.equal(got, want)
+
+
+def test_a_whole_steps_masks_on_threads_equal_layer_by_layer():
+    keep = torch.tensor([0.9, 0.8, 1.0]).view(-1, 1, 1)
+    kernel = HashedDropout([5, 6, 7], keep, torch.float32)
+    outs = {layer: torch.empty(3, 16, 24) for layer in range(1, 8)}
+    kernel.fill(11, outs, threads=3)
+    for layer, got in outs.items():
+        assert torch.equal(got, kernel.factors(11, layer, (16, 24)))
 
 
 def test_noise_fast_path_equals_layer_noise_path():
@@ -236,3 +244,20 @@ def test_memory_estimate_bounds_the_trainers_buffers(optimizer):
             list(v.values()) if isinstance(v, dict) else [v]) if isinstance(t, torch.Tensor)}
     estimate = len(specs) * bytes_per_network(settings, 20, 5)
     assert 0.6 * estimate < sum(held.values()) <= estimate
+
+
+@pytest.mark.gpu
+def test_cuda_training_equals_cpu():
+    """The same networks (CPU-drawn weights), masks and batches on CUDA: the torch hash there, the uint32
+    kernel here."""
+    x, y, xt, yt, n_classes = _data()
+    settings = TrainSettings(depth=3, width=12, steps=10, batch_size=9, dtype="float64", record_history=True,
+                             eval_train=50, eval_test=40)
+    specs = [NetSpec(sw2, 0.05, 0.1, i, 40 + i, 900 + i, keep_rate=r)
+             for i, (sw2, r) in enumerate([(0.9, 0.8), (1.6, 1.0), (2.5, 0.9)])]
+    w, b = init_params(specs, settings, x.shape[1], n_classes)
+    cpu = train_ensemble(specs, settings, x, y, xt, yt, n_classes, init=(w, b))
+    cuda = [t.cuda() for t in (x, y, xt, yt)]
+    gpu = train_ensemble(specs, settings, *cuda, n_classes, init=([t.cuda() for t in w], [t.cuda() for t in b]))
+    np.testing.assert_allclose(gpu.history, cpu.history, rtol=1e-9)
+    np.testing.assert_allclose(gpu.train_accuracy, cpu.train_accuracy, atol=1e-12)

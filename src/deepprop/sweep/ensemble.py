@@ -169,9 +169,18 @@ class _HashedNoise:
         self.active = self.noise.active
         # dropout alone on the CPU (the sweeps' case): the same factors from the uint32 kernel
         only_dropout = self.noise.dropout and not (self.noise.gauss_mult or self.noise.gauss_add)
-        self._dropout = (HashedDropout([s.noise_key for s in specs], self.noise.keep_rate, dtype,
-                                       threads=torch.get_num_threads())
+        self._dropout = (HashedDropout([s.noise_key for s in specs], self.noise.keep_rate, dtype)
                          if only_dropout and torch.device(device).type == "cpu" else None)
+
+    def fill_factors(self, step: int, buffers: Sequence[torch.Tensor | None]) -> bool:
+        """Draw the dropout factors of all layers of ``step`` at once into ``buffers[layer]`` (None where a
+        layer has no noise), on torch's number of threads; False where there is no such path (Gaussian
+        noise, or not on the CPU): :meth:`apply` then draws each layer's noise."""
+        if self._dropout is None:
+            return False
+        outs = {layer: b for layer, b in enumerate(buffers) if b is not None}
+        self._dropout.fill(step, outs, threads=torch.get_num_threads())
+        return True
 
     def apply(self, y: torch.Tensor, step: int, layer: int, out: torch.Tensor | None = None,
               factor_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

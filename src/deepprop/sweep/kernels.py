@@ -6,7 +6,8 @@
 * Dropout masks from the counter-based hash of :mod:`deepprop.networks.random`, computed on the CPU in numpy
   uint32 arithmetic: the same bits as ``hash_uniform`` (its int64 torch arithmetic needs 3 passes per shift to
   emulate uint32 and no AVX2 instruction multiplies int64 lanes), in 11 passes over the layer instead of ~25,
-  and the keep test made on the integer (no float uniforms).
+  and the keep test made on the integer (no float uniforms). A step's masks are drawn for all layers at
+  once, on as many threads as torch uses (numpy releases the GIL in its loops).
 """
 
 from __future__ import annotations
@@ -95,66 +96,71 @@ class HashedDropout:
     equals ``(u < rho).to(dtype) / rho`` bit for bit: the factor is 1 / rho rounded once, as that division does.
     """
 
-    def __init__(self, keys: Sequence[int], keep_rate: torch.Tensor, dtype: torch.dtype, threads: int = 1):
+    def __init__(self, keys: Sequence[int], keep_rate: torch.Tensor, dtype: torch.dtype):
         self.keys = np.array([int(k) & 0xFFFFFFFF for k in keys], dtype=np.uint32)
         rho = keep_rate.detach().to("cpu", torch.float64).reshape(-1).numpy()  # the dtype's value, widened
         # hash <= ceil(rho 2^24) 256 - 1 (at rho = 1: 2^32 - 1, every unit kept)
         self.last_kept = (np.ceil(rho * 2.0**24).astype(np.uint64) * 256 - 1).astype(np.uint32).reshape(-1, 1, 1)
         self.factor = (1.0 / keep_rate.detach().to("cpu", dtype)).reshape(-1, 1, 1).numpy()
         self.dtype = dtype
-        # numpy's loops run on one core: networks are split into this many slices, one per thread
-        k = len(self.keys)
-        n = max(1, min(int(threads), k))
-        self.slices = [slice(i * k // n, (i + 1) * k // n) for i in range(n)]
-        self._work: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._work: dict[tuple, tuple[np.ndarray, ...]] = {}
 
-    def _buffers(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if shape not in self._work:
+    def _buffers(self, shape: tuple[int, int], worker: int = 0) -> tuple[np.ndarray, ...]:
+        """(offsets i x golden ratio, hash, scratch, kept) for ``shape``, the last three per worker thread."""
+        if (shape, worker) not in self._work:
             n = shape[0] * shape[1]
             offsets = (np.arange(n, dtype=np.uint64) * int(_GOLDEN) & 0xFFFFFFFF).astype(np.uint32)
             k = len(self.keys)
-            self._work[shape] = (offsets.reshape(1, *shape), np.empty((k, *shape), np.uint32),
-                                 np.empty((k, *shape), np.uint32), np.empty((k, *shape), np.bool_))
-        return self._work[shape]
+            self._work[(shape, worker)] = (offsets.reshape(1, *shape), np.empty((k, *shape), np.uint32),
+                                           np.empty((k, *shape), np.uint32), np.empty((k, *shape), np.bool_))
+        return self._work[(shape, worker)]
 
     def bases(self, step: int, layer: int, stream: int = 0) -> np.ndarray:
-        """mix32(key ^ mix32(counter)) per network: the hash of entry 0."""
+        """mix32(key ^ mix32(counter)) per network; entry i's hash is mix32(this + i x golden ratio)."""
         c = np.array([counter_of(step, layer, stream)], dtype=np.uint32)
         c = _mix32_(c, np.empty_like(c))
         x = self.keys ^ c
         return _mix32_(x, np.empty_like(x))
 
-    def hashes(self, step: int, layer: int, shape: tuple[int, int]) -> np.ndarray:
+    def hashes(self, step: int, layer: int, shape: tuple[int, int], worker: int = 0) -> np.ndarray:
         """The 32-bit hashes (K, *shape) of stream 0 (a view of a reused buffer)."""
-        offsets, x, tmp, _ = self._buffers(shape)
+        offsets, x, tmp, _ = self._buffers(shape, worker)
         np.add(offsets, self.bases(step, layer).reshape(-1, 1, 1), out=x)
         return _mix32_(x, tmp)
 
-    def factors(self, step: int, layer: int, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    def factors(self, step: int, layer: int, shape: tuple[int, int], out: torch.Tensor | None = None,
+                worker: int = 0) -> torch.Tensor:
         """The (K, *shape) dropout factors of (step, layer): 0 or 1 / rho_k (into ``out``, a CPU tensor)."""
         if out is None:
             out = torch.empty((len(self.keys), *shape), dtype=self.dtype)
-        offsets, x, tmp, kept = self._buffers(shape)
-        bases = self.bases(step, layer).reshape(-1, 1, 1)
-        dest = out.numpy()
-
-        def run(s: slice) -> None:
-            np.add(offsets, bases[s], out=x[s])
-            np.less_equal(_mix32_(x[s], tmp[s]), self.last_kept[s], out=kept[s])
-            np.multiply(kept[s], self.factor[s], out=dest[s])  # numpy casts the bools in cache
-
-        if len(self.slices) == 1:
-            run(self.slices[0])
-        else:
-            list(_pool().map(run, self.slices))
+        kept = self._buffers(shape, worker)[3]
+        np.less_equal(self.hashes(step, layer, shape, worker), self.last_kept, out=kept)
+        np.multiply(kept, self.factor, out=out.numpy())  # numpy casts the bools in cache, torch in a pass
         return out
 
+    def fill(self, step: int, outs: dict[int, torch.Tensor], threads: int = 1) -> None:
+        """The factors of every layer of ``outs`` (layer -> (K, B, N) CPU tensor) at ``step``, on ``threads``
+        threads (layers dealt out in turn). A whole step's masks at once keep both cores busy for long
+        enough to pay: split a single layer's mask over two threads and the second one mostly waits for
+        the core that torch's idle OpenMP worker spins on."""
+        layers = sorted(outs)
+        n = max(1, min(int(threads), len(layers)))
 
-_POOL: ThreadPoolExecutor | None = None
+        def work(worker: int) -> None:
+            for layer in layers[worker::n]:
+                out = outs[layer]
+                self.factors(step, layer, (out.shape[1], out.shape[2]), out=out, worker=worker)
+
+        if n == 1:
+            work(0)
+        else:
+            list(_pool(n).map(work, range(n)))
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deepprop-dropout")
-    return _POOL
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deepprop-masks")
+    return _POOLS[threads]

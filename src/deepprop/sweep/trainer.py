@@ -28,9 +28,12 @@ from deepprop.sweep.kernels import ActivationKernel
 
 
 class LayerNoiseSource(Protocol):
-    """What the trainer needs of the noise: ``active`` and ``apply(y, step, layer, out)`` -> (noisy y, factor)."""
+    """What the trainer needs of the noise: ``active``, ``apply(y, step, layer, out, factor_out)`` -> (noisy y,
+    factor), and ``fill_factors(step, buffers)``, which may draw a whole step's factors at once (-> True)."""
 
     active: bool
+
+    def fill_factors(self, step: int, buffers: Sequence[torch.Tensor | None]) -> bool: ...
 
     def apply(self, y: torch.Tensor, step: int, layer: int, out: torch.Tensor | None = None,
               factor_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]: ...
@@ -111,11 +114,14 @@ class EnsembleTrainer:
         """Mean cross-entropy (K,) of each network on its mini-batch x (K, B, d), labels (K, B), with the
         step's noise; keeps what :meth:`backward_update` needs."""
         a = x
+        filled = self.noise is not None and self.noise.fill_factors(step, self.factor_buf)
         for layer in range(self.n_layers):
             if layer > 0:
                 y = self.kernel.forward_(self.h[layer - 1])
                 self.outputs[layer - 1] = y
-                if self.noise is not None:
+                if filled:
+                    a = self._apply_factor(y, layer)
+                elif self.noise is not None:
                     a, self.factors[layer] = self.noise.apply(y, step, layer, out=self.noisy_in[layer],
                                                               factor_out=self.factor_buf[layer])
                 else:
@@ -148,6 +154,10 @@ class EnsembleTrainer:
         dh = torch.exp(self.log_probs)
         dh.scatter_add_(-1, self.labels.unsqueeze(-1), torch.full_like(dh[..., :1], -1.0))
         return torch.where(alive.view(-1, 1, 1), dh * self.scale, torch.zeros_like(dh))
+
+    def _apply_factor(self, y: torch.Tensor, layer: int) -> torch.Tensor:
+        self.factors[layer] = self.factor_buf[layer]
+        return torch.mul(y, self.factor_buf[layer], out=self.noisy_in[layer])
 
     @staticmethod
     def _noise_grad(da: torch.Tensor, factor: torch.Tensor) -> None:
