@@ -84,7 +84,8 @@ class TrainSettings:
 
 @dataclass
 class EnsembleResult:
-    """Per-network outcome, numpy arrays of length K (history: (steps, K) when recorded)."""
+    """Per-network outcome, numpy arrays of length K (history: (steps, K) mini-batch losses when recorded, NaN
+    after the step a network diverged at)."""
 
     train_accuracy: np.ndarray
     test_accuracy: np.ndarray
