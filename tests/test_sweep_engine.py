@@ -121,6 +121,7 @@ CASES = [
     ("sgd", "gelu", dict(keep_rate=0.85)),  # activation whose derivative needs its input
     ("rmsprop", "sigmoid", dict(keep_rate=1.0, noise_mult=0.2, noise_add=0.1)),  # Gaussian noise: the general path
     ("sgd", "relu", dict(keep_rate=0.9)),
+    ("rmsprop", "tanh", dict(keep_rate=0.8, lr=2e-3)),  # one learning rate: torch's fused kernel
 ]
 
 
@@ -129,7 +130,9 @@ def test_training_matches_autograd_and_torch_optim(optimizer, activation, noise)
     x, y, xt, yt, n_classes = _data()
     settings = TrainSettings(depth=3, width=12, activation=activation, optimizer=optimizer, steps=14, batch_size=9,
                              dtype="float64", record_history=True, eval_train=50, eval_test=40)
+    noise = dict(noise)
     lrs = [0.05, 0.2, 0.1] if optimizer == "sgd" else [1e-3, 3e-3, 2e-3]
+    lrs = [noise.pop("lr")] * 3 if "lr" in noise else lrs
     specs = [NetSpec(sw2, 0.05, lr, seed, 40 + i, 900 + i, **noise)
              for i, (sw2, lr, seed) in enumerate(zip([0.9, 1.6, 2.5], lrs, [0, 1, 0], strict=True))]
     if noise.get("keep_rate", 1.0) < 1.0:  # a mixed ensemble: one network without dropout
@@ -137,6 +140,11 @@ def test_training_matches_autograd_and_torch_optim(optimizer, activation, noise)
     w, b = init_params(specs, settings, x.shape[1], n_classes)
     res = train_ensemble(specs, settings, x, y, xt, yt, n_classes)
     phi = get_activation(activation)
+    if optimizer == "rmsprop" and len(set(lrs)) == 1 and hasattr(torch, "_fused_adam_"):
+        trainer = build_trainer(specs, settings, w, b)
+        trainer.forward_loss(0, x[:9].expand(3, -1, -1).contiguous(), y[:9].expand(3, -1))
+        trainer.backward_update(torch.ones(3, dtype=torch.bool))
+        assert trainer._fused_ok  # the fused path ran
     assert not res.diverged.any()
     for k, spec in enumerate(specs):
         ref, final = _reference_history([t[k] for t in w], [t[k] for t in b], spec, settings, x, y, phi)

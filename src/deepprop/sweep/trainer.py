@@ -89,6 +89,9 @@ class EnsembleTrainer:
             self._denominator = {p.shape: torch.empty_like(p) for p in (*self.w, *self.b)}
         rates = set(lr.view(-1).tolist())
         self.common_lr = rates.pop() if len(rates) == 1 else None
+        self._fused_ok = hasattr(torch, "_fused_adam_")
+        # Adam's bias corrections 1 - beta^t are exactly 1 at this step count (beta^t underflows to 0)
+        self._no_bias_correction = torch.tensor(1e30, dtype=torch.float32, device=w0.device)
 
     # --- matmuls ------------------------------------------------------------------------------------------
 
@@ -172,7 +175,25 @@ class EnsembleTrainer:
             return
         g_w = self._bmm(a_t, dh, out=self.grad_w[layer])
         g_b = torch.sum(dh, 1, keepdim=True, out=self.grad_b[layer])
-        for p, g, v in ((w, g_w, self.sq_w[layer]), (b, g_b, self.sq_b[layer])):
+        self._rmsprop((w, b), (g_w, g_b), (self.sq_w[layer], self.sq_b[layer]))
+
+    def _rmsprop(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                 squares: Sequence[torch.Tensor]) -> None:
+        """v = alpha v + (1 - alpha) g^2, p -= lr g / (sqrt(v) + eps), as torch.optim.RMSprop.
+
+        With one learning rate for all networks this is torch's fused Adam kernel (one pass over p, g, v
+        instead of five) at beta1 = 0 and a step count whose bias corrections are 1: Adam's first moment is
+        then lerp(m, g, 1) = g exactly (g itself serves as m), its second moment and update are RMSProp's.
+        """
+        if self.common_lr is not None and self._fused_ok:
+            try:
+                torch._fused_adam_(list(params), list(grads), list(grads), list(squares), [],
+                                   [self._no_bias_correction] * len(params), lr=self.common_lr, beta1=0.0,
+                                   beta2=self.alpha, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+                return
+            except (AttributeError, NotImplementedError, RuntimeError):
+                self._fused_ok = False  # an older torch or an unsupported device: the five passes below
+        for p, g, v in zip(params, grads, squares, strict=True):
             v.mul_(self.alpha).addcmul_(g, g, value=1.0 - self.alpha)
             denom = torch.sqrt(v, out=self._denominator[v.shape]).add_(self.eps)
             if self.common_lr is not None:  # as torch.optim.RMSprop: p -= lr (g / denom)
