@@ -435,14 +435,12 @@ TABLE_VALUES = ("engine_fraction", "engine_gflops", "bmm_gflops", "bmm_square_gf
 
 def write_cost_table(path: str, out: dict) -> None:
     """Merge this run's rows into the table that deepprop.sweep.cost reads (rows of the same shape replaced)."""
-    import importlib.util
-
     rows: list[dict] = []
-    spec = importlib.util.spec_from_file_location("_old_cost_table", path)
-    if os.path.exists(path) and spec is not None and spec.loader is not None:
-        old = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(old)
-        rows = list(old.ROWS)
+    if os.path.exists(path):
+        with open(path) as f:
+            table: dict = {}
+            exec(compile(f.read(), path, "exec"), table)  # the table this function wrote before
+        rows = list(table["ROWS"])
     new = [{**{k: out[k] for k in TABLE_KEYS if k in out}, **{k: r[k] for k in ("depth", "optimizer")},
             **{k: round(r[k], 4) for k in TABLE_VALUES}, "clock": out["clock"],
             "load_average": round(out["load_average"][0][0], 2), "date": out["date"][:10]} for r in out["rows"]]

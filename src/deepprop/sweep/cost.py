@@ -101,7 +101,8 @@ def engine_gflops(width: int, depth: int, *, optimizer: str = "sgd", keep_rate: 
     rows, note = _rows(optimizer, keep_rate, activation)
     rate = _interpolate(rows, "engine_gflops", width, depth)
     if bmm_gflops is None:
-        return rate, f"measured on {cost_table.MACHINE}, {cost_table.DATE}{note}"
+        threads = "/".join(str(t) for t in sorted({r.get("threads", "?") for r in rows}))
+        return rate, f"measured on {cost_table.MACHINE}, {threads} torch thread(s), {cost_table.DATE}{note}"
     relative = rate / _interpolate(rows, "bmm_square_gflops", width, depth)
     return relative * bmm_gflops, f"{relative:.2f} x bmm {bmm_gflops:.0f} GFLOP/s{note}"
 
