@@ -442,20 +442,23 @@ def write_cost_table(path: str, out: dict) -> None:
             exec(compile(f.read(), path, "exec"), table)  # the table this function wrote before
         rows = list(table["ROWS"])
     new = [{**{k: out[k] for k in TABLE_KEYS if k in out}, **{k: r[k] for k in ("depth", "optimizer")},
-            **{k: round(r[k], 4) for k in TABLE_VALUES}, "clock": out["clock"],
+            **{k: round(r[k], 3 if k == "engine_fraction" else 1) for k in TABLE_VALUES}, "clock": out["clock"],
             "load_average": round(out["load_average"][0][0], 2), "date": out["date"][:10]} for r in out["rows"]]
     shape = lambda r: tuple(r[k] for k in TABLE_KEYS)  # noqa: E731
     fresh = {shape(r) for r in new}
-    rows = sorted([r for r in rows if shape(r) not in fresh] + new, key=lambda r: tuple(map(str, shape(r))))
-    import pprint
+    rows = sorted([r for r in rows if shape(r) not in fresh] + new,
+                  key=lambda r: (r["activation"], r["optimizer"], r["keep_rate"], r["width"], r["depth"], r["threads"]))
     import textwrap
 
     doc = textwrap.fill(
         "Written by `benchmarks/bench_sweep.py --write-cost-table` (one run per width; rows of the same shape are "
         f"replaced): do not edit by hand. Last run {out['date']}: {out['command']}", 110)
+    columns = (*TABLE_KEYS, *TABLE_VALUES, "clock", "load_average", "date")
+    lines = "".join(f"    {tuple(r.get(c) for c in columns)!r},\n" for r in rows)
+    names = textwrap.fill(", ".join(repr(c) for c in columns), 110, initial_indent="    ", subsequent_indent="    ")
     text = (f'"""Measured speed of the sweep engine, read by :mod:`deepprop.sweep.cost`.\n\n{doc}\n"""\n\n'
-            f"MACHINE = {out['device']!r}\nDATE = {out['date'][:10]!r}\n\n"
-            f"ROWS = {pprint.pformat(rows, width=110, sort_dicts=False)}\n")
+            f"MACHINE = {out['device']!r}\nDATE = {out['date'][:10]!r}\n\nCOLUMNS = (\n{names},\n)\n\n"
+            f"ROWS = [dict(zip(COLUMNS, values, strict=True)) for values in [\n{lines}]]\n")
     with open(path, "w") as f:
         f.write(text)
 
