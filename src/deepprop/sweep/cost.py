@@ -44,7 +44,7 @@ class SweepCost:
     basis: str  # where the rate comes from
 
     def text(self) -> str:
-        return (f"{self.trainings} networks, {self.network_steps:,} network-steps, {self.flops / 1e12:.2f} TFLOP, "
+        return (f"{self.trainings} networks, {self.network_steps:,} network-steps, {self.flops / 1e12:,.2f} TFLOP, "
                 f"~{_duration(self.seconds)} at {self.engine_gflops:.0f} GFLOP/s ({self.basis})")
 
 
