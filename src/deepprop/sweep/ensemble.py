@@ -15,14 +15,18 @@ optionally times N(1, noise_mult^2), plus additive a ~ N(0, noise_add^2); it is 
 All parameters of layer l are stacked into one tensor of shape (K, fan_in, fan_out) and each layer is one
 ``torch.baddbmm``: there is no Python loop over networks in training. SGD (p <- p - lr_k g) and RMSProp
 (v <- a v + (1 - a) g^2, p <- p - lr_k g / (sqrt(v) + eps), as ``torch.optim.RMSprop``) act on the stacked
-tensors with a per-network learning rate lr_k. A network whose loss becomes NaN/inf is marked diverged at
-that step and masked out of every later update; the others go on unaffected.
+tensors with a per-network learning rate lr_k. The step is backpropagated by hand on preallocated buffers
+(:mod:`deepprop.sweep.trainer`; tests hold it to autograd + torch.optim and to finite differences). A
+network whose loss becomes NaN/inf is marked diverged at that step and gets no further update; the others
+go on unaffected. Accuracy and loss are measured on the train/test subsets for all networks at once, after
+each budget (the inputs, shared by every network, go through the first layer as one matmul).
 
 Randomness is per network, never per batch of networks, so a network trains identically whatever
 ensemble it is part of: initial weights come from a generator seeded with its ``init_seed``, mini-batch
 order from its data ``seed`` (:func:`batch_indices`), and noise from a counter-based hash of
-(noise_key, step, layer, example, unit) (:func:`deepprop.networks.random.hash_uniform`). Weights and noise
-come from the one random-network engine, :mod:`deepprop.networks`.
+(noise_key, step, layer, example, unit) (:func:`deepprop.networks.random.hash_uniform`; dropout alone is
+drawn on the CPU by :class:`deepprop.sweep.kernels.HashedDropout`, the same bits). Weights and noise come
+from the one random-network engine, :mod:`deepprop.networks`.
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deepprop.activations import Activation, get_activation
 from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.random import MASK32, hash_normal, hash_uniform
 from deepprop.networks.weights import unit_weights
+from deepprop.sweep.kernels import ActivationKernel, HashedDropout, activation_kernel
+from deepprop.sweep.trainer import EnsembleTrainer
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,8 @@ class TrainSettings:
 
 @dataclass
 class EnsembleResult:
-    """Per-network outcome, numpy arrays of length K (history: (steps, K) when recorded)."""
+    """Per-network outcome, numpy arrays of length K (history: (steps, K) mini-batch losses when recorded, NaN
+    after the step a network diverged at)."""
 
     train_accuracy: np.ndarray
     test_accuracy: np.ndarray
@@ -162,8 +168,28 @@ class _HashedNoise:
         self.noise = LayerNoise(col("keep_rate"), col("noise_mult"), col("noise_add"))
         self.keys = torch.tensor([s.noise_key & MASK32 for s in specs], dtype=torch.int64, device=device)
         self.active = self.noise.active
+        # dropout alone on the CPU (the sweeps' case): the same factors from the uint32 kernel
+        only_dropout = self.noise.dropout and not (self.noise.gauss_mult or self.noise.gauss_add)
+        self._dropout = (HashedDropout([s.noise_key for s in specs], self.noise.keep_rate, dtype)
+                         if only_dropout and torch.device(device).type == "cpu" else None)
 
-    def __call__(self, y: torch.Tensor, step: int, layer: int) -> torch.Tensor:
+    def fill_factors(self, step: int, buffers: Sequence[torch.Tensor | None]) -> bool:
+        """Draw the dropout factors of all layers of ``step`` at once into ``buffers[layer]`` (None where a
+        layer has no noise), on torch's number of threads; False where there is no such path (Gaussian
+        noise, or not on the CPU): :meth:`apply` then draws each layer's noise."""
+        if self._dropout is None:
+            return False
+        outs = {layer: b for layer, b in enumerate(buffers) if b is not None}
+        self._dropout.fill(step, outs, threads=torch.get_num_threads())
+        return True
+
+    def apply(self, y: torch.Tensor, step: int, layer: int, out: torch.Tensor | None = None,
+              factor_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(noisy y, multiplicative factor or None) of layer ``layer``'s input y (K, B, N) at ``step``;
+        ``out`` / ``factor_out``: buffers to write them into (the general path copies)."""
+        if self._dropout is not None:
+            factor = self._dropout.factors(step, layer, (y.shape[1], y.shape[2]), out=factor_out)
+            return torch.mul(y, factor, out=out), factor
         shape = (y.shape[1], y.shape[2])
 
         def uniform(stream: int) -> torch.Tensor:
@@ -172,7 +198,32 @@ class _HashedNoise:
         def normal(stream: int) -> torch.Tensor:
             return hash_normal(self.keys, step, layer, stream, shape).to(y.dtype)
 
-        return self.noise.apply(y, uniform, normal)[0]
+        noisy, factor = self.noise.apply(y, uniform, normal)
+        return (noisy if out is None else out.copy_(noisy)), factor
+
+    def __call__(self, y: torch.Tensor, step: int, layer: int) -> torch.Tensor:
+        return self.apply(y, step, layer)[0]
+
+
+def _side_by_side(w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First-layer weights (K, d, N) and biases (K, 1, N) as one (d, K N) matrix and one (1, K N) row."""
+    k, d, n = w.shape
+    return w.transpose(0, 1).reshape(d, k * n), b.reshape(1, k * n)
+
+
+def _shared_first_layer(x: torch.Tensor, w_side: torch.Tensor, b_side: torch.Tensor, k: int) -> torch.Tensor:
+    """h^1 (K, B, N) of inputs x (B, d) that every network sees: one matmul with the weights side by side."""
+    return torch.addmm(b_side, x, w_side).view(x.shape[0], k, -1).transpose(0, 1)
+
+
+def _later_layers(h: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                  kernel: ActivationKernel, noise: _HashedNoise | None = None, step: int = 0) -> torch.Tensor:
+    for layer in range(1, len(weights)):
+        y = kernel.forward_(h)
+        if noise is not None and noise.active:
+            y = noise(y, step, layer)
+        h = torch.baddbmm(biases[layer], y, weights[layer])
+    return h
 
 
 def forward(
@@ -185,30 +236,30 @@ def forward(
 ) -> torch.Tensor:
     """Logits (K, B, C) for inputs x of shape (K, B, d) or (B, d) (shared by all networks)."""
     if x.dim() == 2:
-        h = torch.matmul(x, weights[0]) + biases[0]
+        h = _shared_first_layer(x, *_side_by_side(weights[0], biases[0]), weights[0].shape[0])
     else:
         h = torch.baddbmm(biases[0], x, weights[0])
-    for layer in range(1, len(weights)):
-        y = phi.fn(h)
-        if noise is not None and noise.active:
-            y = noise(y, step, layer)
-        h = torch.baddbmm(biases[layer], y, weights[layer])
-    return h
+    return _later_layers(h, weights, biases, activation_kernel(phi), noise, step)
 
 
 def flops_per_step(settings: TrainSettings, n_in: int, n_out: int) -> float:
-    """Matmul FLOPs of one training step of one network: 3 x (2 B fan_in fan_out) per layer (fwd + 2 bwd)."""
+    """Matmul FLOPs of one training step of one network: 2 B fan_in fan_out per layer for the forward pass,
+    as much for the weight gradient, and as much for the input gradient of every layer but the first (the
+    data need none)."""
     sizes = layer_sizes(settings.depth, settings.width, n_in, n_out)
-    return 3.0 * 2.0 * settings.batch_size * sum(a * b for a, b in sizes)
+    return 2.0 * settings.batch_size * (3 * sum(a * b for a, b in sizes) - n_in * settings.width)
 
 
 def bytes_per_network(settings: TrainSettings, n_in: int, n_out: int) -> int:
-    """Rough device memory of one network in training: parameters, gradients, optimizer state, activations."""
+    """Device memory of one network in training: parameters and optimizer state (SGD writes its update
+    straight into the weights; RMSProp keeps a gradient, a square average and a denominator), and per layer the
+    pre-activation, the noisy input and its noise factor (an upper bound: without noise the last two are not
+    allocated), the mini-batch and two gradient buffers."""
     itemsize = 8 if settings.dtype == "float64" else 4
     sizes = layer_sizes(settings.depth, settings.width, n_in, n_out)
     n_params = sum(a * b + b for a, b in sizes)
-    state = 4 if settings.optimizer == "rmsprop" else 3  # param, grad, update temp (+ square avg)
-    acts = 4 * settings.batch_size * (settings.width * settings.depth + n_in + n_out)  # h, y, noise, grad
+    state = 4 if settings.optimizer == "rmsprop" else 1  # + gradient, square average, denominator
+    acts = settings.batch_size * (3 * settings.width * settings.depth + n_in + n_out + 2 * settings.width)
     return int(itemsize * (state * n_params + acts))
 
 
@@ -231,25 +282,44 @@ def check_settings(settings: TrainSettings) -> None:
             raise ParameterError("eval_steps", f"must be integers in [1, steps - 1 = {settings.steps - 1}] (got {b!r})")
 
 
+EVAL_ELEMENTS = 1 << 19
+"""Activations per evaluation chunk (K x examples x width): 2 MB a layer in float32, which stays in cache."""
+
+
 def _evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     weights: Sequence[torch.Tensor],
     biases: Sequence[torch.Tensor],
     phi: Activation,
-    batch: int = 2048,
+    batch: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(accuracy, mean cross-entropy) per network on (x, y), without noise."""
+    """(accuracy, mean cross-entropy) per network on (x, y), without noise, all networks at once."""
     k = weights[0].shape[0]
+    kernel = activation_kernel(phi)
+    side = _side_by_side(weights[0], biases[0])
+    if batch is None:
+        batch = max(32, EVAL_ELEMENTS // (k * max(w.shape[2] for w in weights)))
     correct = torch.zeros(k, dtype=torch.float64, device=x.device)
     loss = torch.zeros(k, dtype=torch.float64, device=x.device)
     for start in range(0, len(y), batch):
         xb, yb = x[start : start + batch], y[start : start + batch]
-        logits = forward(xb, weights, biases, phi)
+        logits = _later_layers(_shared_first_layer(xb, *side, k), weights, biases, kernel)
         correct += (logits.argmax(-1) == yb).sum(-1).to(torch.float64)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(k), reduction="none")
-        loss += ce.view(k, -1).sum(-1).to(torch.float64)
+        log_p = torch.log_softmax(logits, dim=-1)
+        loss -= log_p.gather(-1, yb.expand(k, -1).unsqueeze(-1)).sum((1, 2)).to(torch.float64)
     return correct / len(y), loss / len(y)
+
+
+def build_trainer(specs: Sequence[NetSpec], settings: TrainSettings, weights: Sequence[torch.Tensor],
+                  biases: Sequence[torch.Tensor], *, low_precision: bool = False) -> EnsembleTrainer:
+    """The :class:`~deepprop.sweep.trainer.EnsembleTrainer` of ``specs`` from initial parameters (copied)."""
+    device, dtype = weights[0].device, weights[0].dtype
+    return EnsembleTrainer(
+        weights, biases, kernel=activation_kernel(get_activation(settings.activation)),
+        noise=_HashedNoise(specs, device, dtype), optimizer=settings.optimizer,
+        lr=torch.tensor([s.lr for s in specs], dtype=dtype), batch_size=settings.batch_size,
+        rmsprop_alpha=settings.rmsprop_alpha, rmsprop_eps=settings.rmsprop_eps, low_precision=low_precision)
 
 
 def train_ensemble(
@@ -272,31 +342,20 @@ def train_ensemble(
     if not specs:
         raise ParameterError("specs", "must contain at least one network")
     device = x_train.device
-    dtype = getattr(torch, settings.dtype)
     phi = get_activation(settings.activation)
-    k = len(specs)
-    n_in = x_train.shape[1]
-    weights, biases = init if init is not None else init_params(specs, settings, n_in, n_classes, device)
-    params = [p.detach().clone().requires_grad_(True) for p in (*weights, *biases)]
-    n_layers = len(weights)
-    lr = torch.tensor([s.lr for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
-    noise = _HashedNoise(specs, device, dtype)
-    state = [torch.zeros_like(p) for p in params] if settings.optimizer == "rmsprop" else None
-
-    seeds = sorted({int(s.seed) for s in specs})
-    tables = {s: batch_indices(s, len(y_train), settings.steps, settings.batch_size) for s in seeds}
-    table = torch.from_numpy(np.stack([tables[int(s.seed)] for s in specs], axis=1)).to(
-        device
-    )  # (steps, K, B)
+    k, n_in = len(specs), x_train.shape[1]
+    trainer = build_trainer(specs, settings, *(init or init_params(specs, settings, n_in, n_classes, device)),
+                            low_precision=settings.precision == "bf16" and device.type == "cuda")
+    table = torch.from_numpy(data_order(specs, len(y_train), settings)).to(device)  # (steps, K, B)
+    batch_x = torch.empty(k * settings.batch_size, n_in, dtype=x_train.dtype, device=device)
 
     alive = torch.ones(k, dtype=torch.bool, device=device)
     div_step = torch.full((k,), -1, dtype=torch.int64, device=device)
     history = (
-        torch.empty(settings.steps, k, dtype=torch.float64, device=device)
+        torch.full((settings.steps, k), float("nan"), dtype=torch.float64, device=device)
         if settings.record_history
         else None
     )
-    autocast = settings.precision == "bf16" and device.type == "cuda"
     prev_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = settings.precision == "tf32"
     budgets = tuple(sorted(set(int(b) for b in settings.eval_steps))) + (settings.steps,)
@@ -312,11 +371,8 @@ def train_ensemble(
         """Score the current parameters as the result of a run of ``budgets[i]`` steps (what that run would
         end with: a network dead before it is diverged; one whose scores are non-finite diverged at its end)."""
         nonlocal alive, div_step
-        with torch.no_grad():
-            w_now = [p.detach() for p in params[:n_layers]]
-            b_now = [p.detach() for p in params[n_layers:]]
-            tr_acc, tr_loss = _evaluate(x_train[:ntr], y_train[:ntr], w_now, b_now, phi)
-            te_acc, _ = _evaluate(x_test[:nte], y_test[:nte], w_now, b_now, phi)
+        tr_acc, tr_loss = _evaluate(x_train[:ntr], y_train[:ntr], trainer.w, trainer.b, phi)
+        te_acc, _ = _evaluate(x_test[:nte], y_test[:nte], trainer.w, trainer.b, phi)
         ok = alive & torch.isfinite(tr_loss)
         late = alive & ~ok
         at["train_acc"][i] = torch.where(ok, tr_acc, at["train_acc"][i])
@@ -329,41 +385,23 @@ def train_ensemble(
             alive = ok
 
     try:
-        next_budget = 0
-        for step in range(settings.steps):
-            if step == budgets[next_budget]:
-                evaluate_budget(next_budget)
-                next_budget += 1
-            idx = table[step]  # (K, B)
-            xb = x_train[idx]  # (K, B, d)
-            yb = y_train[idx]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = forward(xb, params[:n_layers], params[n_layers:], phi, noise, step)
-            logits = logits.to(dtype) if autocast else logits
-            ce = F.cross_entropy(
-                logits.reshape(k * settings.batch_size, -1), yb.reshape(-1), reduction="none"
-            )
-            loss = ce.view(k, settings.batch_size).mean(1)
-            if history is not None:
-                history[step] = loss.detach().to(torch.float64)
-            finite = torch.isfinite(loss)
-            newly = alive & ~finite
-            div_step = torch.where(newly, torch.full_like(div_step, step), div_step)
-            alive = alive & finite
-            total = torch.where(alive, loss, torch.zeros_like(loss)).sum()
-            grads = torch.autograd.grad(total, params)
-            with torch.no_grad():
-                mask = alive.view(-1, 1, 1)
-                for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-                    g = torch.where(mask, g, torch.zeros_like(g))
-                    if state is None:
-                        p.sub_(lr * g)
-                    else:
-                        v = state[i]
-                        v.mul_(settings.rmsprop_alpha).addcmul_(g, g, value=1.0 - settings.rmsprop_alpha)
-                        p.sub_(lr * g / (v.sqrt() + settings.rmsprop_eps))
-        # a network whose final parameters give a non-finite loss diverged at the end of training
-        evaluate_budget(n_b - 1)
+        with torch.no_grad():
+            next_budget = 0
+            for step in range(settings.steps):
+                if step == budgets[next_budget]:
+                    evaluate_budget(next_budget)
+                    next_budget += 1
+                idx = table[step]  # (K, B)
+                torch.index_select(x_train, 0, idx.view(-1), out=batch_x)
+                loss = trainer.forward_loss(step, batch_x.view(k, settings.batch_size, n_in), y_train[idx])
+                if history is not None:  # a network's loss up to the step it diverged at
+                    history[step] = torch.where(alive, loss.to(torch.float64), history[step])
+                finite = torch.isfinite(loss)
+                div_step = torch.where(alive & ~finite, torch.full_like(div_step, step), div_step)
+                alive = alive & finite
+                trainer.backward_update(alive)
+            # a network whose final parameters give a non-finite loss diverged at the end of training
+            evaluate_budget(n_b - 1)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
     acc_tr, acc_te, loss_b = (at[n].cpu().numpy() for n in ("train_acc", "test_acc", "loss"))
@@ -383,6 +421,12 @@ def train_ensemble(
         network_steps=k * settings.steps,
         flops=k * settings.steps * flops_per_step(settings, n_in, n_classes),
     )
+
+
+def data_order(specs: Sequence[NetSpec], n: int, settings: TrainSettings) -> np.ndarray:
+    """Example indices (steps, K, B) of every network's mini-batches (networks sharing a seed share them)."""
+    tables = {s: batch_indices(s, n, settings.steps, settings.batch_size) for s in {int(s.seed) for s in specs}}
+    return np.stack([tables[int(s.seed)] for s in specs], axis=1)
 
 
 def is_oom(exc: BaseException) -> bool:
