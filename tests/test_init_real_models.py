@@ -143,7 +143,7 @@ def test_profile_command_json_plot_and_errors(tmp_path, capsys):
     assert png.stat().st_size > 10_000
     assert cli_main.main(["profile", f"{f}:Net", "--input-shape", "3,8", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("deepprop: error: --input-shape: the model does not run on it")
+    assert len(err) == 1 and err[0].startswith("deepprop profile: error: --input-shape: the model does not run on it")
     assert cli_main.main(["profile", f"{f}:Net"]) == 2  # --input-shape is required
     assert cli_main.main(["profile", f"{f}:Net", "--input-shape", "3,x,8"]) == 2
 

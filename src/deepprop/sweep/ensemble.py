@@ -169,8 +169,9 @@ class _HashedNoise:
         self.keys = torch.tensor([s.noise_key & MASK32 for s in specs], dtype=torch.int64, device=device)
         self.active = self.noise.active
         # dropout alone on the CPU (the sweeps' case): the same factors from the uint32 kernel
-        only_dropout = self.noise.dropout and not (self.noise.gauss_mult or self.noise.gauss_add)
-        self._dropout = (HashedDropout([s.noise_key for s in specs], self.noise.keep_rate, dtype)
+        dropout, *others = self.noise.present  # the kinds in stream order: dropout first (networks.noise)
+        only_dropout = dropout and not any(others)
+        self._dropout = (HashedDropout([s.noise_key for s in specs], self.noise.kinds[0].keep_rate, dtype)
                          if only_dropout and torch.device(device).type == "cpu" else None)
 
     def fill_factors(self, step: int, buffers: Sequence[torch.Tensor | None]) -> bool:
