@@ -9,8 +9,9 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("reproduce", help="reproduce the papers' claims; write index.html and claims.json")
     p.add_argument("--tier", default="quick",
-                   help="smoke (toy sizes, < 3 min), quick (default, <= 10 min on 2 cores) or paper (the papers' "
-                        "sizes; for a GPU)")
+                   help="smoke (toy sizes, < 3 min), quick (default, <= 10 min on 2 cores), full (every row a CPU "
+                        "can decide, at the papers' budgets; <= 60 min on 2 cores) or paper (the papers' sizes; "
+                        "for a GPU)")
     p.add_argument("--out", default="results", help="output directory (default results/)")
     p.add_argument("--only", default=None, metavar="IDS",
                    help="comma-separated claim ids (a parent id such as 001-fig5 selects its sub-rows)")
