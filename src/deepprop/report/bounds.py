@@ -115,18 +115,21 @@ def bound_summary(cells: pd.DataFrame, sd: float, *, multiple: float = 6.0, scal
     return out
 
 
-def growth_summary(cells: pd.DataFrame, *, multiple: float = 6.0, scale: str = "xi_c") -> dict[str, Any]:
+def growth_summary(cells: pd.DataFrame, sd: float, *, multiple: float = 6.0, scale: str = "xi_c") -> dict[str, Any]:
     """Fraction of the cells inside multiple * xi that are trained at the shortest and the longest informative
-    budget (per keep rate pooled); ``inside_growth`` = longest - shortest with its binomial error."""
+    budget (keep rates pooled); ``inside_growth`` = longest - shortest. Its error counts the cells whose label the
+    seed noise could flip (within 2 ``sd`` of their threshold) at either budget: sqrt(flippable) / cells, at least
+    half a cell."""
     info = cells[cells["informative"]]
     if info["steps"].nunique() < 2:
         return {"inside_growth": None, "inside_growth_undecided": "fewer than two informative budgets"}
     inside = info[info["depth"].to_numpy(dtype=float) <= multiple * _scale(info, scale)]
     f = inside.groupby("steps")["trained"].agg(["mean", "size"])
-    lo, hi = f.iloc[0], f.iloc[-1]
-    err = math.sqrt(lo["mean"] * (1 - lo["mean"]) / lo["size"] + hi["mean"] * (1 - hi["mean"]) / hi["size"])
-    return {"inside_growth": float(hi["mean"] - lo["mean"]),
-            "inside_growth_err": max(err, 1.0 / float(hi["size"])),
+    near = (inside["mean"] - inside["threshold"]).abs() < 2 * (sd if math.isfinite(sd) else SD_FLOOR)
+    ends = inside["steps"].isin([f.index[0], f.index[-1]])
+    n = float(f["size"].iloc[-1])
+    return {"inside_growth": float(f["mean"].iloc[-1] - f["mean"].iloc[0]),
+            "inside_growth_err": max(math.sqrt(float((near & ends).sum())) / n, 0.5 / n),
             "inside_trained_by_budget": {str(int(k)): float(v) for k, v in f["mean"].items()}}
 
 

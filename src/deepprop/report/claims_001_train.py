@@ -26,9 +26,10 @@ BOUND = {
                        ">= 3 xi_c (half the bound); a trainer that trains nothing fails here"),
 }
 BOUND_TARGETS = {"excess_beyond": 0.0, "reach": 3.0}
-GROWTH = {"inside_growth": Tolerance("at_least", 0.0, "paper text (sec. 5): 'networks closer to their critical point "
+GROWTH = {"inside_growth": Tolerance("at_least", 0.1, "paper text (sec. 5): 'networks closer to their critical point "
                                      "appear to train more quickly': inside 6 xi_c the trained fraction does not fall "
-                                     "from the shortest to the longest budget (binomial error)")}
+                                     "from the shortest to the longest budget (by more than 0.1, two cells of twenty; "
+                                     "error: the cells whose label the seed noise could flip)")}
 NOT_TRAINED = ("trained: seed-mean accuracy at least halfway from chance to the heatmap's best cell; a heatmap "
                "whose best cell is not a third of the way from chance to 100% is set aside (nothing trained yet)")
 
@@ -45,7 +46,7 @@ def bound_measurement(ctx: Context, sw: tr.Sweep, budgets: Sequence[int] | None,
     sd = bd.pooled_sd(cells, sw.chance)
     ours = bd.bound_summary(cells, sd)
     if growth:
-        ours.update(bd.growth_summary(cells))
+        ours.update(bd.growth_summary(cells, sd))
     ours["lr_per_depth"] = {f"L{d}": v for d, v in sorted(sw.lrs.items())}
     shown = sorted(nets["steps"].unique())
     figs = tr.heatmap_figures(ctx, sw, shown, keep)

@@ -228,6 +228,29 @@ def same_depth_scale(ctx: Context) -> Measurement:
                             "pair_gradients); slopes fitted over the bulk (10% of the layers left out at each end)")
 
 
+def signed_pair_summary(rows: list[dict[str, Any]], depth: int) -> dict[str, Any]:
+    """Checked numbers of own-signed-pair-covariance from backprop_depth_scales rows: the median |xi_pair /
+    xi_cov - 1| (shared backprop, signed same-label covariance) over the points resolved by ``depth``, with its
+    error, and the same for the single input against xi_grad."""
+    from deepprop.report.measures import median_with_error
+
+    devs, errs, single, single_err = [], [], [], []
+    for r in rows:
+        xg, xc = _num(r["xi_grad"]), _num(r["xi_cov"])
+        if not (math.isfinite(xg) and math.isfinite(xc) and depth >= RESOLVED * max(abs(xg), abs(xc))):
+            continue
+        a, b = _num(r["single_shared"]), _num(r["pair_shared"])
+        devs.append(b / xc - 1.0 if math.isfinite(b) else math.inf)
+        errs.append(_num(r["pair_shared_err"]) / abs(xc))
+        single.append(a / xg - 1.0 if math.isfinite(a) else math.inf)
+        single_err.append(_num(r["single_shared_err"]) / abs(xg))
+    med, med_err = median_with_error(devs, errs)
+    smed, smed_err = median_with_error(single, single_err)
+    return {"pair_vs_xi_cov_median_rel_dev": med, "pair_vs_xi_cov_median_rel_dev_err": med_err,
+            "single_vs_xi_grad_median_rel_dev": smed, "single_vs_xi_grad_median_rel_dev_err": smed_err,
+            "points_compared": len(devs)}
+
+
 @claim(
     "own-signed-pair-covariance",
     kind="own",
@@ -246,25 +269,9 @@ def same_depth_scale(ctx: Context) -> Measurement:
     decides="the full tier (deeper networks resolve more points)",
 )
 def signed_pair_covariance(ctx: Context) -> Measurement:
-    from deepprop.report.measures import median_with_error
-
     s = ctx.sizes
     rows, note = _backprop_scales(ctx)
-    devs, errs, single, single_err = [], [], [], []
-    for r in rows:
-        xg, xc = _num(r["xi_grad"]), _num(r["xi_cov"])
-        if not (math.isfinite(xg) and math.isfinite(xc) and s["depth"] >= RESOLVED * max(abs(xg), abs(xc))):
-            continue
-        a, b = _num(r["single_shared"]), _num(r["pair_shared"])
-        devs.append(b / xc - 1.0 if math.isfinite(b) else math.inf)
-        errs.append(_num(r["pair_shared_err"]) / abs(xc))
-        single.append(a / xg - 1.0 if math.isfinite(a) else math.inf)
-        single_err.append(_num(r["single_shared_err"]) / abs(xg))
-    med, med_err = median_with_error(devs, errs)
-    smed, smed_err = median_with_error(single, single_err)
-    ours = {"pair_vs_xi_cov_median_rel_dev": med, "pair_vs_xi_cov_median_rel_dev_err": med_err,
-            "single_vs_xi_grad_median_rel_dev": smed, "single_vs_xi_grad_median_rel_dev_err": smed_err,
-            "points_compared": len(devs)}
+    ours = signed_pair_summary(rows, s["depth"])
     ours.update({f"pair_{_tag(r)}": r["pair_shared"] for r in rows})
     ours.update({f"xi_cov_{_tag(r)}": r["xi_cov"] for r in rows})
     data = [ctx.save_csv(pd.DataFrame(rows).drop(columns=[c for c in rows[0] if c.endswith("_reason")]))]

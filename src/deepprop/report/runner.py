@@ -240,6 +240,8 @@ def headline(record: dict[str, Any]) -> str:
     if not d:
         return ""
     margin = record.get("margin")
+    if d.get("value") is None:
+        return str(record.get("margin_reason") or "")
     m = f"margin {margin:+.2f} SE" if isinstance(margin, (int, float)) else "deterministic"
     return f"{d['name']} = {_num(d.get('value'))} vs {_num(d.get('target'))} ({tol.get('text', '')}), {m}"
 

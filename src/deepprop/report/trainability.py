@@ -241,23 +241,49 @@ def _worker_init() -> None:
 _DATA: dict[tuple, Any] = {}
 
 
-def _run_config(cfg, store: str) -> int:
-    """Train one config's missing networks into ``store`` (in a worker process); returns rows added."""
-    from deepprop.sweep.runner import load_for, run_sweep
+def _train(cfg, jobs: list, store: str) -> int:
+    """Train ``jobs`` (rows of networks of one depth and one set of budgets, any learning rates and cells) in
+    memory-sized chunks and commit each chunk's rows to ``store``; returns rows added. Runs in a worker process."""
+    import torch
+
+    from deepprop.sweep.runner import chunks_of, load_for, train_chunk
+    from deepprop.sweep.store import Store
 
     key = (cfg.dataset, cfg.data_dir)
     if key not in _DATA:
         _DATA[key] = load_for(cfg)
-    return run_sweep(cfg, store, progress=False, dataset=_DATA[key]).trained
+    ds = _DATA[key]
+    added = 0
+    for chunk in chunks_of(jobs, cfg, ds.n_features, ds.n_classes, torch.device(cfg.device)):
+        rows = train_chunk(cfg, chunk, ds, cfg.device)
+        with Store(store) as st:
+            added += st.add_results(rows)
+    return added
 
 
-def _missing(cfgs: Sequence, store_path) -> list:
+def merged_jobs(cfgs: Sequence, store_path) -> list[tuple[Any, list]]:
+    """The rows of ``cfgs`` missing from the store, grouped into trainings that can share one batched ensemble:
+    the same depth, budgets and shared settings, whatever their learning rates, cells and seeds (each network
+    keeps its own learning rate and random streams, so its rows do not depend on the company it trains in)."""
+    import json
+
     from deepprop.sweep.runner import plan
 
-    if not store_path.exists():
-        return list(cfgs)
-    done = set(_frame(store_path, cfgs)["run_key"]) if len(cfgs) else set()
-    return [c for c in cfgs if any(j.key not in done for j in plan(c))]
+    done = set(_frame(store_path, cfgs)["run_key"]) if store_path.exists() and len(cfgs) else set()
+    groups: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for c in cfgs:
+        shared = {k: v for k, v in c.to_dict().items() if k not in ("lr", "sigma_w2", "keep_rates", "seeds")}
+        g = groups.setdefault(json.dumps(shared, sort_keys=True, default=str), (c, {}))
+        for j in plan(c):
+            if j.key not in done:
+                g[1][j.key] = j
+    return [(c, list(jobs.values())) for c, jobs in groups.values() if jobs]
+
+
+def _cost(item: tuple[Any, list]) -> float:
+    cfg, jobs = item
+    nets = {j.spec for j in jobs}
+    return float(len(nets) * max(j.budget for j in jobs) * cfg.depths[0] * (cfg.width / 32.0) ** 2)
 
 
 def workers() -> int:
@@ -271,16 +297,11 @@ def workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _cost(cfg) -> float:
-    return float(max(cfg.budgets) * sum(cfg.depths) * len(cfg.sigma_w2) * len(cfg.keep_rates) * len(cfg.seeds)
-                 * (cfg.width / 32.0) ** 2)
-
-
 def run_configs(cfgs: Sequence, ctx: Context, label: str) -> None:
-    """Train every missing network of ``cfgs`` into the report's store, largest jobs first, in parallel
-    worker processes (CUDA: in this process, one config after another)."""
+    """Train every missing row of ``cfgs`` into the report's store: merged trainings (:func:`merged_jobs`),
+    largest first, in parallel worker processes of one torch thread each (CUDA: in this process)."""
     store = ctx.work_dir / STORE
-    todo = sorted(_missing(cfgs, store), key=_cost, reverse=True)
+    todo = sorted(merged_jobs(cfgs, store), key=_cost, reverse=True)
     if not todo:
         return
     from tqdm import tqdm
@@ -289,8 +310,8 @@ def run_configs(cfgs: Sequence, ctx: Context, label: str) -> None:
                dynamic_ncols=True)
     n = workers()
     if ctx.device != "cpu" or n == 1 or len(todo) == 1:
-        for c in todo:
-            _run_config(c, str(store))
+        for cfg, jobs in todo:
+            _train(cfg, jobs, str(store))
             bar.update()
     else:
         import multiprocessing as mp
@@ -298,7 +319,7 @@ def run_configs(cfgs: Sequence, ctx: Context, label: str) -> None:
 
         with ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init) as pool:
-            for fut in as_completed([pool.submit(_run_config, c, str(store)) for c in todo]):
+            for fut in as_completed([pool.submit(_train, cfg, jobs, str(store)) for cfg, jobs in todo]):
                 fut.result()
                 bar.update()
     bar.close()

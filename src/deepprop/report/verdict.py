@@ -243,7 +243,7 @@ def verdict(ours: Mapping[str, Any], paper: Mapping[str, Any], tolerance: Mappin
         why = "within tolerance: " + "; ".join(c.text for c in checks)
     reason = None
     if deciding.margin is None:
-        reason = DETERMINISTIC if deciding.value is not None else "no finite value measured"
+        reason = DETERMINISTIC if deciding.value is not None else deciding.text
     return Verdict(v, why, deciding.margin, reason, deciding.to_dict(), checks)
 
 
