@@ -374,6 +374,9 @@ def universality(ctx: Context) -> Measurement:
                        f"bootstrap CI over networks; checked statistic {UNIV_STATISTIC}")
 
 
+AUTHORS_MIN_STEPS = 1000  # Huang et al.'s trainability figures: 1000-10000 steps (follow-ups section 2)
+
+
 @claim(
     "002-trainable-law",
     source=f"{PAPER}, trainability figures (6 xi_c, 12 xi_c and 12 xi_1 overlaid) and their empirical law",
@@ -397,6 +400,11 @@ def trainable_law(ctx: Context) -> Measurement:
     sw = tr.load(ctx, "dropout")
     budget = int(sw.networks["steps"].max())
     ours = bd.law_gain(sw.networks, sw.chance, budget)
+    if budget < AUTHORS_MIN_STEPS and ours["law_gain"] is not None:
+        # the trained region grows with the budget; scored below the authors' budgets it would favour 6 xi_c
+        ours.update({"law_gain_at_budget": ours["law_gain"], "law_gain": None,
+                     "law_gain_undecided": f"scored at {budget} steps, below the authors' 1000-10000: the curves "
+                                           "are compared where the networks have trained as long as theirs"})
     cells = bd.cell_table(sw.networks[sw.networks["steps"] == budget], sw.chance)
     figs = tr.heatmap_figures(ctx, sw, [budget])
     data = [ctx.save_csv(cells)] + tr.save_networks(ctx, sw, "networks")

@@ -103,7 +103,7 @@ def _row(r: dict[str, Any]) -> str:
         f'<tr class="claim-row" data-id="{_esc(r["id"])}" data-kind="{_esc(r.get("kind"))}" '
         f'data-verdict="{_esc(v)}"><td><a href="#{_esc(r["id"])}">{_esc(r["id"])}</a></td>'
         f'<td>{_esc(r["source"])}</td><td>{_esc(r["statement"])}</td><td>{_deciding(r)}</td>'
-        f'<td>{_tolerance(r, sources=False)}</td><td>{_margin(r)}</td>'
+        f'<td>{_tolerance(r, sources=False) if v != NOT_RUN else "&ndash;"}</td><td>{_margin(r)}</td>'
         f'<td class="verdict" style="color:{COLOURS.get(v, "#000")}" title="{_esc(r["why"])}">{_esc(v)}'
         f'{"<br><small>" + _esc(r["why"]) + "</small>" if v in (NOT_RUN, UNDECIDED, DIFFERS) else ""}</td>'
         f'<td><details><summary>command</summary><code>{_esc(r["command"])}</code></details></td>'

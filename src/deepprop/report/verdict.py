@@ -22,7 +22,9 @@ Bonferroni quantile 1 - ALPHA/m of the normal (or Student t, given ``<name>_dof`
 noisy comparisons do not fail by chance; passing needs every comparison to pass at K_PASS (an
 intersection-union test needs no correction). A deterministic quantity passes iff it is on the allowed
 side. A quantity measured as None with a reason in ``<name>_undecided`` (this size holds nothing to measure
-it on) is undecided; without one it fails.
+it on) is undecided; without one it fails. A check that only makes the experiment informative (``fail_means
+= "undecided"``, e.g. the trained region must reach toward a bound before the bound can be tested) leaves the
+row undecided when it fails.
 
 **Row.** ``differs`` when a quantity fails, else ``undecided`` when one is undecided (or the claim declares
 its grid cannot decide), else ``reproduced``. The row's margin is that of its deciding quantity: the failing
@@ -64,6 +66,7 @@ class Tolerance:
     value: float
     source: str
     comparisons: int = 1
+    fail_means: str = DIFFERS  # "undecided": failing this check means the experiment cannot decide (not vacuous)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -72,6 +75,8 @@ class Tolerance:
             raise ParameterError("value", f"a tolerance must be finite and >= 0 (got {self.value!r})")
         if self.comparisons < 1:
             raise ParameterError("comparisons", f"must be >= 1 (got {self.comparisons!r})")
+        if self.fail_means not in (DIFFERS, UNDECIDED):
+            raise ParameterError("fail_means", f"must be {DIFFERS!r} or {UNDECIDED!r} (got {self.fail_means!r})")
 
     def distance(self, ours: float, target: float, err: float | None = None) -> float:
         """Signed distance of ``ours`` from the threshold, positive on the allowed side (``sigma``: in errors)."""
@@ -104,7 +109,7 @@ class Tolerance:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value, "text": self.describe(), "source": self.source,
-                "comparisons": self.comparisons}
+                "comparisons": self.comparisons, "fail_means": self.fail_means}
 
 
 def k_fail(comparisons: int = 1, dof: float | None = None) -> float:
@@ -163,10 +168,19 @@ def _fmt(x: float | None) -> str:
 
 
 def check(name: str, tol: Tolerance, ours: Mapping[str, Any], target: float) -> Check:
-    """Decide one quantity (see the module docstring)."""
+    """Decide one quantity (see the module docstring); a failure of a not-vacuous check (``fail_means``
+    undecided) leaves the row undecided instead."""
+    c = _check(name, tol, ours, target)
+    if c.decision == "fail" and tol.fail_means == UNDECIDED and c.value is not None:
+        return Check(c.name, c.value, c.target, c.err, c.distance, c.margin, c.k_fail, "undecided",
+                     c.text + " (this size has not shown what the test needs: it cannot decide)")
+    return c
+
+
+def _check(name: str, tol: Tolerance, ours: Mapping[str, Any], target: float) -> Check:
     got = _number(ours.get(name))
     err = _number(ours.get(f"{name}_err"))
-    if err is not None and err <= 0:
+    if err is not None and err <= 1e-12 * max(1.0, abs(got or 0.0)):  # no spread (a resampling that never moves)
         err = None
     m = int(_number(ours.get(f"{name}_comparisons")) or tol.comparisons)
     kf = k_fail(m, _number(ours.get(f"{name}_dof")))
@@ -227,11 +241,13 @@ def verdict(ours: Mapping[str, Any], paper: Mapping[str, Any], tolerance: Mappin
     elif open_ or undecided:
         v = UNDECIDED
         if open_:
-            deciding = min(open_, key=lambda c: abs(c.margin or 0.0))
-            m = deciding.margin or 0.0
-            scale = scale_to_decide(m, K_PASS if m >= 0 else deciding.k_fail)
-            why = ("undecided at this size: " + "; ".join(c.text for c in open_)
-                   + f"; a sample ~{scale:.3g}x larger decides it if the distance stays")
+            sized = [c for c in open_ if c.margin is not None]
+            deciding = min(sized, key=lambda c: abs(c.margin or 0.0)) if sized else open_[0]
+            why = "undecided at this size: " + "; ".join(c.text for c in open_)
+            if deciding.margin is not None:
+                m = deciding.margin
+                scale = scale_to_decide(m, K_PASS if m >= 0 else deciding.k_fail)
+                why += f"; a sample ~{scale:.3g}x larger decides it if the distance stays"
         else:
             deciding = min(checks, key=key)
             why = "undecided at this size: " + str(undecided)
