@@ -175,7 +175,11 @@ class Multiple:
 def multiples_by_budget(networks: pd.DataFrame, chance: float, *, scale: str = "xi_c", boot: int = 200,
                         seed: int = 0) -> list[Multiple]:
     """The fitted trainable multiple n (:func:`best_multiple`) at each informative budget, with a 90 % bootstrap
-    interval and the standard error of log n (seeds resampled with replacement, the whole fit repeated)."""
+    interval and the standard error of log n (seeds resampled with replacement, the whole fit repeated). Only the
+    depths trained to every budget enter, so that each budget is fitted on the same cells."""
+    per_depth = networks.groupby("depth")["steps"].nunique()
+    networks = networks[networks["depth"].isin(per_depth[per_depth == networks["steps"].nunique()].index)]
+
     def fit(nets: pd.DataFrame) -> dict[int, float]:
         cells = cell_table(nets, chance)
         out = {}

@@ -189,7 +189,7 @@ def pair_summary(ratios: list[float], errs: list[float], names: list[str]) -> di
     paper={"worst_slope_dev": 0.0},
     tolerance={"worst_slope_dev": PAIR_TOL},
     sizes={"smoke": {"width": 32, "depth": 20, "networks": 4, "keep_rates": [1.0, 0.6]},
-           "quick": {"width": 300, "depth": 60, "networks": 24, "keep_rates": [1.0, 0.8, 0.6]},
+           "quick": {"width": 300, "depth": 60, "networks": 16, "keep_rates": [1.0, 0.8, 0.6]},
            "full": {"width": 1000, "depth": 100, "networks": 16, "keep_rates": [1.0, 0.8, 0.6]},
            "paper": {"width": 1000, "depth": 200, "networks": 200, "keep_rates": [1.0, 0.9, 0.8, 0.7, 0.6]}},
 )

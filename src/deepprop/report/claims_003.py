@@ -132,7 +132,8 @@ CHANNEL_TOL = Tolerance("at_most", 0.05, "large-N theory of the equal-gain infor
     tolerance={"worst_rel_dev": CHANNEL_TOL,
                "orthogonal_minus_gaussian": Tolerance("at_least", 0.0, "a narrower spectrum carries more information "
                                                       "at equal gain; error over networks")},
-    sizes={t: {**v, "mi_grid": 400 if t == "smoke" else 1500} for t, v in JAC_SIZES.items()},
+    sizes={t: {**v, "mi_grid": 400 if t == "smoke" else 1500, "networks": min(v["networks"], 12)}
+           for t, v in JAC_SIZES.items()},
 )
 def channel_information(ctx: Context) -> Measurement:
     from deepprop.plots.report import Panel, Series, panels_figure

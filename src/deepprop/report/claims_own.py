@@ -47,6 +47,7 @@ FW_C_TOL = Tolerance("at_most", 0.03, "O(1/N) finite-width bias plus sampling; w
     paper={"q_rel_dev": 0.0, "c_abs_dev": 0.0},
     tolerance={"q_rel_dev": FW_Q_TOL, "c_abs_dev": FW_C_TOL},
     sizes={"smoke": {"width": 100, "depth": 8, "networks": 2}, "quick": {"width": 1000, "depth": 15, "networks": 8},
+           "full": {"width": 1000, "depth": 15, "networks": 32},
            "paper": {"width": 1000, "depth": 40, "networks": 16}},
 )
 def finite_width(ctx: Context) -> Measurement:

@@ -72,6 +72,7 @@ class SweepSpec:
 
 
 _SW2 = (1.0, 1.2, 1.4, 1.76, 2.2, 3.0, 4.0)
+_SW2_QUICK = (1.0, 1.2, 1.4, 1.76, 3.0, 4.0)  # 2.2 (6 xi_c = 97 layers: no cell of the grid beyond) left to full
 _SGD_LR = (1e-3, 1e-2, 1e-1)
 _RMS_LR = (1e-5, 1e-4, 1e-3)
 _PAPER_BUDGETS = (45, 200, 304, 2048, 13780, 14000)  # fig. 7/8 (45, 304, 2048, 13780), fig. 5a 200, 5c 14000
@@ -80,7 +81,7 @@ _PAPER_BUDGETS = (45, 200, 304, 2048, 13780, 14000)  # fig. 7/8 (45, 304, 2048, 
 def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
     # quick: the learning-rate search scores budgets <= 304 (the choices at 2048 are the same for SGD at depths
     # <= 48 and for RMSProp at every depth; a search network trains alone, so its 2048 steps cost ~6x its share)
-    sgd_quick = SweepSpec("sgd", (6, 12, 24, 48, 96), _SW2, _PAPER_BUDGETS, _SGD_LR, 1.76, long_depth=48,
+    sgd_quick = SweepSpec("sgd", (6, 12, 24, 48, 96), _SW2_QUICK, _PAPER_BUDGETS, _SGD_LR, 1.76, long_depth=48,
                           search_budget=304)
     rms_quick = replace(sgd_quick, name="rmsprop", optimizer="rmsprop", budgets=(45, 300, 304, 2048),
                         lr_grid=_RMS_LR)
@@ -100,12 +101,12 @@ def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
                         keep_rates=(1.0, 0.6), eval_size=300, search_budget=20),
     }
     quick = {"sgd": sgd_quick, "rmsprop": rms_quick, "dropout": drop_quick, "relu": relu_quick}
-    fm = dict(dataset="fashion-mnist")
+    fm = dict(dataset="fashion-mnist", sigma_w2=_SW2)
     full = {
         "sgd": replace(sgd_quick, search_budget=2048, **fm),
         "rmsprop": replace(rms_quick, budgets=(45, 300, 304, 2048, 13780), search_budget=2048, **fm),
-        "dropout": replace(drop_quick, budgets=(304, 2048), **fm),
-        "relu": replace(relu_quick, **fm),
+        "dropout": replace(drop_quick, budgets=(304, 2048), dataset="fashion-mnist"),
+        "relu": replace(relu_quick, dataset="fashion-mnist"),
         "sgd-w128": replace(sgd_quick, name="sgd-w128", width=128, budgets=(45, 200, 304, 2048), search_budget=2048,
                             **fm),
         "sgd-w300": replace(sgd_quick, name="sgd-w300", width=300, budgets=(45, 200, 304), search_budget=304,
@@ -119,12 +120,13 @@ def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
         "rmsprop": replace(rms_quick, budgets=(45, 300, 304, 2048, 13780), lr_grid=(1e-6, 1e-5, 1e-4),
                            search_budget=2048, **paper_fig),
         "dropout": replace(drop_quick, budgets=(304, 2048), lr_grid=(1e-4, 1e-3, 1e-2),
-                           **{**paper_fig, "sigma_w2": drop_quick.sigma_w2 + (1.0, 1.4, 1.6, 2.0, 2.5, 4.0)}),
+                           **{**paper_fig, "sigma_w2": tuple(sorted(drop_quick.sigma_w2 + (1.0, 1.4, 1.6, 2.0, 2.5,
+                                                                                          4.0)))}),
         "relu": replace(relu_quick, width=1000, dataset="mnist", batch_size=128, eval_size=10000,
                         depths=(2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40),
                         keep_rates=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.3, 0.1), lr_grid=(1e-4, 1e-3, 1e-2)),
-        "sgd-w128": replace(full["sgd-w128"], budgets=_PAPER_BUDGETS, long_depth=10**9),
-        "sgd-w300": replace(full["sgd-w300"], budgets=_PAPER_BUDGETS, search_budget=2048, long_depth=10**9),
+        "sgd-w32": replace(full["sgd"], name="sgd-w32", dataset="mnist", long_depth=10**9),
+        "sgd-w128": replace(full["sgd-w128"], dataset="mnist", budgets=_PAPER_BUDGETS, long_depth=10**9),
     }
     tiers = {"smoke": smoke, "quick": quick, "full": full, "paper": paper}
     for specs in tiers.values():  # fig. 5b: 2000 SGD steps on CIFAR-10, run only where CIFAR-10 is installed
@@ -136,7 +138,7 @@ def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
 
 SPECS = _tier_specs()
 WIDTH_SWEEPS = {"smoke": ("sgd",), "quick": ("sgd",), "full": ("sgd", "sgd-w128", "sgd-w300"),
-                "paper": ("sgd", "sgd-w128", "sgd-w300")}
+                "paper": ("sgd-w32", "sgd-w128", "sgd")}
 """The sweeps of own-multiple-vs-budget-width at each tier (one per width)."""
 
 CLAIM_SWEEPS = {
