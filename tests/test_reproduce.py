@@ -211,6 +211,17 @@ def test_sigkill_loses_at_most_the_claim_in_progress(tmp_path):
     assert rows["004-closed-forms"]["finished_at"] == saved and "001-fig2" in rows
 
 
+def test_full_tier_runs_from_the_cli_and_the_first_screen_names_the_tier(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--tier", "full", "--only", "004-closed-forms,003-mutual-information", "--out",
+                 str(out), "--quiet"]) == 0
+    doc = _load(out)
+    assert doc["tier"] == "full" and {r["tier"] for r in doc["claims"]} == {"full"}
+    page = (out / "index.html").read_text()
+    first = page[:page.index('id="claims-')]
+    assert "Tier: full" in first and "cannot decide" in first and "003-mutual-information" in first
+
+
 def test_cli_prints_the_table_and_the_index_path(tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["reproduce", "--tier", "smoke", "--only", "004-closed-forms", "--out", str(out), "--quiet"]) == 0

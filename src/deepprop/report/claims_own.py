@@ -230,7 +230,7 @@ def multiple_vs_budget_width(ctx: Context) -> Measurement:
         series.append(Series(g["budget"].to_numpy(), g["n"].to_numpy(), f"width {w}", "o-", yerr=yerr,
                              color=f"C{k}"))
     path, rel = ctx.figure_path()
-    panels_figure(path, [Panel(series, "fitted trainable multiple n (L_max = n xi_c), 90% bootstrap intervals",
+    panels_figure(path, [Panel(series, "fitted multiple n (L_max = n xi_c), 90% bootstrap",
                                "training budget (steps)", "n", logx=True, hlines=((6.0, "6 (the paper)"),))])
     return Measurement(ours=ours, figure=[rel], data=[ctx.save_csv(frame)],
                        note=" | ".join(notes) + "; n maximises the fraction of cells that 'trained iff L <= n xi_c' "

@@ -149,6 +149,11 @@ def render(out: Path, doc: dict[str, Any]) -> str:
                       f'<table class="claims" id="claims-{kind}"><thead>{HEAD}</thead><tbody>'
                       + "".join(_row(r) for r in mine) + "</tbody></table>")
         sections += [_section(out, r) for r in mine]
+    open_rows = [r for r in records if r["verdict"] in (UNDECIDED, NOT_RUN)]
+    cannot = "; ".join(
+        f'<a href="#{_esc(r["id"])}">{_esc(r["id"])}</a> ({_esc(r["verdict"])}'
+        + (f', decided by {_esc(r["decides"])}' if r.get("decides") and r["verdict"] == UNDECIDED else "") + ")"
+        for r in open_rows) or "nothing: every row is decided"
     meta = (f'tier {_esc(doc["tier"])}, device {_esc(doc["device"])}, deepprop {_esc(doc["deepprop_version"])}, '
             f'torch {_esc(doc["torch_version"])}, {_esc(doc["cpu_count"])} CPUs, '
             f'{doc["seconds_total"]:.0f} s of claim time')
@@ -159,6 +164,7 @@ def render(out: Path, doc: dict[str, Any]) -> str:
 <body data-claims='{payload}'><h1>deepprop: which claims of the papers it reproduces</h1>
 <div class="summary" id="summary">{_esc(doc["summary"])}</div>
 <div class="note" id="tier-note"><b>Tier: {_esc(doc["tier"])}.</b> {_esc(doc["tier_note"])}</div>
+<div class="note" id="cannot-decide"><b>What this run leaves undecided or does not run:</b> {cannot}</div>
 <div class="note" id="verdicts-note"><b>Verdicts.</b> reproduced / differs: the deciding number lies at least 2
 standard errors inside / beyond its threshold (beyond a Bonferroni-widened bound when it is the worst of several
 comparisons); undecided: closer than that, or the grid holds no cell that could tell; margin: the signed distance
