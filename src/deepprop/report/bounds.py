@@ -91,7 +91,7 @@ def bound_summary(cells: pd.DataFrame, sd: float, *, multiple: float = 6.0, scal
         w = beyond.loc[excess.idxmax()]
         out.update({f"{prefix}excess_beyond": float(excess.max()), f"{prefix}excess_beyond_err": sd,
                     f"{prefix}excess_beyond_comparisons": int(len(beyond)),
-                    f"{prefix}worst_beyond": f"{_where(w)} ({w['depth'] / w[scale]:.3g} {scale}): accuracy "
+                    f"{prefix}excess_beyond_at": f"{_where(w)} ({w['depth'] / w[scale]:.3g} {scale}): accuracy "
                                              f"{w['mean']:.4g} vs threshold {w['threshold']:.4g}",
                     f"{prefix}trained_beyond": int(beyond["trained"].sum())})
     else:

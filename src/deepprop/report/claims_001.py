@@ -313,7 +313,7 @@ def finite_width_summary(rows: list) -> dict:
     ours.update({"worst_abs_rel_err": rel[i] if i is not None else math.nan,
                  "worst_abs_rel_err_err": errs[i] if i is not None else math.nan,
                  "worst_abs_rel_err_comparisons": max(len(rel), 1),
-                 "worst_setting": where[i] if i is not None else None,
+                 "worst_abs_rel_err_at": where[i] if i is not None else None,
                  "failed_measured_fits": fits_failed, "settings_compared": len(rel),
                  "fraction_compared": len(rel) / len(rows) if rows else 0.0, "settings_unresolved": unresolved,
                  "max_abs_rel_err_window": max(rel) if rel else math.nan, "failed_fits": failed})

@@ -105,12 +105,12 @@ def bound_all(ctx: Context) -> Measurement:
         _excess_figure(path, cells, name)
         figs.append(rel)
     # the deciding number: the largest excess over both optimizers and every budget (comparisons added up)
-    parts = [(ours.get(f"{n}_excess_beyond"), ours.get(f"{n}_seed_sd"), ours.get(f"{n}_excess_beyond_comparisons", 0))
-             for n in ("sgd", "rmsprop")]
+    parts = [(ours.get(f"{n}_excess_beyond"), ours.get(f"{n}_seed_sd"), ours.get(f"{n}_excess_beyond_comparisons", 0),
+              f"{n}: {ours.get(f'{n}_excess_beyond_at')}") for n in ("sgd", "rmsprop")]
     have = [p for p in parts if p[0] is not None]
     if have:
         worst = max(have, key=lambda p: p[0] / p[1])
-        ours.update({"excess_beyond": worst[0], "excess_beyond_err": worst[1],
+        ours.update({"excess_beyond": worst[0], "excess_beyond_err": worst[1], "excess_beyond_at": worst[3],
                      "excess_beyond_comparisons": int(sum(p[2] for p in have))})
     else:
         ours.update({"excess_beyond": None, "excess_beyond_undecided": "no cell beyond the bound in either sweep"})

@@ -104,7 +104,7 @@ def shared_independent_summary(rows: list[dict[str, Any]], depth: int) -> dict[s
     ours.update({"shared_vs_independent_gap": gaps[i] if i is not None else math.nan,
                  "shared_vs_independent_gap_err": gap_errs[i] if i is not None else math.nan,
                  "shared_vs_independent_gap_comparisons": max(len(gaps), 1),
-                 "gap_at": where[i] if i is not None else None,
+                 "shared_vs_independent_gap_at": where[i] if i is not None else None,
                  "points_compared": len(gaps), "points_excluded_depth_lt_5_xi": len(rows) - len(gaps),
                  "failed_fits": failed})
     return ours
@@ -171,7 +171,8 @@ def pair_summary(ratios: list[float], errs: list[float], names: list[str]) -> di
     out: dict[str, Any] = {f"ratio_{n}": r for n, r in zip(names, ratios, strict=True)}
     out.update({"worst_slope_dev": dev[i] if i is not None else math.nan,
                 "worst_slope_dev_err": errs[i] if i is not None else math.nan,
-                "worst_slope_dev_comparisons": max(len(dev), 1), "worst_at": names[i] if i is not None else None,
+                "worst_slope_dev_comparisons": max(len(dev), 1),
+                "worst_slope_dev_at": names[i] if i is not None else None,
                 "median_slope_dev": float(np.median(dev)) if dev else math.nan})
     return out
 
@@ -307,7 +308,7 @@ def universality_summary(curves: list[dict[str, Any]]) -> dict[str, Any]:
         c = info[i]
         out.update({"worst_exponent_dev": dev[i], "worst_exponent_dev_err": err[i],
                     "worst_exponent_dev_comparisons": len(info),
-                    "worst_at": f"{c['activation']} rho {c['keep_rate']:g}: p = {c['exponent']:.4g} "
+                    "worst_exponent_dev_at": f"{c['activation']} rho {c['keep_rate']:g}: p = {c['exponent']:.4g} "
                                 f"[{c['ci_low']:.4g}, {c['ci_high']:.4g}] over {c['decades']:.3g} decades"})
     return out
 

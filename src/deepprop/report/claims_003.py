@@ -108,7 +108,7 @@ def channel_summary(eq: dict, eq_err: dict, theory: dict, i_crit: int) -> dict:
     i = worst(CHANNEL_TOL, dev, err, 0.0)
     diff = float(eq["orthogonal"][i_crit] - eq["gaussian"][i_crit])
     return {"worst_rel_dev": dev[i], "worst_rel_dev_err": err[i], "worst_rel_dev_comparisons": len(dev),
-            "worst_at": where[i], "orthogonal_minus_gaussian": diff,
+            "worst_rel_dev_at": where[i], "orthogonal_minus_gaussian": diff,
             "orthogonal_minus_gaussian_err": float(np.hypot(eq_err["orthogonal"][i_crit], eq_err["gaussian"][i_crit]))}
 
 

@@ -274,7 +274,7 @@ def overflow_summary(res, floor: float = 0.3) -> dict:
         ours.update({"worst_rel_dev": None, "worst_rel_dev_undecided": "no deciding sigma_w^2 within the depth"})
     else:
         ours.update({"worst_rel_dev": rel[i], "worst_rel_dev_err": err[i], "worst_rel_dev_comparisons": len(rel),
-                     "worst_at": where[i]})
+                     "worst_rel_dev_at": where[i]})
     ours["deciding_sw2"] = [float(x) for x in res.sigma_w2[deciding]]
     return ours
 

@@ -181,7 +181,7 @@ def multiple_summary(table: list[dict]) -> dict:
         out.update({"log_change": None, "log_change_undecided": "no width with two informative budgets"})
     else:
         out.update({"log_change": changes[i], "log_change_err": errs[i], "log_change_comparisons": len(changes),
-                    "deciding_width": names[i]})
+                    "log_change_at": names[i]})
     out["multiple_above_6"] = [f"width {r['width']}, {r['budget']} steps: n = {r['n']:.3g} [{r['low']:.3g}, "
                                f"{r['high']:.3g}]" for r in table if math.isfinite(r["low"]) and r["low"] > 6.0]
     return out

@@ -26,6 +26,9 @@ it on) is undecided; without one it fails. A check that only makes the experimen
 = "undecided"``, e.g. the trained region must reach toward a bound before the bound can be tested) leaves the
 row undecided when it fails.
 
+A summary names where its deciding number was measured (the worst cell, point or setting) in
+``<name>_at``; the verdict's reason quotes it.
+
 **Row.** ``differs`` when a quantity fails, else ``undecided`` when one is undecided (or the claim declares
 its grid cannot decide), else ``reproduced``. The row's margin is that of its deciding quantity: the failing
 one furthest out, the undecided one, or the passing one closest to its threshold.
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deepprop.errors import ParameterError
@@ -171,6 +174,9 @@ def check(name: str, tol: Tolerance, ours: Mapping[str, Any], target: float) -> 
     """Decide one quantity (see the module docstring); a failure of a not-vacuous check (``fail_means``
     undecided) leaves the row undecided instead."""
     c = _check(name, tol, ours, target)
+    at = ours.get(f"{name}_at")
+    if isinstance(at, str) and at:  # where the deciding number was measured (the worst cell, point, setting)
+        c = replace(c, text=f"{c.text} [at {at}]")
     if c.decision == "fail" and tol.fail_means == UNDECIDED and c.value is not None:
         return Check(c.name, c.value, c.target, c.err, c.distance, c.margin, c.k_fail, "undecided",
                      c.text + " (this size has not shown what the test needs: it cannot decide)")
