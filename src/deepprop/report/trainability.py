@@ -79,8 +79,9 @@ _PAPER_BUDGETS = (45, 200, 304, 2048, 13780, 14000)  # fig. 7/8 (45, 304, 2048, 
 
 
 def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
-    # quick: the learning-rate search scores budgets <= 304 (the choices at 2048 are the same for SGD at depths
-    # <= 48 and for RMSProp at every depth; a search network trains alone, so its 2048 steps cost ~6x its share)
+    # CPU tiers: the learning-rate search scores budgets <= 304 (on the quick grid the choices at 2048 are the same
+    # for SGD at depths <= 48 and for RMSProp at every depth; a search network trains with two others, so its
+    # 2048 steps would cost ~6x their share); the paper tier searches up to 2048
     sgd_quick = SweepSpec("sgd", (6, 12, 24, 48, 96), _SW2_QUICK, _PAPER_BUDGETS, _SGD_LR, 1.76, long_depth=48,
                           search_budget=304)
     rms_quick = replace(sgd_quick, name="rmsprop", optimizer="rmsprop", budgets=(45, 300, 304, 2048),
@@ -103,12 +104,11 @@ def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
     quick = {"sgd": sgd_quick, "rmsprop": rms_quick, "dropout": drop_quick, "relu": relu_quick}
     fm = dict(dataset="fashion-mnist", sigma_w2=_SW2)
     full = {
-        "sgd": replace(sgd_quick, search_budget=2048, **fm),
-        "rmsprop": replace(rms_quick, budgets=(45, 300, 304, 2048, 13780), search_budget=2048, **fm),
+        "sgd": replace(sgd_quick, **fm),
+        "rmsprop": replace(rms_quick, budgets=(45, 300, 304, 2048, 13780), **fm),
         "dropout": replace(drop_quick, budgets=(304, 2048), dataset="fashion-mnist"),
         "relu": replace(relu_quick, dataset="fashion-mnist"),
-        "sgd-w128": replace(sgd_quick, name="sgd-w128", width=128, budgets=(45, 200, 304, 2048), search_budget=2048,
-                            **fm),
+        "sgd-w128": replace(sgd_quick, name="sgd-w128", width=128, budgets=(45, 200, 304, 2048), **fm),
         "sgd-w300": replace(sgd_quick, name="sgd-w300", width=300, budgets=(45, 200, 304), search_budget=304,
                             **fm),
     }
