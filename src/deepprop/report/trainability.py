@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -352,7 +352,6 @@ class Sweep:
     search: pd.DataFrame
     n_classes: int
     dataset_note: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chance(self) -> float:
