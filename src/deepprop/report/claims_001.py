@@ -488,7 +488,9 @@ EQ17_SIZES = {t: {**GRAD_SIZES[t], "transient": tr} for t, tr in (
     ("smoke", {"width": 32, "depth": 40, "networks": 3, "batch": 16}),
     ("quick", {"width": 300, "depth": 100, "networks": 8, "batch": 32}),
     ("paper", {"width": 1000, "depth": 100, "networks": 6, "batch": 32}))}
-EQ17_SIZES["full"] = {"width": 1000, "depth": 120, "n_sw2": 13, "networks": 8, "batch": 48,
+# width 1000: the independent backward pass keeps a fresh weight matrix per layer and network (8 MB each in
+# float64), so depth x networks is held to ~4 GB
+EQ17_SIZES["full"] = {"width": 1000, "depth": 100, "n_sw2": 13, "networks": 6, "batch": 32,
                       "transient": EQ17_SIZES["quick"]["transient"]}
 
 

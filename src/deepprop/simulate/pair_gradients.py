@@ -42,13 +42,32 @@ class PairProfiles:
     pair: np.ndarray
 
 
+WEIGHT_BYTES = 1 << 29
+"""Networks are run in chunks whose weights (kept for the backward pass) fit in this many bytes."""
+
+
 def pair_gradient_profiles(activation: str, sigma_w2: float, sigma_b2: float, *, keep_rate: float = 1.0,
                            width: int = 1000, depth: int = 200, networks: int = 32, pairs: int = 1, seed: int = 0,
                            device: str | None = None, dtype: str = "float64") -> PairProfiles:
     """g_aa^l and g~_ab^l of ``networks`` random networks (module docstring); ``pairs`` independent input pairs
-    per network are averaged (each its own a, b)."""
-    ens = Ensemble.build(activation, sigma_w2, sigma_b2, width, networks=networks, keep_rate=keep_rate,
-                         device=device, dtype=dtype)
+    per network are averaged (each its own a, b). Networks run in chunks of at most WEIGHT_BYTES of weights
+    (chunk k drawn from seed + k), so width 1000 and depth 200 fit in memory."""
+    itemsize = 8 if dtype == "float64" else 4
+    per_net = (depth + 1) * width * width * itemsize
+    chunk = max(1, min(networks, WEIGHT_BYTES // per_net))
+    single, pair, name = [], [], activation
+    for k, start in enumerate(range(0, networks, chunk)):
+        ens = Ensemble.build(activation, sigma_w2, sigma_b2, width, networks=min(chunk, networks - start),
+                             keep_rate=keep_rate, device=device, dtype=dtype)
+        name = ens.activation.name
+        a, b = _profiles(ens, depth, width, pairs, seed + k)
+        single.append(a)
+        pair.append(b)
+    return PairProfiles(name, float(sigma_w2), float(sigma_b2), float(keep_rate), int(width), int(depth),
+                        np.concatenate(single, axis=0), np.concatenate(pair, axis=0))
+
+
+def _profiles(ens: Ensemble, depth: int, width: int, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     gen = ens.generator(seed)
     x = torch.randn((ens.batch, width, 2 * pairs), generator=gen, device=ens.device, dtype=ens.dtype)
     with torch.enable_grad():
@@ -64,8 +83,7 @@ def pair_gradient_profiles(activation: str, sigma_w2: float, sigma_b2: float, *,
             g_ab = (da * db).abs().mean(1) * (ya * yb).abs().mean(1)
             single.append(g_aa.mean(-1).cpu().numpy())
             pair.append(g_ab.mean(-1).cpu().numpy())
-    return PairProfiles(ens.activation.name, float(sigma_w2), float(sigma_b2), float(keep_rate), int(width),
-                        int(depth), np.stack(single, axis=1), np.stack(pair, axis=1))
+    return np.stack(single, axis=1), np.stack(pair, axis=1)
 
 
 def _slope(layers: np.ndarray, curve: np.ndarray) -> float:
