@@ -86,7 +86,7 @@ def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
                           search_budget=304)
     rms_quick = replace(sgd_quick, name="rmsprop", optimizer="rmsprop", budgets=(45, 300, 304, 2048),
                         lr_grid=_RMS_LR)
-    drop_quick = SweepSpec("dropout", (12, 24, 48, 96, 192), (1.2, 1.5, 1.76, 2.2, 3.0), (304,), _SGD_LR, 1.76,
+    drop_quick = SweepSpec("dropout", (12, 24, 48, 96), (1.2, 1.5, 1.76, 2.2, 3.0), (304,), _SGD_LR, 1.76,
                            keep_rates=(1.0, 0.99, 0.98, 0.94), search_budget=304)
     relu_quick = SweepSpec("relu", (2, 4, 6, 8, 12, 16, 24, 32), (), (304, 2048), _SGD_LR, 2.0, width=64,
                            activation="relu", sigma_b2=0.0, keep_rates=(1.0, 0.9, 0.8, 0.6), sw2_per_keep=2.0,
@@ -106,7 +106,7 @@ def _tier_specs() -> dict[str, dict[str, SweepSpec]]:
     full = {
         "sgd": replace(sgd_quick, **fm),
         "rmsprop": replace(rms_quick, budgets=(45, 300, 304, 2048, 13780), **fm),
-        "dropout": replace(drop_quick, budgets=(304, 2048), dataset="fashion-mnist"),
+        "dropout": replace(drop_quick, depths=(12, 24, 48, 96, 192), budgets=(304, 2048), dataset="fashion-mnist"),
         "relu": replace(relu_quick, dataset="fashion-mnist"),
         "sgd-w128": replace(sgd_quick, name="sgd-w128", width=128, budgets=(45, 200, 304, 2048), **fm),
         "sgd-w300": replace(sgd_quick, name="sgd-w300", width=300, budgets=(45, 200, 304), search_budget=304,
