@@ -172,7 +172,7 @@ class Multiple:
     se_log: float
 
 
-def multiples_by_budget(networks: pd.DataFrame, chance: float, *, scale: str = "xi_c", boot: int = 200,
+def multiples_by_budget(networks: pd.DataFrame, chance: float, *, scale: str = "xi_c", boot: int = 100,
                         seed: int = 0) -> list[Multiple]:
     """The fitted trainable multiple n (:func:`best_multiple`) at each informative budget, with a 90 % bootstrap
     interval and the standard error of log n (seeds resampled with replacement, the whole fit repeated). Only the
@@ -208,7 +208,7 @@ def law_scores(cells: pd.DataFrame, laws: Sequence[tuple[float, str]] = ((6, "xi
     return {f"{n:g}{sc}": float(np.mean((L <= n * np.nan_to_num(_scale(cells, sc), nan=0.0)) == y)) for n, sc in laws}
 
 
-def law_gain(networks: pd.DataFrame, chance: float, budget: int, *, boot: int = 200, seed: int = 0
+def law_gain(networks: pd.DataFrame, chance: float, budget: int, *, boot: int = 100, seed: int = 0
              ) -> dict[str, Any]:
     """Huang et al.'s three fixed curves scored at ``budget`` over informative heatmaps: the gain of the better
     of 12 xi_c and 12 xi_1 over 6 xi_c in fraction of cells classified right, with a bootstrap error."""

@@ -234,4 +234,4 @@ def multiple_vs_budget_width(ctx: Context) -> Measurement:
                                "training budget (steps)", "n", logx=True, hlines=((6.0, "6 (the paper)"),))])
     return Measurement(ours=ours, figure=[rel], data=[ctx.save_csv(frame)],
                        note=" | ".join(notes) + "; n maximises the fraction of cells that 'trained iff L <= n xi_c' "
-                       "classifies right (middle of the best run), 200 bootstrap resamplings of seeds per cell")
+                       "classifies right (middle of the best run), 100 bootstrap resamplings of seeds per cell")
