@@ -30,15 +30,18 @@ TIER_NOTES = {
     "smoke": "smoke tier: every claim at toy size to exercise every experiment path; sizes are far below the "
              "papers' and the verdicts are reported but NOT meaningful (the experiments are too small to decide).",
     "quick": "quick tier (make demo, <= 10 minutes on a 2-core CPU): theory and simulation rows at meaningful "
-             "sizes; trainability on a width-32 grid of 8x8 digits standing in for MNIST, with learning rates "
-             "grid-searched per depth. It cannot decide: the trainable-depth claims at the papers' widths (the "
-             "full tier adds widths 128 and 300 on Fashion-MNIST), eq. 17 (its fits at width 300 carry "
-             "+-40-100 % errors; the full tier runs width 1000), RMSProp at 13780 steps, CIFAR-10 (not installed).",
+             "sizes; trainability on a width-32 grid of 8x8 digits standing in for MNIST (depths 6-96, dropout to "
+             "96), learning rates grid-searched per depth, budgets 45-14000 steps. It cannot decide: how the "
+             "trainable depth depends on width (the full tier adds widths 128 and 300 on Fashion-MNIST), RMSProp at "
+             "13780 steps, dropout at depth 192 and 2048 steps (where xi_c and |1/log chi_1| part), the authors' "
+             "budgets for the trainable-length curves (>= 1000 steps), eq. 17 at width 1000 (all in the full tier); "
+             "CIFAR-10 (not installed); the information-channel paper's own quantity (not implemented).",
     "full": "full tier (<= 60 minutes on a 2-core CPU): every row a CPU can decide, at the papers' budgets (45, "
-            "200/304, 2048, 13780 steps) and sizes where a CPU reaches them: trainability on Fashion-MNIST up to "
-            "width 300 where the budget allows, eq. 17 at width 1000. It cannot decide: trainability at width "
-            "300 beyond 304 steps and the papers' full grids (10 <= L <= 300, 30 x 30 cells): the paper tier on "
-            "a GPU; CIFAR-10 where it is not installed.",
+            "200/304, 2048, 13780 steps) on Fashion-MNIST standing in for MNIST: widths 32, 128 (to 2048 steps) and "
+            "300 (to 304 steps), dropout to depth 192 and 2048 steps, eq. 17 at width 1000. It cannot decide: width "
+            "300 beyond 304 steps and the papers' own grids (10 <= L <= 300, 30 x 30 cells, width 300): the paper "
+            "tier on a GPU; CIFAR-10 where it is not installed; the information-channel paper's own quantity (not "
+            "implemented).",
     "paper": "paper tier (for a GPU): the papers' sizes and budgets (width 300, depths to 300, their step "
              "counts, datasets by name where present).",
 }
