@@ -70,7 +70,7 @@ def _fit_counts(tmp: Path, run: str, data, out: str) -> None:
 def _reproduce_rows(tmp: Path, run: str, data, out: str) -> None:
     if data is not None:
         assert [c["id"] for c in data["claims"]] == ["001-fig1"] and Path(data["index"]).is_file()
-        assert set(data["counts"]) == {"reproduced", "differs", "not run"}  # every verdict, 0 or not
+        assert set(data["counts"]) == {"reproduced", "differs", "undecided", "not run"}  # every verdict, 0 or not
     else:
         assert "001-fig1" in out and "report:" in out
 

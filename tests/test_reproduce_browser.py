@@ -27,7 +27,7 @@ window.addEventListener('load', function () {
   var b = document.body;
   b.setAttribute('data-images', String(imgs.length));
   b.setAttribute('data-broken-images', String(bad));
-  b.setAttribute('data-rows', String(document.querySelectorAll('#claims tbody tr').length));
+  b.setAttribute('data-rows', String(document.querySelectorAll('tr.claim-row').length));
   b.setAttribute('data-errors', String(window.__errors.length));
 });
 </script>"""

@@ -17,8 +17,9 @@ from deepprop.errors import ParameterError
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("reproduce", help="reproduce the papers' claims; write index.html and claims.json")
     p.add_argument("--tier", default="quick",
-                   help="smoke (toy sizes, < 3 min), quick (default, <= 10 min on 2 cores) or paper (the papers' "
-                        "sizes; for a GPU)")
+                   help="smoke (toy sizes, < 3 min), quick (default, <= 10 min on 2 cores), full (every row a CPU "
+                        "can decide, at the papers' budgets; <= 60 min on 2 cores) or paper (the papers' sizes; "
+                        "for a GPU)")
     p.add_argument("--out", type=common.path_text, default="results",
                    help="output directory (default results/): empty, new (its parent must exist) or an earlier "
                         "deepprop report")
@@ -56,9 +57,9 @@ def _run(args: argparse.Namespace) -> int:
                         force=args.force, quiet=args.quiet or args.json,
                         log=None if args.quiet or args.json else print)
     if args.json:
-        from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED
+        from deepprop.report.verdict import VERDICTS
 
-        counts = {v: sum(r["verdict"] == v for r in result.records) for v in (REPRODUCED, DIFFERS, NOT_RUN)}
+        counts = {v: sum(r["verdict"] == v for r in result.records) for v in VERDICTS}
         common.print_json({"out": str(result.index.parent), "index": str(result.index),
                            "claims_json": str(result.claims_json), "summary": result.summary, "counts": counts,
                            "claims": [{"id": r["id"], "verdict": r["verdict"]} for r in result.records]})

@@ -12,27 +12,40 @@ import numpy as np
 import pandas as pd
 
 from deepprop.report.context import Context
-from deepprop.report.measures import exponential_r2, median_rel_dev
+from deepprop.report.measures import exponential_r2, median_rel_dev, median_with_error, rel_dev_errors
 from deepprop.report.registry import Measurement, claim
-from deepprop.report.verdict import Tolerance
+from deepprop.report.verdict import Tolerance, worst
 
 PAPER = "Schoenholz et al. 2017"
 SB2 = 0.05
 
 
+def fig1_summary(rq: np.ndarray, rc: np.ndarray) -> dict:
+    """Checked numbers of 001-fig1 from the residuals |q^l - q*|, |c^l - c*| (one row per sigma_w^2): the
+    worst R^2 of an exponential fit over the asymptotic half, and the median number of decades the fitted
+    part spans ('many orders of magnitude')."""
+    fits = [exponential_r2(r) for r in (*rq, *rc)]
+    r2 = np.array([f[0] for f in fits])
+    dec = np.array([f[1] for f in fits])
+    return {"r2_min": float(np.nanmin(r2)) if np.isfinite(r2).any() else math.nan,
+            "decades_median": float(np.nanmedian(dec)) if np.isfinite(dec).any() else math.nan,
+            "curves_fitted": int(np.isfinite(r2).sum())}
+
+
 @claim(
     "001-fig1",
-    source=f"{PAPER}, fig. 1 and sec. 2 (critical line; residuals of eq. 3-4)",
-    statement="For tanh at sigma_b^2 = 0.05 the order-to-chaos line chi_1 = 1 sits at sigma_w^2 = 1.76, and "
-              "q^l and c^l approach their fixed points exponentially over many orders of magnitude.",
-    paper_says="Fig. 1a: phase diagram with the critical line; 1b/1c: |q* - q^l| and |c* - c^l| on a log scale "
-               "fall as straight lines for sigma_w^2 from 0.01 to 1.7 (sigma_b^2 = 0.05).",
-    paper={"critical_sigma_w2": 1.76, "r2_q_min": 1.0, "r2_c_min": 1.0},
+    source=f"{PAPER}, fig. 1 and sec. 2 (residuals of eq. 3-4)",
+    statement="For tanh at sigma_b^2 = 0.05, q^l and c^l approach their fixed points exponentially, over many "
+              "orders of magnitude, for sigma_w^2 from 0.01 to 1.7.",
+    paper_says="Fig. 1b/1c: |q* - q^l| and |c* - c^l| on a log scale fall as straight lines for sigma_w^2 from "
+               "0.01 to 1.7 (sigma_b^2 = 0.05), q^0 = 0.8, c^0 = 0.6. Fig. 1a draws the critical line; the text "
+               "gives no number for it (1.7609..., reported here, is computed by deepprop's engine).",
+    paper={"r2_min": 1.0, "decades_median": 3.0},
     tolerance={
-        "critical_sigma_w2": Tolerance("abs", 0.005, "the paper quotes 1.76: rounding to 2 decimals"),
-        "r2_q_min": Tolerance("at_least", 0.01,
-                              "'clear exponential behavior': R^2 >= 0.99 of a line in log|r| (asymptotic half)"),
-        "r2_c_min": Tolerance("at_least", 0.01, "'clear exponential behavior': R^2 >= 0.99 of a line in log|r|"),
+        "r2_min": Tolerance("at_least", 0.01, "'clear exponential behavior' (fig. 1b/c read-off): every curve's "
+                            "log-residual a straight line, R^2 >= 0.99 over its asymptotic half"),
+        "decades_median": Tolerance("at_least", 0.0, "'over many orders of magnitude' (fig. 1b/c span ~10 decades): "
+                                    "the median fitted curve spans at least 3 decades"),
     },
     sizes={"smoke": {"n_sw2": 5, "depth": 60}, "quick": {"n_sw2": 17, "depth": 200},
            "paper": {"n_sw2": 41, "depth": 400}},
@@ -68,13 +81,14 @@ def fig1(ctx: Context) -> Measurement:
         Panel([Series(layers, rc[i], color=cols[i]) for i in range(len(sws))], "(c) |c* - c^l|", "layer l",
               "residual", logy=True, ylim=(1e-13, 10)),
         Panel([Series(sws, r2q, "q", "o-"), Series(sws, r2c, "c", "s-")],
-              f"R^2 of exponential fits; critical sigma_w^2 = {crit:.4f}", "sigma_w^2", "R^2",
+              f"R^2 of exponential fits; critical sigma_w^2 = {crit:.4f} (computed)", "sigma_w^2", "R^2",
               hlines=((0.99, "0.99"),)),
     ])
-    return Measurement(
-        ours={"critical_sigma_w2": crit, "r2_q_min": float(np.nanmin(r2q)), "r2_c_min": float(np.nanmin(r2c)),
-              "curves_fitted": int(np.isfinite(r2q).sum() + np.isfinite(r2c).sum())},
-        figure=[rel], data=data)
+    ours = fig1_summary(rq, rc)
+    ours["critical_sigma_w2"] = crit
+    return Measurement(ours=ours, figure=[rel], data=data,
+                       note="theory (deepprop.theory.meanfield.trajectory); the critical sigma_w^2 = "
+                            f"{crit:.4f} is computed by the engine, not quoted from the paper")
 
 
 def _slope_at_fixed_point(activation: str, sw2: float, sb2: float, c_star: float, h: float = 1e-4,
@@ -105,6 +119,16 @@ def _map_panel(rows: list[tuple[float, float, float, dict, str, str]], title: st
     return Panel(series, title, "c^l", "c^{l+1}")
 
 
+def fig2_summary(xq_measured, xq_theory, xc_measured, xc_theory, slope_theory, slope_fd) -> dict:
+    """Checked numbers of 001-fig2: median |measured / predicted - 1| of xi_q and xi_c, and the largest gap
+    between e^{-1/xi_c} and the finite-difference slope of the c-map at c*."""
+    dq, nq = median_rel_dev(xq_measured, xq_theory)
+    dc, nc = median_rel_dev(xc_measured, xc_theory)
+    gaps = np.abs(np.asarray(slope_theory, dtype=float) - np.asarray(slope_fd, dtype=float))
+    return {"xi_q_median_rel_dev": dq, "xi_c_median_rel_dev": dc, "inset_slope_max_abs_dev": float(np.max(gaps)),
+            "points_q": nq, "points_c": nc}
+
+
 @claim(
     "001-fig2",
     source=f"{PAPER}, fig. 2 and eq. 7, 9",
@@ -116,8 +140,10 @@ def _map_panel(rows: list[tuple[float, float, float, dict, str, str]], title: st
                "Fig. 2a: c-maps (ordered, critical, chaotic) with green linearisations at c*.",
     paper={"xi_q_median_rel_dev": 0.0, "xi_c_median_rel_dev": 0.0, "inset_slope_max_abs_dev": 0.0},
     tolerance={
-        "xi_q_median_rel_dev": Tolerance("abs", 0.1, "'agreement is quite good' read as a median within 10%"),
-        "xi_c_median_rel_dev": Tolerance("abs", 0.1, "'agreement is quite good' read as a median within 10%"),
+        "xi_q_median_rel_dev": Tolerance("abs", 0.1, "paper text: 'in general the agreement is quite good', read "
+                                         "as a median within 10%"),
+        "xi_c_median_rel_dev": Tolerance("abs", 0.1, "paper text: 'in general the agreement is quite good', read "
+                                         "as a median within 10%"),
         "inset_slope_max_abs_dev": Tolerance("abs", 1e-4, "finite-difference error (h = 1e-4) of the map's slope"),
     },
     sizes={"smoke": {"n_sw2": 8, "depth": 150}, "quick": {"n_sw2": 29, "depth": 300},
@@ -138,8 +164,6 @@ def fig2(ctx: Context) -> Measurement:
             xq.append((sb2, s, m["xi_q"][i], m["xi_q_measured"][i]))
             xc.append((sb2, s, m["xi_c"][i], m["xi_c_measured"][i]))
     aq, ac = np.array(xq), np.array(xc)
-    dq, nq = median_rel_dev(aq[:, 3], aq[:, 2])
-    dc, nc = median_rel_dev(ac[:, 3], ac[:, 2])
     crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
     insets, map_rows = [], []
     for s, colour, name in ((1.2, "red", "ordered"), (crit, "purple", "critical"), (3.5, "blue", "chaotic")):
@@ -167,11 +191,20 @@ def fig2(ctx: Context) -> Measurement:
             Series(sw2, m["xi_c_measured"], None, "-", color=cols[j]))],
             "(c) xi_c: dashed theory, solid measured", "sigma_w^2", "xi_c", logy=True),
     ])
-    return Measurement(
-        ours={"xi_q_median_rel_dev": dq, "xi_c_median_rel_dev": dc,
-              "inset_slope_max_abs_dev": float(max(abs(r[3] - r[4]) for r in insets)),
-              "points_q": nq, "points_c": nc},
-        figure=[rel], data=data)
+    ours = fig2_summary(aq[:, 3], aq[:, 2], ac[:, 3], ac[:, 2], [r[3] for r in insets], [r[4] for r in insets])
+    return Measurement(ours=ours, figure=[rel], data=data, note="theory: depth scales measured by fitting the "
+                       "iterated maps (deepprop.theory.meanfield.measured_depth_scales) against eq. 7 and 9")
+
+
+def fig3_summary(peak_coarse, peak_fine, c_star, slope_theory, slope_fd) -> dict:
+    """Checked numbers of 001-fig3 from the peak of xi_c over a coarse and a 10x finer sigma_w^2 grid (first
+    column rho = 1, then rho < 1) and c*(sigma_w^2, rho) with rho decreasing along axis 1."""
+    growth = np.asarray(peak_fine, dtype=float) / np.asarray(peak_coarse, dtype=float) - 1.0
+    cs = np.asarray(c_star, dtype=float)
+    gaps = np.abs(np.asarray(slope_theory, dtype=float) - np.asarray(slope_fd, dtype=float))
+    return {"peak_growth_rho_lt_1": float(np.max(growth[1:])), "peak_growth_rho_1": float(growth[0]),
+            "c_star_increase_with_dropout": float(np.nanmax(cs[:, 2:] - cs[:, 1:-1])),
+            "one_minus_c_star_min": float(np.nanmin(1.0 - cs[:, 1:])), "inset_slope_max_abs_dev": float(np.max(gaps))}
 
 
 @claim(
@@ -209,10 +242,7 @@ def fig3(ctx: Context) -> Measurement:
     mf_f = mean_field("tanh", fine[:, None], SB2, keep_rate=rhos[None, :], show_progress=False)
     peak_c = np.nanmax(np.where(np.isfinite(mf_c.xi_c), mf_c.xi_c, 1e300), axis=0)
     peak_f = np.nanmax(np.where(np.isfinite(mf_f.xi_c), mf_f.xi_c, 1e300), axis=0)
-    growth = peak_f / peak_c - 1.0
     cs = mf_f.c_star  # (sw2, rho), rho decreasing along axis 1
-    increase = float(np.nanmax(cs[:, 2:] - cs[:, 1:-1]))
-    one_minus = float(np.nanmin(1.0 - cs[:, 1:]))
     crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
     insets, map_rows = [], []
     for rho, colour in ((1.0, "black"), (0.95, "purple"), (0.8, "blue")):
@@ -234,77 +264,84 @@ def fig3(ctx: Context) -> Measurement:
         Panel([Series(fine, np.where(np.isfinite(mf_f.xi_c[:, j]), mf_f.xi_c[:, j], np.nan), None, color=cols[j])
                for j in range(len(rhos))], "(c) xi_c: no divergence for rho < 1", "sigma_w^2", "xi_c", logy=True),
     ])
-    return Measurement(
-        ours={"peak_growth_rho_lt_1": float(np.max(growth[1:])), "peak_growth_rho_1": float(growth[0]),
-              "xi_c_peak_rho_0.99": float(peak_f[1]), "c_star_increase_with_dropout": increase,
-              "one_minus_c_star_min": one_minus,
-              "inset_slope_max_abs_dev": float(max(abs(r[2] - r[3]) for r in insets))},
-        figure=[rel], data=data)
+    ours = fig3_summary(peak_c, peak_f, cs, [r[2] for r in insets], [r[3] for r in insets])
+    ours["xi_c_peak_rho_0.99"] = float(peak_f[1])
+    return Measurement(ours=ours, figure=[rel], data=data, note="theory: the engine's dropout maps (eq. 11-12) "
+                       f"for rho = {', '.join(f'{r:g}' for r in rhos)}")
 
 
 FW_KEEP_RATES = (1.0, 0.99, 0.95, 0.9, 0.8)
 FW_SW2 = 2.0
 
 
-def _fw_tolerance_source() -> str:
-    from deepprop.simulate.correlation_scale import AGREE_REL, AGREE_SIGMA
-
-    return (f"the library's per-setting verdict (deepprop.simulate.correlation_scale: the measured fit within "
-            f"{100 * AGREE_REL:g}% or {AGREE_SIGMA:g} standard errors of the same fit of the infinite-width "
-            "trajectory over the same layers; error = scatter of independent replicate ensembles). A failed "
-            "measured fit counts as differing, unless the same-window theory fit fails too (the window cannot "
-            "resolve the relaxation even at infinite width: listed in failed_fits, not compared)")
+FW_REL = 0.15
+"""The library's agreement bar for a finite-width depth scale (deepprop.simulate.correlation_scale.AGREE_REL)."""
+FW_TOL = Tolerance("at_most", FW_REL, "the library's bar for a finite-width depth scale "
+                   "(deepprop.simulate.correlation_scale.AGREE_REL): the fit within 15% of the same fit of the "
+                   "infinite-width trajectory over the same layers; checked at the worst setting in its own "
+                   "standard error (scatter of independent replicate ensembles), Bonferroni over the settings")
 
 
 def finite_width_summary(rows: list) -> dict:
     """The checked numbers of 001-fig3/finite-width from CorrelationScaleFit rows, plus every setting's fit.
 
-    A setting is compared when both fits resolve (the library's verdict agrees/differs); when only the measured
-    fit fails it counts as differing; when the same-window theory fit fails too it is unresolved (listed in
-    failed_fits with the reason, not compared)."""
+    A setting is compared when both fits resolve: |fit / same-window theory fit - 1| with its error (the
+    replicate scatter); the deciding number is the compared setting closest to failing (smallest margin),
+    with the number of settings compared as its multiplicity. A measured fit that fails where the theory
+    fit resolves is counted (``failed_measured_fits``, must be 0); where the same-window theory fit fails too
+    the window cannot resolve the relaxation even at infinite width: listed, not compared."""
     ours: dict = {}
-    failed, differing, compared, unresolved, rel_window = [], 0, 0, 0, []
+    failed, fits_failed, unresolved, rel, errs, where = [], 0, 0, [], [], []
     for r in rows:
         key = f"{r.start}_rho{r.keep_rate:g}_N{r.width}"
         ours[f"xi_c_rho{r.keep_rate:g}"] = r.xi_c
         ours.update({f"{key}_xi_c_fit": r.xi_c_fit, f"{key}_xi_c_fit_err": r.xi_c_fit_err,
                      f"{key}_xi_c_fit_theory": r.xi_c_fit_theory, f"{key}_rel_err_window": r.rel_err_window,
                      f"{key}_rel_err_asymptotic": r.rel_err_asymptotic})
-        where = f"{key} (c0 = {r.c0:.3g}, {r.depth} layers)"
+        label = f"{key} (c0 = {r.c0:.3g}, {r.depth} layers)"
         if r.xi_c_fit_theory_reason is not None:
             unresolved += 1
-            failed.append(f"{where}: not compared, the same-window theory fit fails too: {r.xi_c_fit_theory_reason}")
+            failed.append(f"{label}: not compared, the same-window theory fit fails too: {r.xi_c_fit_theory_reason}")
         elif r.xi_c_fit_reason is not None:
-            differing += 1
-            failed.append(f"{where}: counted as differing: {r.xi_c_fit_reason}")
+            fits_failed += 1
+            failed.append(f"{label}: the measured fit failed: {r.xi_c_fit_reason}")
         else:
-            compared += 1
-            rel_window.append(abs(r.rel_err_window))
-            differing += r.verdict == "differs"
-    ours.update({"settings_differing": differing, "fraction_compared": compared / len(rows) if rows else 0.0,
-                 "settings_compared": compared, "settings_unresolved": unresolved,
-                 "max_abs_rel_err_window": max(rel_window) if rel_window else float("nan"),
-                 "failed_fits": failed})
+            rel.append(abs(r.rel_err_window))
+            errs.append(abs(r.xi_c_fit_err / r.xi_c_fit_theory) if r.xi_c_fit_theory else math.nan)
+            where.append(label)
+    i = worst(FW_TOL, rel, errs, 0.0)
+    ours.update({"worst_abs_rel_err": rel[i] if i is not None else math.nan,
+                 "worst_abs_rel_err_err": errs[i] if i is not None else math.nan,
+                 "worst_abs_rel_err_comparisons": max(len(rel), 1),
+                 "worst_abs_rel_err_at": where[i] if i is not None else None,
+                 "failed_measured_fits": fits_failed, "settings_compared": len(rel),
+                 "fraction_compared": len(rel) / len(rows) if rows else 0.0, "settings_unresolved": unresolved,
+                 "max_abs_rel_err_window": max(rel) if rel else math.nan, "failed_fits": failed})
     return ours
 
 
 @claim(
     "001-fig3/finite-width",
-    source=f"{PAPER}, fig. 3c and eq. 9 (dropout xi_c), checked at finite width",
+    kind="own",
+    source=f"deepprop, on {PAPER} fig. 3c and eq. 9 (dropout xi_c): the paper shows theory only",
     statement=f"In finite dropout networks (tanh, sigma_w^2 = {FW_SW2:g}, sigma_b^2 = 0.05, rho = 1 to 0.8), the "
               "correlation c^l relaxes over the depth scale the mean-field theory predicts: the fitted scale "
-              "matches the same fit of the infinite-width trajectory over the same layers.",
-    paper_says="Fig. 3c: theory xi_c for rho from 1 to 0.8 (measured c-map relaxation at width 1000 in the "
-               "paper's appendix); the measured depth scales follow the theory curves.",
-    paper={"settings_differing": 0.0, "fraction_compared": 0.5},
+              "matches the same fit of the infinite-width trajectory over the same layers within 15%.",
+    paper_says="Fig. 3c: theory xi_c for rho from 1 to 0.8. No finite-width measurement of dropout xi_c appears in "
+               "the paper (protocols.md): this finite-network check is deepprop's own.",
+    paper={"worst_abs_rel_err": 0.0, "failed_measured_fits": 0.0, "fraction_compared": 0.5},
     tolerance={
-        "settings_differing": Tolerance("at_most", 0.0, _fw_tolerance_source()),
+        "worst_abs_rel_err": FW_TOL,
+        "failed_measured_fits": Tolerance("at_most", 0.0, "a measured fit must resolve wherever the same-window "
+                                          "theory fit does"),
         "fraction_compared": Tolerance("at_least", 0.0, "the verdict rests on at least half of the (rho, width, "
                                        "start) settings"),
     },
     sizes={"smoke": {"widths": [32], "networks": 3, "pairs": 4, "replicates": 2},
            "quick": {"widths": [300], "networks": 8, "pairs": 32, "replicates": 8},
+           "full": {"widths": [1000], "networks": 6, "pairs": 32, "replicates": 6},
            "paper": {"widths": [300, 1000], "networks": 8, "pairs": 32, "replicates": 8}},
+    decides="the full tier (width 1000: smaller finite-width scatter) and the paper tier (widths 300 and 1000)",
 )
 def fig3_finite_width(ctx: Context) -> Measurement:
     from deepprop.plots.report import Panel, Series, panels_figure
@@ -387,6 +424,19 @@ GRAD_SIZES = {"smoke": {"width": 32, "depth": 24, "n_sw2": 5, "networks": 2, "ba
               "paper": {"width": 300, "depth": 240, "n_sw2": 25, "networks": 4, "batch": 128}}
 
 
+def depth_scale_summary(fit, fit_err, theory, compared, prefix: str = "") -> dict:
+    """Median |fitted / predicted - 1| over the ``compared`` points and its standard error (each point's fit
+    redrawn within its jackknife error); a failed fit among them counts as an infinite deviation."""
+    fit = np.asarray(fit, dtype=float)
+    th = np.asarray(theory, dtype=float)
+    sel = np.asarray(compared, dtype=bool)
+    dev, err = rel_dev_errors(fit, fit_err, th)
+    dev = np.where(sel & ~np.isfinite(fit), np.inf, dev)
+    med, med_err = median_with_error(dev[sel], err[sel])
+    return {f"{prefix}median_rel_dev": med, f"{prefix}median_rel_dev_err": med_err,
+            f"{prefix}points_compared": int(sel.sum()), f"{prefix}failed_fits": int((sel & ~np.isfinite(fit)).sum())}
+
+
 @claim(
     "001-fig4",
     source=f"{PAPER}, fig. 4 and eq. 16",
@@ -397,7 +447,8 @@ GRAD_SIZES = {"smoke": {"width": 32, "depth": 24, "n_sw2": 5, "networks": 2, "ba
                "deviating near the critical point (finite size).",
     paper={"median_rel_dev": 0.0},
     tolerance={"median_rel_dev": Tolerance(
-        "abs", 0.2, "fig. 4b 'good quantitative agreement' read as a median within 20% for |xi_grad| <= L/2")},
+        "abs", 0.2, "paper text (fig. 4b): 'good quantitative agreement', read as a median within 20% for "
+                    "|xi_grad| <= L/2 (the paper: deviations near the critical point are finite-size effects)")},
     sizes=GRAD_SIZES,
 )
 def fig4(ctx: Context) -> Measurement:
@@ -409,9 +460,9 @@ def fig4(ctx: Context) -> Measurement:
     sweep = np.linspace(1.0, 4.0, s["n_sw2"])
     res, note = _gradient_run(ctx, sweep, "shared")
     fit = np.array([abs(p.xi_grad_fit) if p.finite else np.nan for p in res.points])
+    fit_err = np.array([p.fits["xi_grad_fit"].err for p in res.points])
     theory = np.abs(np.array([float(p.theory["xi_grad"]) if p.theory else np.nan for p in res.points]))
     away = np.isfinite(theory) & (theory <= s["depth"] / 2)
-    dev, n = median_rel_dev(fit[away], theory[away])
     fine = np.linspace(1.0, 4.0, 301)
     th_fine = np.abs(mean_field("tanh", fine, SB2, show_progress=False).xi_grad)
     data = [ctx.save_csv(_gradient_rows(res)),
@@ -427,7 +478,7 @@ def fig4(ctx: Context) -> Measurement:
                Series(sweep, fit, "measured", "o", color="red")],
               "(b) gradient depth scale", "sigma_w^2", "|xi_grad|", logy=True),
     ])
-    return Measurement(ours={"median_rel_dev": dev, "points_compared": n}, figure=[rel], data=data,
+    return Measurement(ours=depth_scale_summary(fit, fit_err, theory, away), figure=[rel], data=data,
                        note=note + f"; width {s['width']}, depth {s['depth']}, {s['networks']} networks, "
                        f"batch {s['batch']}")
 
@@ -437,19 +488,28 @@ EQ17_SIZES = {t: {**GRAD_SIZES[t], "transient": tr} for t, tr in (
     ("smoke", {"width": 32, "depth": 40, "networks": 3, "batch": 16}),
     ("quick", {"width": 300, "depth": 100, "networks": 8, "batch": 32}),
     ("paper", {"width": 1000, "depth": 100, "networks": 6, "batch": 32}))}
+# width 1000: the independent backward pass keeps a fresh weight matrix per layer and network (8 MB each in
+# float64), so depth x networks is held to ~4 GB
+EQ17_SIZES["full"] = {"width": 1000, "depth": 100, "n_sw2": 13, "networks": 6, "batch": 32,
+                      "transient": EQ17_SIZES["quick"]["transient"]}
 
 
 @claim(
     "001-eq17",
-    source=f"{PAPER}, eq. 17 and appendix 7.9",
-    statement="The covariance of two inputs' gradients decays from the output towards the input over the "
-              "correlation depth scale xi_c (with backward weights independent of the forward ones).",
-    paper_says="Eq. 17: q~_ab^l = q~_ab^L e^{-(L-l)/xi_c}, xi_c as in the forward pass (no figure).",
+    kind="own",
+    source=f"deepprop, on {PAPER} eq. 17 and appendix 7.9 (derived in the paper, not measured there)",
+    statement="The covariance of two inputs' gradients (same-label pairs, signed) decays from the output towards "
+              "the input over the correlation depth scale xi_c (with backward weights independent of the "
+              "forward ones): the fitted scale is within 25% of eq. 17's xi_cov (median over sigma_w^2).",
+    paper_says="Eq. 17: q~_ab^l = q~_ab^L e^{-(L-l)/xi_c}, xi_c as in the forward pass; derived, not measured in "
+               "the paper (protocols.md): the finite-network test is deepprop's own.",
     paper={"median_rel_dev": 0.0},
     tolerance={"median_rel_dev": Tolerance(
         "abs", 0.25, "zeroth order in the eq. 17 expansion; finite width and 25% for the fit of a noisy "
-                     "covariance; compared where depth >= 5 xi_cov (MeanField.xi_cov)")},
+                     "covariance; compared where depth >= 5 xi_cov (MeanField.xi_cov); the median's error from "
+                     "each fit's jackknife error over networks")},
     sizes=EQ17_SIZES,
+    decides="the full tier (width 1000, where the covariance stays above the finite-width noise floor longer)",
 )
 def eq17(ctx: Context) -> Measurement:
     from deepprop.plots.report import Panel, Series, panels_figure
@@ -461,9 +521,9 @@ def eq17(ctx: Context) -> Measurement:
     sweep = np.linspace(2.0, 4.0, max(3, s["n_sw2"] // 2))  # chaotic: xi_c differs from xi_grad there
     res, note = _gradient_run(ctx, sweep, "independent")
     fit = np.array([p.xi_cov_fit for p in res.points])
+    fit_err = np.array([p.fits["xi_cov_fit"].err for p in res.points])
     theory = np.asarray(mean_field("tanh", sweep, SB2, show_progress=False).xi_cov, dtype=float)
     resolved = np.isfinite(theory) & (s["depth"] >= 5 * np.abs(theory))
-    dev, n = median_rel_dev(fit[resolved], theory[resolved])
     # the forward transient at sw2 = 1.5 (ordered, xi_cov = 15.8): same-label pairs enter far below c* = 1, so
     # a fit over a finite window reads a shorter scale; the theory of that transient is fitted over the same
     # layers (deepprop.simulate.backprop_modes.covariance_transient). Reported, not part of the verdict.
@@ -474,7 +534,8 @@ def eq17(ctx: Context) -> Measurement:
                                  data_dir=ctx.data_dir, backprop="independent", seed=0, device=ctx.device,
                                  dtype="float64")
     td = tr.to_dict()
-    ours = {"median_rel_dev": dev, "points_compared": n, "points_excluded_depth_lt_5_xi": int((~resolved).sum())}
+    ours = depth_scale_summary(fit, fit_err, theory, resolved)
+    ours["points_excluded_depth_lt_5_xi"] = int((~resolved).sum())
     ours.update({f"xi_cov_fit_sw2_{p.sigma_w2:.3g}": p.fits["xi_cov_fit"].value for p in res.points})
     ours.update({f"xi_cov_fit_sw2_{p.sigma_w2:.3g}_err": p.fits["xi_cov_fit"].err for p in res.points})
     ours.update({f"xi_cov_theory_sw2_{sw:.3g}": th for sw, th in zip(sweep, theory, strict=True)})

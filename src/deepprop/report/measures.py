@@ -46,3 +46,36 @@ def median_rel_dev(measured: ArrayLike, theory: ArrayLike) -> tuple[float, int]:
 def finite_or_nan(x: object) -> float:
     """float(x), NaN for None."""
     return math.nan if x is None else float(x)  # type: ignore[arg-type]
+
+
+def median_with_error(devs: ArrayLike, errs: ArrayLike, draws: int = 400, seed: int = 0) -> tuple[float, float]:
+    """Median of |dev_i| and its standard error by a parametric bootstrap: each deviation redrawn from
+    N(dev_i, err_i^2) (its own fit error), the median of the absolute values recomputed.
+
+    An infinite deviation (a failed fit) stays infinite in every draw. The error is NaN (unknown) when a finite
+    deviation has no finite positive error, and the median NaN when there are no deviations."""
+    d = np.asarray(devs, dtype=np.float64).reshape(-1)
+    e = np.asarray(errs, dtype=np.float64).reshape(-1)
+    ok = ~np.isnan(d)
+    if not ok.any():
+        return math.nan, math.nan
+    d, e = d[ok], e[ok]
+    fin = np.isfinite(d)
+    if not np.all(np.isfinite(e[fin]) & (e[fin] > 0)):
+        return float(np.median(np.abs(d))), math.nan
+    e = np.where(fin, e, 0.0)
+    med = float(np.median(np.abs(d)))
+    z = np.random.default_rng(seed).standard_normal((draws, d.size))
+    boot = np.median(np.abs(np.where(fin, d, 0.0)[None, :] + e[None, :] * z) + np.where(fin, 0.0, np.inf), axis=1)
+    good = boot[np.isfinite(boot)]
+    return med, float(good.std(ddof=1)) if good.size == boot.size else math.nan
+
+
+def rel_dev_errors(measured: ArrayLike, err: ArrayLike, theory: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(measured / theory - 1, err / |theory|) elementwise (NaN where theory is 0 or not finite)."""
+    m = np.asarray(measured, dtype=np.float64)
+    e = np.asarray(err, dtype=np.float64)
+    t = np.asarray(theory, dtype=np.float64)
+    ok = np.isfinite(t) & (t != 0)
+    safe = np.where(ok, t, 1.0)
+    return np.where(ok, m / safe - 1.0, np.nan), np.where(ok, e / np.abs(safe), np.nan)

@@ -2,8 +2,16 @@
 
 A registration states everything that is fixed before anything is measured: the paper and place, the
 claim in one sentence, what the paper shows (``paper_says``), the paper's numbers or the bounds read from
-its sentences (``paper``), a :class:`~deepprop.report.verdict.Tolerance` per checked quantity, and the
-sizes of the experiment at each tier. The function only measures.
+its sentences (``paper``), a :class:`~deepprop.report.verdict.Tolerance` per checked quantity, the sizes
+of the experiment at each tier, and its ``kind``:
+
+* ``paper``: the quantity the authors measured, with their criterion (protocols.md);
+* ``own``: a test deepprop adds (a quantity or comparison the authors did not measure);
+* ``engine``: a check that can only fail through a bug in deepprop (closed forms, quadrature).
+
+``decides`` names the size (tier) that decides the row when a smaller one leaves it undecided. The
+function only measures; a pure summary function turns its raw numbers into the checked ones, so that the
+test suite can feed it what wrong physics would give and see the verdict turn to "differs".
 
 Adding a claim::
 
@@ -17,6 +25,7 @@ Adding a claim::
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +37,8 @@ from deepprop.report.verdict import Tolerance
 if TYPE_CHECKING:
     from deepprop.report.context import Context
 
-TIERS = ("smoke", "quick", "paper")
+TIERS = ("smoke", "quick", "full", "paper")
+CLAIM_KINDS = ("paper", "own", "engine")
 CLAIM_MODULES = ("claims_001", "claims_001_train", "claims_004", "claims_002", "claims_003", "claims_own",
                  "claims_real_models")
 
@@ -43,6 +53,8 @@ class Measurement:
     figure    : figure paths relative to OUT; data: raw-number files relative to OUT
     note      : what stands in for the paper's setting (dataset, sizes), shown in the row
     not_run   : reason the claim could not run (then no verdict is computed)
+    undecided : reason this size cannot decide the claim although nothing failed (e.g. the grid holds no
+                cell where two laws disagree)
     """
 
     ours: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +63,7 @@ class Measurement:
     data: list[str] = field(default_factory=list)
     note: str = ""
     not_run: str | None = None
+    undecided: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ class Claim:
     tolerance: Mapping[str, Tolerance]
     sizes: Mapping[str, Mapping[str, Any]]
     run: Callable[[Context], Measurement]
+    kind: str = "paper"
+    decides: str = ""
 
     @property
     def group(self) -> str:
@@ -82,20 +97,28 @@ def claim(
     tolerance: Mapping[str, Tolerance],
     sizes: Mapping[str, Mapping[str, Any]],
     paper: Mapping[str, float] | None = None,
+    kind: str = "paper",
+    decides: str = "",
 ) -> Callable[[Callable[[Context], Measurement]], Callable[[Context], Measurement]]:
     """Register the decorated function as claim ``id`` (see the module docstring)."""
 
     def wrap(fn: Callable[[Context], Measurement]) -> Callable[[Context], Measurement]:
-        register(Claim(id, source, statement, paper_says, dict(paper or {}), dict(tolerance), sizes, fn))
+        register(Claim(id, source, statement, paper_says, dict(paper or {}), dict(tolerance), sizes, fn, kind,
+                       decides))
         return fn
 
     return wrap
 
 
 def register(c: Claim) -> Claim:
-    """Add a claim (ids are unique; every tier has sizes)."""
+    """Add a claim (ids are unique; every tier has sizes; the full tier runs the quick sizes unless the
+    claim names its own)."""
     if c.id in REGISTRY:
         raise ValueError(f"claim {c.id!r} registered twice")
+    if c.kind not in CLAIM_KINDS:
+        raise ValueError(f"claim {c.id!r}: kind must be one of {', '.join(CLAIM_KINDS)} (got {c.kind!r})")
+    if "full" not in c.sizes and "quick" in c.sizes:
+        c = dataclasses.replace(c, sizes={**c.sizes, "full": c.sizes["quick"]})
     missing = [t for t in TIERS if t not in c.sizes]
     if missing:
         raise ValueError(f"claim {c.id!r} has no sizes for tier(s) {', '.join(missing)}")

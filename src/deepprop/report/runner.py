@@ -20,19 +20,30 @@ from deepprop.errors import DatasetError, ParameterError
 from deepprop.jsonout import to_json
 from deepprop.networks.ensemble import resolve_device
 from deepprop.paths import write_atomically
+from deepprop.report import trainability
 from deepprop.report.checkpoint import claims_checkpoint, load_result
 from deepprop.report.context import Context, dataset_available
 from deepprop.report.registry import Claim, check_tier, select
-from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED, verdict
+from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED, UNDECIDED, VERDICTS, verdict
 
 TIER_NOTES = {
     "smoke": "smoke tier: every claim at toy size to exercise every experiment path; sizes are far below the "
-             "papers' and the verdicts are reported but NOT meaningful (tolerances are the same, the experiments "
-             "are too small to meet them reliably).",
-    "quick": "quick tier: theory and simulation rows at meaningful sizes; trainability grids reduced for a CPU "
-             "(width 32, few cells, digits standing in for MNIST, raised learning rates).",
-    "paper": "paper tier: the papers' sizes and budgets (width 300, depths to 300, their step counts, datasets "
-             "by name where present).",
+             "papers' and the verdicts are reported but NOT meaningful (the experiments are too small to decide).",
+    "quick": "quick tier (make demo, <= 10 minutes on a 2-core CPU): theory and simulation rows at meaningful "
+             "sizes; trainability on a width-32 grid of 8x8 digits standing in for MNIST (depths 6-96, dropout to "
+             "96), learning rates grid-searched per depth, budgets 45-14000 steps. It cannot decide: how the "
+             "trainable depth depends on width (the full tier adds widths 128 and 300 on Fashion-MNIST), RMSProp at "
+             "13780 steps, dropout at depth 192 and 2048 steps (where xi_c and |1/log chi_1| part), the authors' "
+             "budgets for the trainable-length curves (>= 1000 steps), eq. 17 at width 1000 (all in the full tier); "
+             "CIFAR-10 (not installed); the information-channel paper's own quantity (not implemented).",
+    "full": "full tier (<= 60 minutes on a 2-core CPU): every row a CPU can decide, at the papers' budgets (45, "
+            "200/304, 2048, 13780 steps) on Fashion-MNIST standing in for MNIST: widths 32, 128 (to 2048 steps) and "
+            "300 (to 304 steps), dropout to depth 192 and 2048 steps, eq. 17 at width 1000. It cannot decide: width "
+            "300 beyond 304 steps and the papers' own grids (10 <= L <= 300, 30 x 30 cells, width 300): the paper "
+            "tier on a GPU; CIFAR-10 where it is not installed; the information-channel paper's own quantity (not "
+            "implemented).",
+    "paper": "paper tier (for a GPU): the papers' sizes and budgets (width 300, depths to 300, their step "
+             "counts, datasets by name where present).",
 }
 
 
@@ -104,15 +115,19 @@ def measure(c: Claim, ctx: Context) -> dict[str, Any]:
         m = Measurement(not_run=f"failed: {type(exc).__name__}: {exc} ({Path(tb.filename).name}:{tb.lineno})")
     seconds = time.perf_counter() - t0
     paper = {**dict(c.paper), **m.reference}
+    margin, margin_reason, deciding = None, None, None
     if m.not_run is not None:
-        v, why = NOT_RUN, m.not_run
+        v, why, margin_reason = NOT_RUN, m.not_run, "not run: nothing was measured"
     else:
-        res = verdict(m.ours, paper, c.tolerance)
-        v, why = res.verdict, res.why
+        res = verdict(m.ours, paper, c.tolerance, undecided=m.undecided)
+        v, why, margin, margin_reason, deciding = res.verdict, res.why, res.margin, res.margin_reason, res.deciding
+        if v == UNDECIDED and c.decides:
+            why += f"; decided by: {c.decides}"
     figure: Any = m.figure[0] if len(m.figure) == 1 else list(m.figure)
     return {
-        "id": c.id, "source": c.source, "statement": c.statement, "paper": paper, "ours": m.ours,
+        "id": c.id, "kind": c.kind, "source": c.source, "statement": c.statement, "paper": paper, "ours": m.ours,
         "tolerance": {k: t.to_dict() for k, t in c.tolerance.items()}, "verdict": v, "why": why,
+        "margin": margin, "margin_reason": margin_reason, "deciding": deciding, "decides": c.decides or None,
         "command": command_for(c.id, ctx.tier, ctx.out, ctx.device, ctx.data_dir), "seconds": round(seconds, 3),
         "figure": figure, "paper_says": c.paper_says, "data": list(m.data), "note": m.note, "tier": ctx.tier,
         "finished_at": time.time(),
@@ -120,10 +135,19 @@ def measure(c: Claim, ctx: Context) -> dict[str, Any]:
 
 
 def summary_line(records: list[dict[str, Any]]) -> str:
+    """'P of N claims reproduced, D differ, U undecided at this size, X not run', then the same per kind."""
     n = len(records)
-    count = {v: sum(r["verdict"] == v for r in records) for v in (REPRODUCED, DIFFERS, NOT_RUN)}
-    return (f"{count[REPRODUCED]} of {n} claims reproduced, {count[DIFFERS]} differ, "
-            f"{count[NOT_RUN]} not run")
+    count = {v: sum(r["verdict"] == v for r in records) for v in VERDICTS}
+    line = (f"{count[REPRODUCED]} of {n} claims reproduced, {count[DIFFERS]} differ, {count[UNDECIDED]} undecided "
+            f"at this size, {count[NOT_RUN]} not run")
+    parts = []
+    for kind in ("paper", "own", "engine"):
+        mine = [r for r in records if r.get("kind", "paper") == kind]
+        if mine:
+            c = {v: sum(r["verdict"] == v for r in mine) for v in VERDICTS}
+            parts.append(f"{kind} {c[REPRODUCED]}/{len(mine)} reproduced, {c[DIFFERS]} differ, {c[UNDECIDED]} "
+                         f"undecided, {c[NOT_RUN]} not run")
+    return line + (" (" + "; ".join(parts) + ")" if parts else "")
 
 
 def run_report(
@@ -148,6 +172,10 @@ def run_report(
     from tqdm import tqdm
 
     ckpt = claims_checkpoint(out_path, tier)
+    todo = [c for c in claims if force or c.id not in ckpt]
+    names = trainability.sweeps_for([c.id for c in todo], tier)
+    if names:  # every trainability sweep of the run first, in parallel worker processes (resumable)
+        trainability.ensure(Context(tier, out_path, device=device, data_dir=data_dir, progress=not quiet), names)
     bar = tqdm(claims, desc="claims", unit="claim", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     for c in bar:
         bar.set_postfix_str(c.id, refresh=True)
@@ -182,7 +210,9 @@ def write_outputs(out: Path, tier: str, device: str, data_dir: str | None, start
     line = summary_line(records)
     meta = {
         "summary": line,
-        "counts": {v: sum(r["verdict"] == v for r in records) for v in (REPRODUCED, DIFFERS, NOT_RUN)},
+        "counts": {v: sum(r["verdict"] == v for r in records) for v in VERDICTS},
+        "counts_by_kind": {k: {v: sum(r["verdict"] == v for r in records if r.get("kind") == k) for v in VERDICTS}
+                           for k in ("paper", "own", "engine")},
         "tier": tier, "tier_note": TIER_NOTES[tier], "device": device, "data_dir": data_dir,
         "deepprop_version": __version__, "torch_version": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
@@ -207,23 +237,24 @@ def _num(v: Any) -> str:
 
 
 def headline(record: dict[str, Any]) -> str:
-    """'name: ours vs paper' for the first checked quantity of a row; for a row that differs, the quantities
-    outside their tolerance (from the verdict's own reason)."""
-    tol = record.get("tolerance") or {}
-    if not tol:
+    """The deciding number of a row: 'name = value vs target (tolerance), margin +x SE' (or 'deterministic')."""
+    d = record.get("deciding") or {}
+    tol = (record.get("tolerance") or {}).get(d.get("name"), {})
+    if not d:
         return ""
-    if record.get("verdict") == DIFFERS and str(record.get("why", "")).startswith("outside tolerance: "):
-        text = record["why"].removeprefix("outside tolerance: ")
-        return text if len(text) <= 90 else text[:87] + "..."
-    name = next(iter(tol))
-    return f"{name}: {_num((record.get('ours') or {}).get(name))} vs {_num((record.get('paper') or {}).get(name))}"
+    margin = record.get("margin")
+    if d.get("value") is None:
+        return str(record.get("margin_reason") or "")
+    m = f"margin {margin:+.2f} SE" if isinstance(margin, (int, float)) else "deterministic"
+    return f"{d['name']} = {_num(d.get('value'))} vs {_num(d.get('target'))} ({tol.get('text', '')}), {m}"
 
 
 def table_text(result: ReportResult) -> str:
-    """The terminal table: id, verdict, ours vs paper; then the summary."""
+    """The terminal table: id, kind, verdict, the deciding number and its margin; then the summary."""
     w = max([len(r["id"]) for r in result.records] + [5])
-    lines = [f"{'claim':<{w}}  {'verdict':<10}  ours vs paper"]
+    lines = [f"{'claim':<{w}}  {'kind':<6}  {'verdict':<10}  deciding number (margin in its standard errors)"]
     for r in result.records:
-        lines.append(f"{r['id']:<{w}}  {r['verdict']:<10}  {headline(r) if r['verdict'] != NOT_RUN else r['why']}")
+        text = headline(r) if r["verdict"] != NOT_RUN else r["why"]
+        lines.append(f"{r['id']:<{w}}  {r.get('kind', ''):<6}  {r['verdict']:<10}  {text}")
     lines.append(result.summary)
     return "\n".join(lines)
