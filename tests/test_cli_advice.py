@@ -58,9 +58,7 @@ def test_diagnose_file_class(tmp_path, capsys):
 
 def test_maximize_depth_option_and_result():
     p = argparse.ArgumentParser()
-    p.add_argument("--activation")
-    p.add_argument("--sigma-b2", type=float, default=None)
-    common.add_noise(p)
+    common.add_prior_options(p, sigma_b2=dict(type=float, default=None))
     add_maximize_depth_option(p)
     argv = ["--activation", "tanh", "--keep-rate", "0.9", "--sigma-b2", "0.05", "--maximize-depth"]
     args = p.parse_args(argv)

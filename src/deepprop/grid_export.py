@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 
 from deepprop.checkpoint import Checkpoint
 from deepprop.errors import ParameterError
-from deepprop.prior import Network
+from deepprop.prior import Network, NetworkPrior
 from deepprop.results import Progress, report_progress
 from deepprop.theory.grid import check_grid_memory, grid_axes, phase_diagram
 from deepprop.theory.labels import DESCRIPTIONS, QUANTITIES
@@ -76,6 +76,14 @@ def block_folder(work_dir: str | Path, activation: str, sigma_w2: np.ndarray, si
     return Path(work_dir) / f".deepprop-phase-{hashlib.sha256(identity.encode() + grid).hexdigest()[:16]}"
 
 
+def _noise_identity(prior: Network) -> dict:
+    """A prior's noise numbers by name (floats where single): a grid's identity names its noise whether it
+    came as a NetworkPrior or as keywords (the same numbers give the same folder)."""
+    if not isinstance(prior, NetworkPrior):
+        return {}
+    return {k: float(v) if np.ndim(v) == 0 else v for k, v in prior.noise.numbers().items()}
+
+
 def phase_diagram_resumable(
     prior: Network,
     sigma_w2: ArrayLike | None = None,
@@ -98,7 +106,7 @@ def phase_diagram_resumable(
     """
     if block_points < 1:
         raise ParameterError("block_points", f"must be an integer >= 1 (got {block_points!r})")
-    given = dict(kwargs)  # the computation's identity, as the caller named it
+    given = {**_noise_identity(prior), **kwargs}  # the computation's identity, as the caller named it
     settings = {k: kwargs.pop(k) for k in ("depth_multiple", "critical_tol", "device") if k in kwargs}
     base, coords, scalars = grid_axes(prior, sigma_w2, sigma_b2, kwargs)
     noise = {k: v for k, v in scalars.items() if k not in ("sigma_w2", "sigma_b2")}

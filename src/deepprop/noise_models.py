@@ -270,6 +270,9 @@ class UniformDropout(MultiplicativeKind):
 STANDARD_KINDS: tuple[type, ...] = (Dropout, GaussianMultiplicative, GaussianAdditive)
 """The kinds behind the ``keep_rate``, ``noise_mult`` and ``noise_add`` numbers, in their stream order."""
 
+EXTRA_KINDS: tuple[type, ...] = (UniformDropout,)
+"""The other kinds (a prior's ``extra``): each is also an option of the commands, named after its parameter."""
+
 
 def standard_kinds(keep_rate: Parameter = 1.0, noise_mult: Parameter = 0.0,
                    noise_add: Parameter = 0.0) -> tuple[NoiseKind, ...]:
@@ -315,7 +318,7 @@ def is_noise_kind(kind: Any) -> bool:
 
 __all__ = [
     "AdditiveKind", "Dropout", "GaussianAdditive", "GaussianMultiplicative", "MultiplicativeKind", "NoiseKind",
-    "STANDARD_KINDS", "UniformDropout",
+    "EXTRA_KINDS", "STANDARD_KINDS", "UniformDropout",
     "check_finite_nonnegative", "check_keep_rate", "combined_law", "is_noise_kind", "product", "standard_kinds",
     "total_add_var",
 ]

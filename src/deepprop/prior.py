@@ -242,6 +242,9 @@ class NetworkPrior:
 PRIOR_FIELDS = ("sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")
 """The five numbers of a network prior, in the order every table and JSON record uses."""
 
+NOISE_FIELDS = PRIOR_FIELDS[2:]
+"""The three standard noise numbers (keep_rate, noise_mult, noise_add)."""
+
 NOISE_KEYWORDS = ("keep_rate", "noise_mult", "noise_add", "extra_noise")
 """The noise keywords of the loose form (:meth:`NetworkPrior.build`)."""
 
@@ -274,6 +277,6 @@ def as_prior(
 
 
 __all__ = [
-    "NOISE_KEYWORDS", "PRIOR_FIELDS", "Network", "NetworkPrior", "Noise", "as_prior",
+    "NOISE_FIELDS", "NOISE_KEYWORDS", "PRIOR_FIELDS", "Network", "NetworkPrior", "Noise", "as_prior",
     "check_finite_nonnegative", "check_keep_rate",  # the checks live with the noise kinds; imported from here too
 ]

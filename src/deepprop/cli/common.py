@@ -157,26 +157,120 @@ def add_activation(parser: argparse.ArgumentParser, default: str | None = "tanh"
     )
 
 
-def add_noise(parser: argparse.ArgumentParser) -> None:
+NOISE_HELP = {
+    "keep_rate": "dropout KEEP probability rho in (0, 1]; 1 = no dropout (nn.Dropout(p) has rho = 1 - p)",
+    "noise_mult": "std S >= 0 of multiplicative Gaussian noise eps ~ N(1, S^2) (mu2 = 1 + S^2)",
+    "noise_add": "std S >= 0 of additive Gaussian noise on each layer's input",
+}
+
+GRID_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--activation": ("activation", str, "nonlinearity (default tanh)"),
+    "--sigma-b2": ("sigma_b2", float, "bias variance (default 0.05)"),
+    "--keep-rate": ("keep_rates", str, "dropout KEEP probability(ies), e.g. 0.99 or 0.99,0.98 (default 1)"),
+    "--noise-mult": ("noise_mult", float, "std of multiplicative Gaussian noise N(1, s^2) (default 0)"),
+    "--noise-add": ("noise_add", float, "std of additive Gaussian noise (default 0)"),
+    "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c"),
+}
+"""The prior's options of ``sweep run``: they override the sweep's config (dest ``cfg_<key>``, None when
+unset), which checks the values itself (its messages name the config key, shown as the flag)."""
+
+
+class UsageError(Exception):
+    """A command-line usage error; carries the one-line message the command prints (exit code 2)."""
+
+
+def _extra_kinds() -> tuple[type, ...]:
+    """The noise kinds beyond the standard three: each gets an option named after its parameter."""
+    from deepprop import noise_models
+
+    return noise_models.EXTRA_KINDS
+
+
+def _kind_value(kind: type):
+    """An argparse type: the kind's parameter, checked by the kind itself (its message, its range)."""
+
+    def parse(text: str) -> float:
+        return _library_check(lambda v: kind(v).checked(), text)
+
+    parse.__name__ = "number"
+    return parse
+
+
+def add_prior_options(
+    parser: argparse.ArgumentParser,
+    *,
+    sigma_w2: dict[str, Any] | None = None,
+    sigma_b2: dict[str, Any] | None = None,
+    activation: str | None = "tanh",
+    activation_required: bool = False,
+    activation_help: str | None = None,
+    keep_rate_default: float | None = 1.0,
+    extra_noise: bool = True,
+    grid: bool = False,
+) -> None:
+    """The options that describe a network (:class:`deepprop.prior.NetworkPrior`), read back by
+    :func:`prior_from_args`: ``--activation``, ``--sigma-w2`` / ``--sigma-b2`` (each given as the
+    ``add_argument`` keywords of the command, or left out where the command chooses it), the noise
+    (``--keep-rate``, ``--noise-mult``, ``--noise-add``; ``keep_rate_default=None``: read from a model) and,
+    with ``extra_noise``, one option per extra noise kind (``--uniform-dropout``).
+
+    ``grid=True`` (``sweep run``): the options override a sweep config (:data:`GRID_FLAGS`)."""
+    if grid:
+        for flag, (key, typ, help_) in GRID_FLAGS.items():
+            parser.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_,
+                                metavar=flag[2:].upper().replace("-", "_"))
+        return
+    add_activation(parser, activation, required=activation_required, help=activation_help)
+    for name, spec in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
+        if spec is not None:
+            parser.add_argument("--" + name.replace("_", "-"), **spec)
     group = parser.add_argument_group("noise on each layer's input (follow-ups section 1)")
-    group.add_argument(
-        "--keep-rate",
-        type=keep_rate,
-        default=1.0,
-        help="dropout KEEP probability rho in (0, 1]; 1 = no dropout (nn.Dropout(p) has rho = 1 - p)",
-    )
-    group.add_argument(
-        "--noise-mult", type=nonnegative_float, default=0.0, metavar="S",
-        help="std S >= 0 of multiplicative Gaussian noise eps ~ N(1, S^2) (mu2 = 1 + S^2)",
-    )
-    group.add_argument(
-        "--noise-add", type=nonnegative_float, default=0.0, metavar="S",
-        help="std S >= 0 of additive Gaussian noise on each layer's input",
-    )
+    group.add_argument("--keep-rate", type=keep_rate, default=keep_rate_default, help=NOISE_HELP["keep_rate"])
+    for name in ("noise_mult", "noise_add"):
+        group.add_argument("--" + name.replace("_", "-"), type=nonnegative_float, default=0.0, metavar="S",
+                           help=NOISE_HELP[name])
+    if extra_noise:
+        for kind in _extra_kinds():
+            flag = "--" + kind.parameter_name.replace("_", "-")
+            group.add_argument(flag, dest=kind.parameter_name, type=_kind_value(kind), default=None,
+                               metavar="A", help=_first_sentence(kind.__doc__) + " (default: none)")
 
 
-def noise_kwargs(args: argparse.Namespace) -> dict[str, float]:
-    return {"keep_rate": args.keep_rate, "noise_mult": args.noise_mult, "noise_add": args.noise_add}
+def _first_sentence(doc: str | None) -> str:
+    text = " ".join((doc or "").replace("``", "").split())
+    return text.split(". ")[0].rstrip(".")
+
+
+def noise_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The noise options as the keywords of :meth:`deepprop.prior.NetworkPrior.build` (extra kinds given
+    on the command line as ``extra_noise``; left out when there are none)."""
+    from deepprop.prior import NOISE_FIELDS
+
+    out: dict[str, Any] = {name: getattr(args, name) for name in NOISE_FIELDS}
+    extra = tuple(kind(getattr(args, kind.parameter_name)) for kind in _extra_kinds()
+                  if getattr(args, kind.parameter_name, None) is not None)
+    if extra:
+        out["extra_noise"] = extra
+    return out
+
+
+def prior_from_args(args: argparse.Namespace, **numbers: Any):
+    """The :class:`~deepprop.prior.NetworkPrior` the options of :func:`add_prior_options` describe;
+    ``numbers`` (sigma_w2, sigma_b2) replace the options' values (a grid's base prior). A command that
+    chooses sigma_w2 (or sigma_b2) itself has no option for it: the prior then holds 1 (or 0), which the
+    library functions of such commands do not use."""
+    from deepprop.prior import NetworkPrior
+
+    given = {name: getattr(args, name, None) for name in ("sigma_w2", "sigma_b2")}
+    sigma = {**{k: v for k, v in given.items() if v is not None}, **numbers}
+    return NetworkPrior.build(args.activation, sigma.get("sigma_w2", 1.0), sigma.get("sigma_b2", 0.0),
+                              **noise_kwargs(args))
+
+
+def noise_record(prior) -> dict[str, float]:
+    """The prior's noise numbers by name (keep_rate, noise_mult, noise_add, then any extra kind's), as
+    floats: how a command's output names the noise it ran with."""
+    return {name: float(value) for name, value in prior.noise.numbers().items()}
 
 
 def print_json(obj: Any, reasons: dict[str, str] | None = None, *, schema: tuple[str, ...] = (),

@@ -17,43 +17,35 @@ from pathlib import Path
 
 from deepprop.cli import common
 from deepprop.errors import ParameterError
-
-
-def _noise_options(p: argparse.ArgumentParser, keep_default: float | None = 1.0) -> None:
-    p.add_argument("--keep-rate", type=common.keep_rate, default=keep_default,
-                   help="probability of KEEPING a unit, in (0, 1] (nn.Dropout(p) has keep rate 1 - p)")
-    p.add_argument("--noise-mult", type=common.nonnegative_float, default=0.0,
-                   help="std s >= 0 of noise eps ~ N(1, s^2)")
-    p.add_argument("--noise-add", type=common.nonnegative_float, default=0.0,
-                   help="std >= 0 of additive noise eps ~ N(0, s^2)")
-    common.add_json(p)
+from deepprop.prior import NOISE_FIELDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("advise", help="recommend a (noise-aware) critical initialisation",
                        description="Recommend sigma_w2, sigma_b2 for an activation and noise model.")
-    common.add_activation(p, None, required=True, help="activation name (tanh, relu, erf, gelu, ...)")
-    p.add_argument("--sigma-b2", type=common.nonnegative_float, default=None,
-                   help="bias variance >= 0 (default: 0 for the ReLU family, 0.05 for smooth activations)")
+    common.add_prior_options(p, activation=None, activation_required=True,
+                             activation_help="activation name (tanh, relu, erf, gelu, ...)",
+                             sigma_b2=dict(type=common.nonnegative_float, default=None, help="bias variance >= 0 "
+                                           "(default: 0 for the ReLU family, 0.05 for smooth activations)"))
     p.add_argument("--depth", type=common.positive_int, default=None, help="network depth to give a verdict for")
-    _noise_options(p)
+    common.add_json(p)
     p.set_defaults(func=run_advise)
 
     d = sub.add_parser("diagnose", help="mean-field diagnosis of a model's current initialisation",
                        description="Import path/to/model.py, build ClassName() and diagnose it.")
     d.add_argument("model", metavar="PATH:CLASS", help="python file and class, e.g. models/mlp.py:DeepMLP")
-    common.add_activation(d, None, help="override the activation read from the model")
+    common.add_prior_options(d, activation=None, activation_help="override the activation read from the model",
+                             keep_rate_default=None, extra_noise=False)
     d.add_argument("--input-shape", dest="example_input", type=common.input_shape, default=None, metavar="C,H,W",
                    help="shape of one input example (needed for a model whose first layer is not Linear)")
-    _noise_options(d, keep_default=None)
+    common.add_json(d)
     d.set_defaults(func=run_diagnose)
 
 
 def run_advise(args: argparse.Namespace) -> int:
     from deepprop.advice import critical_init
 
-    r = critical_init(args.activation, keep_rate=args.keep_rate, noise_mult=args.noise_mult,
-                      noise_add=args.noise_add, sigma_b2=args.sigma_b2, depth=args.depth)
+    r = critical_init(common.prior_from_args(args), sigma_b2=args.sigma_b2, depth=args.depth)
     if args.json:
         critical = r.exact and r.xi_c == float("inf")
         common.print_json(r, reasons={"xi_c": "critical", "max_depth": "critical"} if critical else None)
@@ -130,7 +122,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from deepprop.integrations.pytorch import UnrecognisedModuleWarning, diagnose
 
     model = load_model(args.model)
-    own = {"activation", "keep_rate", "noise_mult", "noise_add"}
+    own = {"activation", *NOISE_FIELDS}
     example = None
     if args.example_input is not None:
         import torch
@@ -139,8 +131,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
-            d = diagnose(model, args.activation, example_input=example, keep_rate=args.keep_rate,
-                         noise_mult=args.noise_mult, noise_add=args.noise_add)
+            d = diagnose(model, args.activation, example_input=example, **common.noise_kwargs(args))
     except ParameterError as exc:
         if exc.param in own and (exc.param != "activation" or args.activation is not None):
             raise  # about a flag the user typed

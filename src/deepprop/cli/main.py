@@ -16,16 +16,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deepprop.cli.common import UsageError
 from deepprop.errors import DeeppropError, ParameterError
 
 COMMAND_MODULES: tuple[str, ...] = ("theory", "sweep", "init", "simulate", "reproduce", "profile")
 
 EXIT_USAGE = 2
 MAX_MESSAGE = 400
-
-
-class UsageError(Exception):
-    """Raised by argument parsing; carries a one-line message."""
 
 
 class Parser(argparse.ArgumentParser):

@@ -20,21 +20,14 @@ def _fmt(v: Any) -> str:
 
 
 def _common(p: argparse.ArgumentParser, *, sweep: bool, width: int, depth: int, networks: int) -> None:
-    common.add_activation(p)
+    sigma_w2 = dict(type=common.positive_float, required=True, help="weight variance sigma_w^2 > 0")
     if sweep:
-        p.add_argument("--sigma-w2", type=common.positive_float, nargs="+", required=True,
-                       help="weight variance(s) sigma_w^2 > 0")
-    else:
-        p.add_argument("--sigma-w2", type=common.positive_float, required=True, help="weight variance sigma_w^2 > 0")
-    p.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance sigma_b^2 >= 0")
+        sigma_w2.update(nargs="+", help="weight variance(s) sigma_w^2 > 0")
+    common.add_prior_options(p, sigma_w2=sigma_w2, sigma_b2=dict(type=common.nonnegative_float, required=True,
+                                                                 help="bias variance sigma_b^2 >= 0"))
     p.add_argument("--width", type=common.positive_int, default=width, help=f"layer width N >= 1 (default {width})")
     p.add_argument("--depth", type=common.positive_int, default=depth,
                    help=f"number of layers L >= 1 (default {depth})")
-    p.add_argument("--keep-rate", type=common.keep_rate, default=1.0, help="dropout KEEP probability rho in (0, 1]")
-    p.add_argument("--noise-mult", type=common.nonnegative_float, default=0.0,
-                   help="std >= 0 of multiplicative Gaussian noise N(1, s^2)")
-    p.add_argument("--noise-add", type=common.nonnegative_float, default=0.0,
-                   help="std >= 0 of additive Gaussian noise N(0, s^2)")
     p.add_argument("--weights", choices=WEIGHT_KINDS, default="gaussian")
     p.add_argument("--networks", type=common.positive_int, default=networks,
                    help=f"networks in the ensemble, >= 1 (default {networks})")
@@ -87,10 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jac.set_defaults(func=_jacobian)
 
 
-def _noise(args: argparse.Namespace) -> dict[str, Any]:
+def _ensemble(args: argparse.Namespace) -> dict[str, Any]:
+    """The ensemble's options (the network itself is :func:`common.prior_from_args`)."""
     common.check_device(args.device)
-    return {"keep_rate": args.keep_rate, "noise_mult": args.noise_mult, "noise_add": args.noise_add,
-            "weights": args.weights, "networks": args.networks, "seed": args.seed, "device": args.device,
+    return {"weights": args.weights, "networks": args.networks, "seed": args.seed, "device": args.device,
             "dtype": args.dtype}
 
 
@@ -105,8 +98,8 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> i
 def _forward(args: argparse.Namespace) -> int:
     from deepprop.simulate.forward import simulate_forward
 
-    res = simulate_forward(args.activation, args.sigma_w2, args.sigma_b2, width=args.width, depth=args.depth,
-                           q0=args.q0, c0=args.c0, pairs=args.pairs, **_noise(args))
+    res = simulate_forward(common.prior_from_args(args), width=args.width, depth=args.depth,
+                           q0=args.q0, c0=args.c0, pairs=args.pairs, **_ensemble(args))
     d = res.to_dict()
     lines = [f"{'layer':>5} {'q':>11} {'q_theory':>11} {'c':>9} {'c_theory':>9}"]
     for r in d["layers"]:
@@ -130,10 +123,10 @@ def _gradients(args: argparse.Namespace) -> int:
 
         check_output_path(args.checkpoint, param="checkpoint", suffixes=(".json",))
 
-    res = simulate_gradients(args.activation, args.sigma_w2, args.sigma_b2, width=args.width, depth=args.depth,
+    res = simulate_gradients(common.prior_from_args(args), width=args.width, depth=args.depth,
                              dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
                              backprop=args.backprop, chunk=args.chunk, fit_skip=args.fit_skip,
-                             checkpoint=args.checkpoint, progress=common.progress(args), **_noise(args))
+                             checkpoint=args.checkpoint, progress=common.progress(args), **_ensemble(args))
     lines = [f"{'sigma_w2':>9} {'xi_grad_fit':>12} {'xi_grad':>10} {'batch_fit':>10} {'typical_fit':>11} "
              f"{'typical':>9} {'xi_cov_fit':>11} {'xi_cov':>9}  finite"]
     for p in res.points:
@@ -149,9 +142,9 @@ def _gradients(args: argparse.Namespace) -> int:
 def _jacobian(args: argparse.Namespace) -> int:
     from deepprop.simulate.jacobian import jacobian_spectrum
 
-    res = jacobian_spectrum(args.activation, args.sigma_w2, args.sigma_b2, width=args.width, depth=args.depth,
+    res = jacobian_spectrum(common.prior_from_args(args), width=args.width, depth=args.depth,
                             input_q=args.input_q, signal_var=args.signal_var, noise_var=args.noise_var,
-                            **_noise(args))
+                            **_ensemble(args))
     d = res.to_dict()
     lines = [f"{'sigma_w2':>9} {'<s^2>':>11} {'chi1^L':>11} {'spread':>9} {'theory':>9} {'I (nats)':>10} "
              f"{'I_eq/N':>8} {'theory':>8}"]

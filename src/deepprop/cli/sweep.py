@@ -23,21 +23,16 @@ from typing import Any
 from deepprop.cli import common
 from deepprop.errors import ParameterError
 
-# flag -> config key; flags left unset do not override the config file or preset
+# flag -> config key; flags left unset do not override the config file or preset (the prior's flags:
+# common.GRID_FLAGS, added by common.add_prior_options)
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--dataset": ("dataset", str, "digits | fashion-mnist | mnist | cifar10 | synthetic (default digits)"),
     "--data-dir": ("data_dir", common.path_text, "directory with the dataset files"),
     "--n-train": ("n_train", common.positive_int, "use a random subset of this many training examples"),
     "--n-test": ("n_test", common.positive_int, "use a random subset of this many test examples"),
-    "--activation": ("activation", str, "nonlinearity (default tanh)"),
-    "--sigma-b2": ("sigma_b2", float, "bias variance (default 0.05)"),
-    "--keep-rate": ("keep_rates", str, "dropout KEEP probability(ies), e.g. 0.99 or 0.99,0.98 (default 1)"),
-    "--noise-mult": ("noise_mult", float, "std of multiplicative Gaussian noise N(1, s^2) (default 0)"),
-    "--noise-add": ("noise_add", float, "std of additive Gaussian noise (default 0)"),
     "--weights": ("weights", str, "gaussian | orthogonal (default gaussian)"),
     "--width": ("width", common.positive_int, "hidden width N (default 300)"),
     "--depths": ("depths", str, "depth grid: start:stop:count (inclusive) or a,b,c"),
-    "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c"),
     "--optimizer": ("optimizer", str, "sgd | rmsprop (default sgd)"),
     "--lr": ("lr", str, "learning rate, or 'paper' (1e-3 below depth 200, 1e-4 above; RMSProp 1e-5)"),
     "--steps": ("steps", common.positive_int, "training steps (default 200)"),
@@ -79,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "same store takes over the chunks of a runner that stopped (at once on this host)")
     common.add_json(run, "print the run's summary as one JSON object")
     common.add_quiet(run)
+    common.add_prior_options(run, grid=True)
     for flag, (key, typ, help_) in RUN_FLAGS.items():
         run.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_,
                          metavar=flag[2:].upper().replace("-", "_"))
@@ -137,7 +133,7 @@ def build_config(args: argparse.Namespace) -> Any:
             if exc.param == "config":
                 raise
             raise ParameterError("config", f"{args.config}: key {exc.param!r}: {exc.detail}") from exc
-    overrides = {key: getattr(args, f"cfg_{key}") for _, (key, _, _) in RUN_FLAGS.items()}
+    overrides = {key: getattr(args, f"cfg_{key}") for key, _, _ in (*common.GRID_FLAGS.values(), *RUN_FLAGS.values())}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return from_mapping(overrides, base)
 

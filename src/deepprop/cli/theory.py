@@ -9,17 +9,18 @@ import time
 from pathlib import Path
 
 from deepprop.cli import common
+from deepprop.cli.common import UsageError
 from deepprop.cli.init import add_maximize_depth_option
-from deepprop.cli.main import UsageError
+from deepprop.prior import NOISE_FIELDS, PRIOR_FIELDS
 
 DEPTH_SCALES = ("xi_q", "xi_c", "xi_grad", "max_depth")
 """Depth scales: +inf where their rate is within critical_tol of 1 (the engine's one critical rule,
 :func:`deepprop.theory.depth_scales.critical_rule`), which the JSON writes as null with reason "critical"."""
-POINT_SCHEMA = ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add", "phase", "q_star",
+POINT_SCHEMA = ("activation", *PRIOR_FIELDS, "phase", "q_star",
                 "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad", "max_depth", "depth_multiple",
                 "critical_within_tolerance", "critical_tol", "notes")
-CRITICAL_SCHEMA = ("activation", "sigma_b2", "keep_rate", "noise_mult", "noise_add", "sigma_w2", "note")
-MAXIMIZE_SCHEMA = ("activation", "keep_rate", "noise_mult", "noise_add", "search_sigma_w2", "search_sigma_b2",
+CRITICAL_SCHEMA = ("activation", "sigma_b2", *NOISE_FIELDS, "sigma_w2", "note")
+MAXIMIZE_SCHEMA = ("activation", *NOISE_FIELDS, "search_sigma_w2", "search_sigma_b2",
                    "feasible", "on_boundary", "sigma_w2", "sigma_b2", "q_star", "c_star", "chi1", "xi_c",
                    "max_depth", "phase", "note")
 
@@ -31,10 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fixed points q*, c*, chi1, chi_c, depth scales xi_q, xi_c, xi_grad, phase and the "
         "predicted maximum trainable depth n*xi_c of a deep fully connected random network.",
     )
-    common.add_activation(p)
-    p.add_argument("--sigma-w2", type=common.nonnegative_float, required=True, help="weight variance >= 0")
-    p.add_argument("--sigma-b2", type=common.nonnegative_float, required=True, help="bias variance >= 0")
-    common.add_noise(p)
+    common.add_prior_options(p, **{name: dict(type=common.nonnegative_float, required=True,
+                                              help=f"{what} variance >= 0")
+                                   for name, what in (("sigma_w2", "weight"), ("sigma_b2", "bias"))})
     p.add_argument("--depth-multiple", type=common.positive_float, default=6.0,
                    help="n > 0 in max_depth = n * xi_c (default 6, the paper's trainability bound)")
     p.add_argument("--q0", type=common.positive_float, default=1.0,
@@ -49,11 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The weight variance at which chi1 = 1 (order-to-chaos transition) for a bias "
         "variance and noise setting.",
     )
-    common.add_activation(c)
-    c.add_argument("--sigma-b2", type=common.nonnegative_float, default=None,
-                   help="bias variance >= 0 (required, except with --maximize-depth where it is held fixed "
-                   "when given and searched otherwise)")
-    common.add_noise(c)
+    common.add_prior_options(c, sigma_b2=dict(
+        type=common.nonnegative_float, default=None, help="bias variance >= 0 (required, except with "
+        "--maximize-depth where it is held fixed when given and searched otherwise)"))
     add_maximize_depth_option(c)
     common.add_json(c, "print {\"sigma_w2\": ...} as JSON")
     c.set_defaults(func=run_critical)
@@ -64,12 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compute every mean-field quantity on the outer-product grid and write it as tidy CSV "
         "(one row per grid point) or NetCDF (xarray dims sigma_w2, sigma_b2).",
     )
-    common.add_activation(g)
-    g.add_argument("--sigma-w2", type=common.nonnegative_range, required=True, metavar="START:STOP:NUM",
-                   help="weight variances, START:STOP:NUM inclusive like linspace (or V1,V2,...), >= 0")
-    g.add_argument("--sigma-b2", type=common.nonnegative_range, required=True, metavar="START:STOP:NUM",
-                   help="bias variances, START:STOP:NUM inclusive like linspace (or V1,V2,...), >= 0")
-    common.add_noise(g)
+    common.add_prior_options(g, **{name: dict(
+        type=common.nonnegative_range, required=True, metavar="START:STOP:NUM",
+        help=f"{what} variances, START:STOP:NUM inclusive like linspace (or V1,V2,...), >= 0")
+        for name, what in (("sigma_w2", "weight"), ("sigma_b2", "bias"))})
     g.add_argument("--depth-multiple", type=common.positive_float, default=6.0, help="n > 0 in n * xi_c (default 6)")
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to compute")
     g.add_argument("--out", type=common.path_text, required=True,
@@ -118,16 +114,13 @@ def point_json(mf) -> tuple[dict, dict[str, str]]:
 def run_point(args: argparse.Namespace) -> int:
     from deepprop.theory.meanfield import mean_field
 
-    mf = mean_field(
-        args.activation, args.sigma_w2, args.sigma_b2, q0=args.q0, depth_multiple=args.depth_multiple,
-        **common.noise_kwargs(args),
-    )
+    mf = mean_field(common.prior_from_args(args), q0=args.q0, depth_multiple=args.depth_multiple)
     result = mf.to_dict()
     if args.json:
         data, reasons = point_json(mf)
         common.print_json(data, reasons=reasons, schema=POINT_SCHEMA)
         return 0
-    rows = [(k, result[k]) for k in ("activation", "sigma_w2", "sigma_b2", "keep_rate", "noise_mult", "noise_add")]
+    rows = [(k, result[k]) for k in ("activation", *PRIOR_FIELDS)]
     rows += [(k, result[k]) for k in ("phase", "q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c", "xi_grad")]
     rows.append((f"max_depth ({args.depth_multiple:g}*xi_c)", result["max_depth"]))
     common.print_table(rows)
@@ -147,7 +140,7 @@ def run_critical(args: argparse.Namespace) -> int:
     if args.maximize_depth:
         from deepprop.advice import maximize_depth_result
 
-        result = maximize_depth_result(args.activation, sigma_b2=args.sigma_b2, **common.noise_kwargs(args))
+        result = maximize_depth_result(common.prior_from_args(args), sigma_b2=args.sigma_b2)
         result["note"] = None if result["feasible"] else ("no setting in the search box keeps a bounded signal "
                                                           "(the fixed point q* within the advice's range)")
         if args.json:
@@ -160,8 +153,9 @@ def run_critical(args: argparse.Namespace) -> int:
         return 0
     if args.sigma_b2 is None:
         raise UsageError("deepprop critical: error: the following arguments are required: --sigma-b2")
-    sw2 = float(critical_sigma_w2(args.activation, args.sigma_b2, **common.noise_kwargs(args)))
-    result = {"activation": args.activation, "sigma_b2": args.sigma_b2, **common.noise_kwargs(args),
+    prior = common.prior_from_args(args)
+    sw2 = float(critical_sigma_w2(prior))
+    result = {"activation": args.activation, "sigma_b2": args.sigma_b2, **common.noise_record(prior),
               "sigma_w2": sw2 if math.isfinite(sw2) else None, "note": None}
     if not math.isfinite(sw2):
         result["note"] = NO_CRITICAL_POINT
@@ -189,10 +183,9 @@ def run_phase(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with common.bar(args, desc=f"phase grid ({args.activation})", unit="block") as bar:
         ds = phase_diagram_resumable(
-            args.activation, args.sigma_w2, args.sigma_b2, work_dir=out.parent,
-            block_points=args.block_points, depth_multiple=args.depth_multiple, device=args.device,
-            progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
-            **common.noise_kwargs(args),
+            common.prior_from_args(args, sigma_w2=1.0, sigma_b2=0.0), args.sigma_w2, args.sigma_b2,
+            work_dir=out.parent, block_points=args.block_points, depth_multiple=args.depth_multiple,
+            device=args.device, progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)),
         )
     path = export(ds, out)
     phases = ("ordered", "critical", "chaotic", "unbounded", "unsolved")
