@@ -149,6 +149,29 @@ def test_resumable_grid_takes_a_prior_and_reports_blocks(tmp_path):
     np.testing.assert_allclose(ds["xi_c"].values, whole["xi_c"].values, rtol=1e-12)  # blocks: last-ulp warm starts
 
 
+def test_resumable_grid_of_a_prior_is_named_by_its_noise(tmp_path):
+    """Two priors that differ only in their noise never share saved blocks: the same folder and arguments,
+    and each grid equals the one computed in memory for its own noise (a prior and the same numbers given
+    as keywords name the same computation)."""
+    from deepprop.grid_export import block_folder
+
+    sw2, sb2 = np.linspace(1, 3, 4), [0.05]
+
+    def killed(done, total):
+        raise KeyboardInterrupt  # after the first block is saved
+
+    with pytest.raises(KeyboardInterrupt):
+        phase_diagram_resumable(NetworkPrior.build("tanh", 1.0, 0.0, keep_rate=0.9), sw2, sb2, work_dir=tmp_path,
+                                block_points=2, progress=killed)
+    ds = phase_diagram_resumable(NetworkPrior.build("tanh", 1.0, 0.0, keep_rate=1.0), sw2, sb2, work_dir=tmp_path,
+                                 block_points=2)  # would resume the killed run's block if named alike
+    np.testing.assert_allclose(ds["chi1"].values, phase_diagram("tanh", sw2, sb2)["chi1"].values, rtol=1e-12)
+    keywords = {"keep_rate": 0.9, "noise_mult": 0.0, "noise_add": 0.0}
+    assert block_folder(tmp_path, "tanh", sw2, sb2, **keywords) == block_folder(
+        tmp_path, "tanh", sw2, sb2, **{k: float(v) for k, v in NetworkPrior.build("tanh", 1.0, keep_rate=0.9)
+                                       .noise.numbers().items()})
+
+
 SMALL = {"width": 30, "depth": 4, "networks": 3}
 POINT = NetworkPrior.build("tanh", 1.8, 0.05, keep_rate=0.9)
 SWEEP = NetworkPrior.build("tanh", [1.2, 2.2], 0.05, keep_rate=0.9)
