@@ -215,6 +215,30 @@ class NetworkPrior:
         values = {**self.keywords(), **numbers}
         return NetworkPrior.build(self.activation, **values, extra_noise=self.noise.extra)
 
+    def record(self) -> dict:
+        """The prior as plain JSON: activation name, its numbers (floats, or lists for arrays) and the extra
+        noise kinds as ``{"kind": class name, "value": number}``; :meth:`from_record` reads it back."""
+        def plain(v: np.ndarray) -> float | list:
+            return np.asarray(v, dtype=np.float64).tolist()
+
+        return {"activation": self.activation.name, **{k: plain(v) for k, v in self.keywords().items()},
+                "extra_noise": [{"kind": type(k).__name__, "value": plain(k.value)} for k in self.noise.extra]}
+
+    @classmethod
+    def from_record(cls, record: dict) -> NetworkPrior:
+        """The prior of a :meth:`record` (a registered activation; extra kinds of :mod:`deepprop.noise_models`)."""
+        from deepprop import noise_models
+
+        kinds = {kind.__name__: kind for kind in noise_models.EXTRA_KINDS}
+        extra = []
+        for item in record.get("extra_noise", ()):
+            if item.get("kind") not in kinds:
+                raise ParameterError("extra_noise", f"unknown noise kind {item.get('kind')!r}; known: "
+                                                    f"{', '.join(kinds)}")
+            extra.append(kinds[item["kind"]](item["value"]))
+        numbers = {k: record[k] for k in PRIOR_FIELDS if k in record}
+        return cls.build(record["activation"], **numbers, extra_noise=tuple(extra))
+
     def _arrays(self) -> tuple[np.ndarray, ...]:
         return (self.sigma_w2, self.sigma_b2, *self.noise.arrays())
 

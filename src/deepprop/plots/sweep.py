@@ -10,6 +10,7 @@ import pandas as pd
 
 from deepprop.plots.style import save
 from deepprop.sweep.analysis import cell_table, theory_scales
+from deepprop.sweep.schema import row_prior
 
 
 def plot_heatmap(
@@ -40,14 +41,7 @@ def plot_heatmap(
             shading="flat",
         )
         fine = np.linspace(sw2.min(), sw2.max(), 400)
-        xi_c, xi_1 = theory_scales(
-            str(first["activation"]),
-            fine,
-            float(first["sigma_b2"]),
-            float(keep),
-            float(first["noise_mult"]),
-            float(first["noise_add"]),
-        )
+        xi_c, xi_1 = theory_scales(row_prior({**first, "sigma_w2": fine, "keep_rate": float(keep)}))
         for n in multiples:
             ax.plot(
                 fine, n * xi_c, color="0.6", ls="--", lw=1.0, label=r"$n\,\xi_c$, n=1..6" if n == 1 else None

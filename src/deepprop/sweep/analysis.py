@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from deepprop.errors import ParameterError
-from deepprop.sweep.schema import EXPORT_COLUMNS
+from deepprop.prior import NOISE_FIELDS, Network
+from deepprop.sweep.schema import EXPORT_COLUMNS, NETWORK_COLUMNS, SHARED_NOISE, row_prior
 
 
 def cell_table(df: pd.DataFrame, metric: str = "train_accuracy", n_classes: int = 10) -> pd.DataFrame:
@@ -37,41 +39,30 @@ def cell_table(df: pd.DataFrame, metric: str = "train_accuracy", n_classes: int 
     d = df.copy()
     if metric.endswith("accuracy"):
         d[metric] = d[metric].where(~d["diverged"], 1.0 / n_classes)  # NULL and not diverged: no value
-    keys = ["keep_rate", "depth", "sigma_w2", "sigma_b2", "activation", "noise_mult", "noise_add"]
+    keys = ["keep_rate", "depth", "sigma_w2", "sigma_b2", "activation", *SHARED_NOISE]
     return d.groupby(keys, as_index=False).agg(
         value=(metric, "mean"), n=(metric, "size"), diverged=("diverged", "mean")
     )
 
 
-def theory_scales(
-    activation: str,
-    sigma_w2: np.ndarray,
-    sigma_b2: float,
-    keep_rate: float,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(xi_c, xi_1) from the mean-field engine; xi_1 = 1/|log chi_1| = |xi_grad|."""
+def theory_scales(prior: Network, *loose: ArrayLike, **noise: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(xi_c, xi_1) from the mean-field engine for a prior whose sigma_w2 is an array; xi_1 = 1/|log chi_1| =
+    |xi_grad|. The loose form ``theory_scales(activation, sigma_w2, sigma_b2[, keep_rate, noise_mult,
+    noise_add])`` is converted once."""
     from deepprop.theory.meanfield import mean_field
 
-    mf = mean_field(
-        activation,
-        np.array(sigma_w2, dtype=float),
-        float(sigma_b2),
-        keep_rate=keep_rate,
-        noise_mult=noise_mult,
-        noise_add=noise_add,
-    )
+    noise.update(zip(NOISE_FIELDS, loose[2:], strict=False))
+    mf = mean_field(prior, *loose[:2], **noise)
     return np.asarray(mf.xi_c, dtype=float), np.abs(np.asarray(mf.xi_grad, dtype=float))
 
 
 def _with_theory(cells: pd.DataFrame) -> pd.DataFrame:
     out = []
-    for (act, sb2, keep, nm, na), g in cells.groupby(
-        ["activation", "sigma_b2", "keep_rate", "noise_mult", "noise_add"]
-    ):
+    keys = [c for c in NETWORK_COLUMNS if c != "sigma_w2"]
+    for values, g in cells.groupby(keys):
         g = g.copy()
-        xi_c, xi_1 = theory_scales(act, g["sigma_w2"].to_numpy(), sb2, keep, nm, na)
+        xi_c, xi_1 = theory_scales(row_prior({**dict(zip(keys, values, strict=True)),
+                                              "sigma_w2": g["sigma_w2"].to_numpy()}))
         g["xi_c"], g["xi_1"] = xi_c, xi_1
         out.append(g)
     return pd.concat(out, ignore_index=True)

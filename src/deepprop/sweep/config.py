@@ -27,7 +27,7 @@ import numpy as np
 
 from deepprop.data import DATASETS
 from deepprop.errors import ParameterError
-from deepprop.prior import check_keep_rate
+from deepprop.prior import NetworkPrior, check_keep_rate
 from deepprop.sweep.schema import SHARED_IDENTITY
 from deepprop.validation import check_int, check_seed, parse_values
 
@@ -100,6 +100,28 @@ class SweepConfig:
     def n_networks(self) -> int:
         """Rows of the sweep: one per trained network and budget."""
         return self.n_trainings * len(self.budgets)
+
+    # ---- the network: a base prior and its grid axes ------------------------------------------------------
+
+    @property
+    def prior(self) -> NetworkPrior:
+        """The prior every network of the sweep shares (activation, sigma_b2, the noise), with the grid axes'
+        first values; a network's own prior replaces them with its cell's (:meth:`prior_numbers`)."""
+        return NetworkPrior.build(self.activation, self.sigma_w2[0], self.sigma_b2, keep_rate=self.keep_rates[0],
+                                  noise_mult=self.noise_mult, noise_add=self.noise_add)
+
+    @property
+    def axes(self) -> dict[str, tuple[float, ...]]:
+        """The prior's numbers the sweep varies, by their prior name: sigma_w2 and keep_rate."""
+        return {"sigma_w2": self.sigma_w2, "keep_rate": self.keep_rates}
+
+    def prior_record(self) -> dict[str, Any]:
+        """What the store records of the network: ``{"base": prior record, "axes": {name: values}}``."""
+        return {"base": self.prior.record(), "axes": {k: list(v) for k, v in self.axes.items()}}
+
+    def prior_numbers(self) -> dict[str, float]:
+        """The base prior's five numbers as floats (a network's, with its cell's sigma_w2 and keep_rate)."""
+        return {k: float(v) for k, v in self.prior.keywords().items()}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

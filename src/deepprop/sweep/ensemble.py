@@ -42,6 +42,8 @@ from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.random import MASK32, hash_normal, hash_uniform
 from deepprop.networks.weights import unit_weights
+from deepprop.noise_models import Dropout
+from deepprop.prior import NOISE_FIELDS
 from deepprop.sweep.kernels import ActivationKernel, HashedDropout, activation_kernel
 from deepprop.sweep.trainer import EnsembleTrainer
 
@@ -165,13 +167,13 @@ class _HashedNoise:
         def col(name: str) -> torch.Tensor:
             return torch.tensor([getattr(s, name) for s in specs], dtype=dtype, device=device).view(-1, 1, 1)
 
-        self.noise = LayerNoise(col("keep_rate"), col("noise_mult"), col("noise_add"))
+        self.noise = LayerNoise(*(col(name) for name in NOISE_FIELDS))
         self.keys = torch.tensor([s.noise_key & MASK32 for s in specs], dtype=torch.int64, device=device)
         self.active = self.noise.active
-        # dropout alone on the CPU (the sweeps' case): the same factors from the uint32 kernel
-        dropout, *others = self.noise.present  # the kinds in stream order: dropout first (networks.noise)
-        only_dropout = dropout and not any(others)
-        self._dropout = (HashedDropout([s.noise_key for s in specs], self.noise.kinds[0].keep_rate, dtype)
+        # dropout alone on the CPU (the sweeps' case): the same factors (its stream 0) from the uint32 kernel
+        kinds = [kind for kind, present in zip(self.noise.kinds, self.noise.present, strict=True) if present]
+        only_dropout = len(kinds) == 1 and isinstance(kinds[0], Dropout) and self.noise.kinds[0] is kinds[0]
+        self._dropout = (HashedDropout([s.noise_key for s in specs], kinds[0].keep_rate, dtype)
                          if only_dropout and torch.device(device).type == "cpu" else None)
 
     def fill_factors(self, step: int, buffers: Sequence[torch.Tensor | None]) -> bool:

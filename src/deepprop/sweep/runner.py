@@ -83,6 +83,7 @@ class SweepSummary:
 def plan(cfg: SweepConfig) -> list[Job]:
     """Every row of the sweep, ordered by depth then sigma_w2, keep_rate, seed, budget."""
     jobs = []
+    base = cfg.prior_numbers()  # the sweep's prior; each network replaces sigma_w2 and keep_rate with its cell's
     for depth in sorted(cfg.depths):
         for sw2 in cfg.sigma_w2:
             for keep in cfg.keep_rates:
@@ -91,15 +92,11 @@ def plan(cfg: SweepConfig) -> list[Job]:
                         ident = run_identity(cfg, depth, sw2, keep, seed, steps)
                         net = training_key(ident)
                         spec = NetSpec(
-                            sigma_w2=ident["sigma_w2"],
-                            sigma_b2=cfg.sigma_b2,
+                            **{**base, "sigma_w2": ident["sigma_w2"], "keep_rate": ident["keep_rate"]},
                             lr=ident["lr"],
                             seed=int(seed),
                             init_seed=int(net[:12], 16),
                             noise_key=int(net[12:20], 16),
-                            keep_rate=ident["keep_rate"],
-                            noise_mult=cfg.noise_mult,
-                            noise_add=cfg.noise_add,
                         )
                         jobs.append(Job(run_key(ident), ident, spec))
     return jobs
@@ -422,7 +419,8 @@ def _run_sweep(cfg: SweepConfig, store_path: str | Path, jobs: list[Job], t0: fl
     from deepprop.sweep.schema import SHARED_IDENTITY
 
     with Store(store_path) as store:
-        store.start_sweep(cfg.to_dict(), SHARED_IDENTITY if same_sweep else (), [j.key for j in jobs])
+        store.start_sweep(cfg.to_dict(), SHARED_IDENTITY if same_sweep else (), [j.key for j in jobs],
+                          prior=cfg.prior_record())
         planned = {j.key for j in jobs}
         already = len(planned & store.done_keys())
         summary = SweepSummary(len(jobs), already, 0, 0, 0.0, 0, 0.0)
@@ -517,6 +515,23 @@ def status(store_path: str | Path) -> dict[str, Any]:
         "diverged": int(df["diverged"].sum()),
         "config": config,
     }
+
+
+def store_prior(store_path: str | Path) -> dict[str, Any] | None:
+    """The network of the last sweep run on this store, ``{"base": NetworkPrior record, "axes": {sigma_w2,
+    keep_rate}}`` (:meth:`SweepConfig.prior_record`), or None. A store written before the prior was recorded
+    gives the same, read from its configuration."""
+    from deepprop.errors import DeeppropError
+    from deepprop.sweep.config import from_mapping
+
+    with Store(store_path, create=False) as store:
+        prior, config = store.get_meta("prior"), store.get_meta("config")
+    if prior is not None or not config:
+        return prior
+    try:
+        return from_mapping(config).prior_record()
+    except (DeeppropError, TypeError, ValueError, KeyError):
+        return None
 
 
 def store_config(store_path: str | Path) -> dict[str, Any] | None:

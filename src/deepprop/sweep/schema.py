@@ -9,10 +9,19 @@ grid cell) followed by its outcome. The config builds identities from these name
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from deepprop.prior import NOISE_FIELDS, PRIOR_FIELDS, NetworkPrior
+
+SHARED_NOISE = NOISE_FIELDS[1:]
+"""The noise numbers every network of a sweep shares (the keep rate is a grid axis)."""
+
+NETWORK_COLUMNS = ("activation", *PRIOR_FIELDS)
+"""The columns that hold a row's network prior (:func:`row_prior`)."""
+
 SHARED_IDENTITY = (
-    "dataset", "n_train", "n_test", "activation", "sigma_b2", "noise_mult", "noise_add", "weights", "width",
+    "dataset", "n_train", "n_test", "activation", "sigma_b2", *SHARED_NOISE, "weights", "width",
     "optimizer", "steps", "batch_size", "dtype", "precision", "eval_train", "eval_test",
 )
 """Identity fields copied from the sweep's configuration (the same for every network of a sweep)."""
@@ -29,7 +38,7 @@ SQL_TYPES: dict[str, str] = {
     **{name: "TEXT" for name in ("dataset", "activation", "weights", "optimizer", "dtype", "precision", "device")},
     **{name: "INTEGER" for name in ("n_train", "n_test", "width", "steps", "batch_size", "eval_train", "eval_test",
                                     "depth", "seed", "diverged", "diverged_step")},
-    **{name: "REAL" for name in ("sigma_b2", "noise_mult", "noise_add", "sigma_w2", "keep_rate", "lr",
+    **{name: "REAL" for name in ("sigma_b2", *SHARED_NOISE, "sigma_w2", "keep_rate", "lr",
                                  "train_accuracy", "test_accuracy", "final_loss", "wall_s", "finished_at")},
 }
 
@@ -39,7 +48,7 @@ COLUMNS = ("run_key", *SHARED_IDENTITY, *CELL_IDENTITY, *OUTCOME)
 EXPORT_COLUMNS = (
     "depth", "sigma_w2", "sigma_b2", "keep_rate", "seed", "train_accuracy", "test_accuracy", "final_loss",
     "diverged", "diverged_step", "activation", "width", "weights", "optimizer", "lr", "steps", "batch_size",
-    "dataset", "noise_mult", "noise_add", "run_key",
+    "dataset", *SHARED_NOISE, "run_key",
 )
 """Columns of ``sweep export``, most useful first."""
 
@@ -57,3 +66,8 @@ def result_row(run_key: str, identity: dict[str, Any], *, train_accuracy: float,
         "diverged_step": int(diverged_step) if diverged else None, "device": device, "wall_s": float(wall_s),
         **statistics,
     }
+
+
+def row_prior(row: Mapping[str, Any]) -> NetworkPrior:
+    """The network prior of a row (or of rows: the numbers may be arrays, e.g. a column of sigma_w2)."""
+    return NetworkPrior.build(row["activation"], **{name: row[name] for name in PRIOR_FIELDS})

@@ -164,14 +164,18 @@ class Store:
             raise StoreError(f"{self.path}: meta {key!r} is not JSON ({type(exc).__name__}): corrupted store") \
                 from exc
 
-    def start_sweep(self, config: Mapping[str, Any], fields: Iterable[str], planned: Sequence[str]) -> None:
-        """Check ``config`` against the store's sweep and record it and its planned keys, in one write
-        transaction (two runners starting together see each other's config)."""
+    def start_sweep(self, config: Mapping[str, Any], fields: Iterable[str], planned: Sequence[str], *,
+                    prior: Mapping[str, Any] | None = None) -> None:
+        """Check ``config`` against the store's sweep and record it, its planned keys and (meta ``prior``) the
+        JSON record of its network, in one write transaction (two runners starting together see each
+        other's config). Stores written before ``prior`` was recorded read as before."""
+        meta = [("config", json.dumps(dict(config))), ("planned_keys", json.dumps(list(planned)))]
+        if prior is not None:
+            meta.append(("prior", json.dumps(dict(prior))))
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             self.check_config(config, fields)
-            self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                                  [("config", json.dumps(dict(config))), ("planned_keys", json.dumps(list(planned)))])
+            self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta)
 
     # ---- results ---------------------------------------------------------------------------------------
 
