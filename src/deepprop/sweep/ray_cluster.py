@@ -178,3 +178,18 @@ def connect_ray(address: str | None) -> bool:
         raise ParameterError("ray_address", f"no Ray cluster reachable at {address!r} ({type(exc).__name__}: "
                                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return True
+
+
+@contextlib.contextmanager
+def ray_connection(address: str | None, *, enabled: bool = True) -> Iterator[bool]:
+    """Connected to Ray at ``address`` for the duration of the block (:func:`connect_ray`); shuts down only
+    the connection this block made (one already open is left as it was). With ``enabled`` False, nothing
+    happens. Yields whether this block connected."""
+    started = connect_ray(address) if enabled else False
+    try:
+        yield started
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()

@@ -33,7 +33,7 @@ from deepprop.sweep.ensemble import (
     is_oom,
     train_ensemble,
 )
-from deepprop.sweep.ray_cluster import check_ray, connect_ray
+from deepprop.sweep.ray_cluster import check_ray, ray_connection
 from deepprop.sweep.schema import result_row
 from deepprop.sweep.store import Store, renew_leases, this_owner
 from deepprop.validation import array_bytes, check_memory, check_memory_terms, check_positive, physical_memory_bytes
@@ -234,8 +234,7 @@ def ray_executor(cfg: SweepConfig, chunks: Sequence[list[Job]], ds: Dataset) -> 
     """Each chunk is one Ray task; results are yielded as tasks finish (the driver writes the store)."""
     import ray
 
-    started = connect_ray(cfg.ray_address)  # a no-op when run_sweep (or the CLI) connected first
-    try:
+    with ray_connection(cfg.ray_address):  # a no-op when run_sweep connected first
         gpus = 1 if cfg.device.startswith("cuda") else 0
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_ray_task)
         ds_ref = ray.put(ds)
@@ -244,9 +243,6 @@ def ray_executor(cfg: SweepConfig, chunks: Sequence[list[Job]], ds: Dataset) -> 
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 yield ray.get(ref)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 EXECUTORS: dict[str, Callable[..., Iterator[list[dict]]]] = {"local": local_executor, "ray": ray_executor}
@@ -389,14 +385,8 @@ def run_sweep(
     t0 = time.perf_counter()
     ds = prepare_sweep(cfg, store_path, dataset, same_sweep=same_sweep)
     jobs = plan(cfg)
-    started_ray = connect_ray(cfg.ray_address) if cfg.executor == "ray" else False  # before any bar or row
-    try:
+    with ray_connection(cfg.ray_address, enabled=cfg.executor == "ray"):  # before any bar or row
         return _run_sweep(cfg, store_path, jobs, t0, progress, ds, lease_seconds, same_sweep)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
 
 
 def _claimed_chunks(store: Store, chunks: Iterable[list[Job]], owner: str, beat: _Heartbeat, seconds: float,
