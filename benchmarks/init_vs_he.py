@@ -17,7 +17,8 @@ import sys
 import time
 
 from deepprop.errors import ParameterError
-from deepprop.plots.critical_init import init_trainability_figure
+from deepprop.plots.critical_init import draw_init_vs_he
+from deepprop.sweep.compare import compare_inits, q_curves
 from deepprop.sweep.config import parse_grid
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         t0 = time.perf_counter()
-        path, table = init_trainability_figure(
+        table, cfg = compare_inits(
             args.out,
             keep_rate=args.keep_rate,
             depths=parse_grid("depths", args.depths, integer=True),
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset,
             device=args.device,
         )
+        path = draw_init_vs_he(table, cfg, q_curves(table, cfg), args.out)
         wall = time.perf_counter() - t0
     except ParameterError as exc:
         print(f"init_vs_he: error: --{exc.param.replace('_', '-')}: {exc.detail}", file=sys.stderr)

@@ -86,14 +86,6 @@ def check_positive(name: str, value: Any) -> float:
     return v
 
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """Return ``value`` as float, or raise unless it is finite and >= 0."""
-    v = check_number(name, value)
-    if not math.isfinite(v) or v < 0:
-        raise ParameterError(name, f"must be finite and >= 0 (got {value!r})")
-    return v
-
-
 def as_float_array(name: str, value: Any, *, allow_empty: bool = False) -> np.ndarray:
     """``value`` (a number, a sequence, a numpy array or a torch tensor, with or without grad) as float64.
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from deepprop.results import format_number
 from deepprop.validation import MAX_INT64, MAX_RANGE_VALUES, parse_values
 
 
@@ -306,18 +307,10 @@ def headless_plots() -> None:
     require("matplotlib", "plots", "drawing figures").use("Agg")
 
 
-def format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def print_table(rows: list[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        print(f"{key:<{width}}  {format_value(value)}")
+        print(f"{key:<{width}}  {format_number(value)}")
 
 
 def check_device(device: str | None, param: str = "device") -> None:

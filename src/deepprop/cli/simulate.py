@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
 from deepprop.cli import common
 from deepprop.networks import DTYPES, WEIGHT_KINDS
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else str(v)
-    return str(v)
+from deepprop.results import format_number as _fmt
 
 
 def _common(p: argparse.ArgumentParser, *, sweep: bool, width: int, depth: int, networks: int) -> None:

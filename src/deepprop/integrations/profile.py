@@ -27,6 +27,7 @@ from deepprop.integrations.graph import ModelGraph, reference_input, trace_model
 from deepprop.integrations.measure import REDRAWS, Measured, gaussian_pairs, mean_and_error, measure
 from deepprop.integrations.moments import EXACT, NONE, Moments
 from deepprop.integrations.theory_layers import Displacement, Propagator, tangent_gain
+from deepprop.results import format_number
 
 COLUMNS = ("name", "kind", "q", "q_err", "q_theory", "c", "c_err", "c_theory", "chi", "chi_err", "chi_theory",
            "theory")
@@ -110,9 +111,10 @@ class Profile:
 
 
 def _fmt(x: float, digits: int = 4) -> str:
+    """``-`` for a missing or NaN number (a layer without one), else :func:`format_number`."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
-    return f"{x:.{digits}g}"
+    return format_number(float(x), digits)
 
 
 # ---------------------------------------------------------------------------------------------- checks

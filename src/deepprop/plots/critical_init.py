@@ -94,16 +94,3 @@ def draw_init_vs_he(table: pd.DataFrame, cfg, q_curves: dict[str, np.ndarray], o
     axq.legend(fontsize=7)
     return save(fig, Path(out_dir) / COMPARE_PNG)
 
-
-def init_trainability_figure(
-    out_dir: str | Path, *, progress: bool = True, **kwargs: object
-) -> tuple[Path, pd.DataFrame]:
-    """Train the comparison (:func:`deepprop.sweep.compare.compare_inits`) and draw it (:func:`draw_init_vs_he`).
-
-    Kept for ``deepprop reproduce`` (claim 004-vs-he), which calls it today; the training and the theory
-    curves belong to the caller, and phase 2 of the house moves this composition there.
-    """
-    from deepprop.sweep.compare import compare_inits, q_curves
-
-    table, cfg = compare_inits(out_dir, progress=progress, **kwargs)
-    return draw_init_vs_he(table, cfg, q_curves(table, cfg), out_dir), table

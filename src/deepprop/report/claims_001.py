@@ -59,7 +59,7 @@ def fig1(ctx: Context) -> Measurement:
     sws = np.linspace(0.01, 1.7, ctx.sizes["n_sw2"])
     depth = ctx.sizes["depth"]
     q, c = trajectory("tanh", sws, SB2, q0=0.8, c0=0.6, depth=depth)
-    mf = mean_field("tanh", sws, SB2, show_progress=False)
+    mf = mean_field("tanh", sws, SB2)
     rq = np.abs(q - mf.q_star[:, None])
     rc = np.abs(c - mf.c_star[:, None])
     fits_q = [exponential_r2(r) for r in rq]
@@ -167,7 +167,7 @@ def fig2(ctx: Context) -> Measurement:
     crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
     insets, map_rows = [], []
     for s, colour, name in ((1.2, "red", "ordered"), (crit, "purple", "critical"), (3.5, "blue", "chaotic")):
-        mf = mean_field("tanh", s, SB2, show_progress=False)
+        mf = mean_field("tanh", s, SB2)
         c_star, xi = float(mf.c_star), float(mf.xi_c)
         chi_c = float(np.exp(-1.0 / xi)) if np.isfinite(xi) else 1.0
         fd = _slope_at_fixed_point("tanh", s, SB2, c_star)
@@ -238,15 +238,15 @@ def fig3(ctx: Context) -> Measurement:
     n = ctx.sizes["n_sw2"]
     coarse = np.linspace(1.0, 4.0, n)
     fine = np.linspace(1.0, 4.0, 10 * (n - 1) + 1)
-    mf_c = mean_field("tanh", coarse[:, None], SB2, keep_rate=rhos[None, :], show_progress=False)
-    mf_f = mean_field("tanh", fine[:, None], SB2, keep_rate=rhos[None, :], show_progress=False)
+    mf_c = mean_field("tanh", coarse[:, None], SB2, keep_rate=rhos[None, :])
+    mf_f = mean_field("tanh", fine[:, None], SB2, keep_rate=rhos[None, :])
     peak_c = np.nanmax(np.where(np.isfinite(mf_c.xi_c), mf_c.xi_c, 1e300), axis=0)
     peak_f = np.nanmax(np.where(np.isfinite(mf_f.xi_c), mf_f.xi_c, 1e300), axis=0)
     cs = mf_f.c_star  # (sw2, rho), rho decreasing along axis 1
     crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
     insets, map_rows = [], []
     for rho, colour in ((1.0, "black"), (0.95, "purple"), (0.8, "blue")):
-        mf = mean_field("tanh", crit, SB2, keep_rate=rho, show_progress=False)
+        mf = mean_field("tanh", crit, SB2, keep_rate=rho)
         c_star, xi = float(mf.c_star), float(mf.xi_c)
         chi_c = float(np.exp(-1.0 / xi)) if np.isfinite(xi) and xi > 0 else 1.0
         fd = _slope_at_fixed_point("tanh", crit, SB2, c_star, keep_rate=rho)
@@ -464,7 +464,7 @@ def fig4(ctx: Context) -> Measurement:
     theory = np.abs(np.array([float(p.theory["xi_grad"]) if p.theory else np.nan for p in res.points]))
     away = np.isfinite(theory) & (theory <= s["depth"] / 2)
     fine = np.linspace(1.0, 4.0, 301)
-    th_fine = np.abs(mean_field("tanh", fine, SB2, show_progress=False).xi_grad)
+    th_fine = np.abs(mean_field("tanh", fine, SB2).xi_grad)
     data = [ctx.save_csv(_gradient_rows(res)),
             ctx.save_csv({"sigma_w2": sweep, "abs_xi_grad_fit": fit, "abs_xi_grad_theory": theory,
                           "in_comparison": away}, "fits")]
@@ -522,7 +522,7 @@ def eq17(ctx: Context) -> Measurement:
     res, note = _gradient_run(ctx, sweep, "independent")
     fit = np.array([p.xi_cov_fit for p in res.points])
     fit_err = np.array([p.fits["xi_cov_fit"].err for p in res.points])
-    theory = np.asarray(mean_field("tanh", sweep, SB2, show_progress=False).xi_cov, dtype=float)
+    theory = np.asarray(mean_field("tanh", sweep, SB2).xi_cov, dtype=float)
     resolved = np.isfinite(theory) & (s["depth"] >= 5 * np.abs(theory))
     # the forward transient at sw2 = 1.5 (ordered, xi_cov = 15.8): same-label pairs enter far below c* = 1, so
     # a fit over a finite window reads a shorter scale; the theory of that transient is fitted over the same
@@ -559,7 +559,7 @@ def eq17(ctx: Context) -> Measurement:
                for i, (p, cov) in enumerate(zip(res.points, _column(res, "grad_cov"), strict=True))],
               "(a) |gradient covariance| of input pairs by layer",
               "layer l", "covariance", logy=True),
-        Panel([Series(fine, mean_field("tanh", fine, SB2, show_progress=False).xi_cov, "theory xi_cov = xi_c", "--",
+        Panel([Series(fine, mean_field("tanh", fine, SB2).xi_cov, "theory xi_cov = xi_c", "--",
                       color="k"),
                Series(sweep, fit, "fitted covariance depth scale", "o", color="red")],
               "(b) covariance depth scale vs xi_c (compared where L >= 5 xi)", "sigma_w^2", "depth scale"),

@@ -141,7 +141,7 @@ def shared_vs_independent(ctx: Context) -> Measurement:
     for rho in rhos:
         mine = [r for r in rows if r["keep_rate"] == rho]
         sw = [r["sigma_w2"] for r in mine]
-        th = np.abs(np.asarray(mean_field("tanh", fine, SB2, keep_rate=rho, show_progress=False).xi_grad))
+        th = np.abs(np.asarray(mean_field("tanh", fine, SB2, keep_rate=rho).xi_grad))
         series = [Series(fine, np.where(th <= s["depth"] / RESOLVED, th, np.nan), "eq. 16 (L >= 5 |xi|)", "-",
                          color="k"), Series(fine, th, None, ":", color="k")]
         for mode, colour, mk in (("shared", "red", "o"), ("independent", "blue", "s")):

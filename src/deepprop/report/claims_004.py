@@ -72,7 +72,7 @@ def closed_forms(ctx: Context) -> Measurement:
 
     ours: dict[str, float] = {}
     for name, noise in NOISES:
-        mf = mean_field("relu", 2 / MU2[name], 0.0, show_progress=False, **noise)
+        mf = mean_field("relu", 2 / MU2[name], 0.0, **noise)
         ours[f"c_star_{KEYS[name]}"] = float(mf.c_star)
         ours[f"xi_c_{KEYS[name]}"] = float(mf.xi_c)
     data = [ctx.save_csv({"quantity": list(ours), "deepprop": list(ours.values())})]
@@ -184,13 +184,15 @@ def vs_he_summary(table) -> dict:
 def vs_he(ctx: Context) -> Measurement:
     import shutil
 
-    from deepprop.plots.critical_init import init_trainability_figure
+    from deepprop.plots.critical_init import draw_init_vs_he
+    from deepprop.sweep.compare import compare_inits, q_curves
 
     s = ctx.sizes
     dataset, note = ctx.mnist_like(fast=True)
     work = ctx.work_dir / "init_vs_he"
-    png, table = init_trainability_figure(work, progress=ctx.progress, depths=s["depths"], steps=s["steps"],
-                                          width=s["width"], dataset=dataset, seeds=s["seeds"], device=ctx.device)
+    table, cfg = compare_inits(work, progress=ctx.progress, depths=s["depths"], steps=s["steps"], width=s["width"],
+                               dataset=dataset, seeds=s["seeds"], device=ctx.device)
+    png = draw_init_vs_he(table, cfg, q_curves(table, cfg), work)
     path, rel = ctx.figure_path()
     shutil.copyfile(png, path)
     return Measurement(

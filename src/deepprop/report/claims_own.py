@@ -135,7 +135,7 @@ def engine_accuracy(ctx: Context) -> Measurement:
     rows = []
     for sw2, sb2 in pts:
         ind = _independent_point(sw2, sb2)
-        mf = mean_field("tanh", sw2, sb2, show_progress=False)
+        mf = mean_field("tanh", sw2, sb2)
         rows.append((sw2, sb2, float(mf.q_star), ind["q_star"], float(mf.chi1), ind["chi1"], float(mf.c_star),
                      ind["c_star"]))
     a = np.array(rows)

@@ -43,11 +43,6 @@ def median_rel_dev(measured: ArrayLike, theory: ArrayLike) -> tuple[float, int]:
     return float(np.median(np.abs(m[ok] / t[ok] - 1.0))), int(ok.sum())
 
 
-def finite_or_nan(x: object) -> float:
-    """float(x), NaN for None."""
-    return math.nan if x is None else float(x)  # type: ignore[arg-type]
-
-
 def median_with_error(devs: ArrayLike, errs: ArrayLike, draws: int = 400, seed: int = 0) -> tuple[float, float]:
     """Median of |dev_i| and its standard error by a parametric bootstrap: each deviation redrawn from
     N(dev_i, err_i^2) (its own fit error), the median of the absolute values recomputed.

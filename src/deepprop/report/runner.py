@@ -4,7 +4,6 @@ index.html. Every input is checked before anything is written to OUT."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shlex
@@ -25,6 +24,7 @@ from deepprop.report.checkpoint import claims_checkpoint, load_result
 from deepprop.report.context import Context, dataset_available
 from deepprop.report.registry import Claim, check_tier, select
 from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED, UNDECIDED, VERDICTS, verdict
+from deepprop.results import format_number
 
 TIER_NOTES = {
     "smoke": "smoke tier: every claim at toy size to exercise every experiment path; sizes are far below the "
@@ -231,9 +231,8 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def _num(v: Any) -> str:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return f"{v:.4g}" if math.isfinite(v) else str(v)
-    return "-" if v is None else str(v)
+    """A deciding number: 4 significant digits (integers too), ``-`` for none."""
+    return format_number(float(v) if isinstance(v, int) and not isinstance(v, bool) else v, 4)
 
 
 def headline(record: dict[str, Any]) -> str:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deepprop.errors import ParameterError
+from deepprop.results import format_number
 
 REPRODUCED = "reproduced"
 DIFFERS = "differs"
@@ -167,7 +168,7 @@ def _number(value: Any) -> float | None:
 
 
 def _fmt(x: float | None) -> str:
-    return "–" if x is None else f"{x:.4g}"
+    return "–" if x is None else format_number(x, 4)
 
 
 def check(name: str, tol: Tolerance, ours: Mapping[str, Any], target: float) -> Check:
