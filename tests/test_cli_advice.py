@@ -70,3 +70,40 @@ def test_maximize_depth_option_and_result():
     assert out["sigma_w2"] == pytest.approx(1.84887, abs=1e-4)
     assert out["xi_c"] == pytest.approx(4.67635, abs=1e-4)
     assert out["phase"] != "unbounded"
+
+
+def test_advice_warning_is_one_note_line_of_the_text_output(tmp_path, capsys):
+    """An inexact advice (tanh with dropout: no critical point of the correlations, the search on its q* bound)
+    prints its warning once, as a `note:` line of the output equal to the JSON's `warning` field; stderr
+    stays empty. An exact advice (relu, no noise) has no note."""
+    argv = ["advise", "--activation", "tanh", "--keep-rate", "0.95"]
+    assert cli_main.main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    warning = json.loads(captured.out)["warning"]
+    assert warning and captured.err == ""
+    assert cli_main.main(argv) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.out.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: {warning}"] and captured.err == ""
+    assert cli_main.main(["advise", "--activation", "relu"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    model = tmp_path / "mlp.py"  # a dropout MLP: diagnose's advice for it is inexact too
+    model.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Net(nn.Sequential):
+            def __init__(self):
+                torch.manual_seed(0)
+                layers = []
+                for _ in range(5):
+                    layers += [nn.Linear(20, 20), nn.Tanh(), nn.Dropout(0.05)]
+                super().__init__(*layers, nn.Linear(20, 3))
+    """))
+    assert cli_main.main(["diagnose", f"{model}:Net", "--json"]) == 0
+    captured = capsys.readouterr()
+    warning = json.loads(captured.out)["advice"]["warning"]
+    assert warning and captured.err == ""
+    assert cli_main.main(["diagnose", f"{model}:Net"]) == 0
+    captured = capsys.readouterr()
+    assert f"note: {warning}" in captured.out.splitlines() and captured.err == ""

@@ -34,8 +34,11 @@ def test_forward_json_contract_and_theory(run):
     q = np.array([r["q"] for r in d["layers"]])
     assert q[0] == pytest.approx(0.8, rel=1e-5) and np.abs(q[1:] / np.ravel(q_th)[1:] - 1).max() < 0.06
     rc2, out2, _ = run("simulate", "forward", "--sigma-w2", "2.5", "--sigma-b2", "0.05", "--width", "300",
-                       "--depth", "5", "--networks", "4", "--seed", "1", "--json")
+                       "--depth", "5", "--networks", "4", "--seed", "1", "--q0", "0.8", "--json")
     assert json.loads(out2)["layers"] == d["layers"]  # same seed, same numbers
+    rc3, out3, _ = run("simulate", "forward", "--sigma-w2", "2.5", "--sigma-b2", "0.05", "--width", "30",
+                       "--depth", "2", "--networks", "2", "--json")
+    assert json.loads(out3)["layers"][0]["q"] == pytest.approx(1.0, rel=1e-5)  # default q0 = 1, the library's
 
 
 def test_gradients_and_jacobian_json(run):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from deepprop.cli import common
@@ -42,10 +44,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_diagnose)
 
 
+@contextmanager
+def advice_notes() -> Iterator[list[str]]:
+    """Collect the advice's warnings (:class:`deepprop.advice.AdviceWarning`) instead of printing them on
+    stderr: the command shows each as one ``note:`` line of its text output (its JSON has them in the
+    ``warning`` field already)."""
+    import warnings
+
+    from deepprop.advice import AdviceWarning
+
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AdviceWarning)
+        yield notes
+    for w in caught:
+        if issubclass(w.category, AdviceWarning):
+            notes.append(" ".join(str(w.message).split()))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def print_notes(notes: list[str]) -> None:
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}")
+
+
 def run_advise(args: argparse.Namespace) -> int:
     from deepprop.advice import critical_init
 
-    r = critical_init(common.prior_from_args(args), sigma_b2=args.sigma_b2, depth=args.depth)
+    with advice_notes() as notes:
+        r = critical_init(common.prior_from_args(args), sigma_b2=args.sigma_b2, depth=args.depth)
     if args.json:
         critical = r.exact and r.xi_c == float("inf")
         common.print_json(r, reasons={"xi_c": "critical", "max_depth": "critical"} if critical else None)
@@ -53,6 +81,7 @@ def run_advise(args: argparse.Namespace) -> int:
     print(f"sigma_w2  = {r.sigma_w2:.6g}\nsigma_b2  = {r.sigma_b2:.6g}\nchi_1     = {r.chi1:.6g}\n"
           f"xi_c      = {r.xi_c:.6g}\nmax depth = {r.max_depth:.6g}\nexact     = {r.exact}\n")
     print(r.explanation)
+    print_notes(notes)
     return 0
 
 
@@ -129,7 +158,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
 
         example = torch.randn((2,) + tuple(args.example_input), generator=torch.Generator().manual_seed(0))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), advice_notes() as notes:
             warnings.simplefilter("ignore", UnrecognisedModuleWarning)  # named in the report below instead
             d = diagnose(model, args.activation, example_input=example, **common.noise_kwargs(args))
     except ParameterError as exc:
@@ -148,6 +177,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
         common.print_json(d)
     else:
         print(d)
+        print_notes(notes)
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from deepprop.cli import common
 from deepprop.networks import DTYPES, WEIGHT_KINDS
 from deepprop.results import format_number as _fmt
+from deepprop.theory.meanfield import DEFAULT_Q0
 
 
 def _common(p: argparse.ArgumentParser, *, sweep: bool, width: int, depth: int, networks: int) -> None:
@@ -37,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     fwd = sub.add_parser("forward", help="q^l and c^l of input pairs layer by layer (figs. 1-3)")
     _common(fwd, sweep=False, width=1000, depth=30, networks=4)
-    fwd.add_argument("--q0", type=common.positive_float, default=0.8,
-                     help="layer-0 pre-activation variance > 0 (default 0.8)")
+    fwd.add_argument("--q0", type=common.positive_float, default=DEFAULT_Q0,
+                     help=f"layer-0 pre-activation variance > 0 (default {DEFAULT_Q0:g}, as in the library)")
     fwd.add_argument("--c0", type=common.correlation, default=0.6,
                      help="layer-0 pre-activation correlation in [-1, 1] (default 0.6)")
     fwd.add_argument("--pairs", type=common.positive_int, default=16, help="input pairs per network (default 16)")
