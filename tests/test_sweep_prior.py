@@ -63,3 +63,16 @@ def test_prior_record_round_trips_with_extra_noise():
     assert again.record() == record
     # mu2 of the restored prior, by hand: 1/rho * (1 + s^2) * (1 + a^2/3)
     assert float(again.mu2) == pytest.approx(1 / 0.8 * 1.01 * (1 + 0.25 / 3), rel=1e-12)
+
+
+def test_noise_of_kinds_places_the_standard_ones():
+    from deepprop import Dropout, GaussianAdditive, GaussianMultiplicative, Noise, ParameterError
+
+    noise = Noise.of(GaussianAdditive(0.3), Dropout(0.8), UniformDropout(0.5), GaussianMultiplicative(0.1))
+    assert (float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add)) == (0.8, 0.1, 0.3)
+    assert [type(k).__name__ for k in noise.extra] == ["UniformDropout"]
+    assert float(noise.mu2) == pytest.approx(1 / 0.8 * 1.01 * (1 + 0.25 / 3), rel=1e-12)  # by hand
+    assert float(noise.add_var) == pytest.approx(0.09, rel=1e-12)
+    assert Noise.of() == Noise()
+    with pytest.raises(ParameterError, match="keep_rate"):
+        Noise.of(Dropout(0.8), Dropout(0.9))

@@ -15,9 +15,9 @@ Everything a notebook needs imports from here::
     init_(model, example_input=x), diagnose(model) # critical initialisation / verdict of PyTorch models
 
 Every public function takes a :class:`NetworkPrior` first; ``mean_field("tanh", 1.76, 0.05, keep_rate=0.9)``
-(an activation and loose numbers) is a convenience converted into one. Noise kinds beyond dropout
-(``keep_rate``), multiplicative (``noise_mult``) and additive (``noise_add``) Gaussian noise go in
-``extra_noise`` (e.g. :class:`UniformDropout`). Long computations are silent unless given a
+(an activation and loose numbers) is a convenience converted into one. Noise kinds beyond the standard
+three (dropout, multiplicative and additive Gaussian noise: :class:`Noise`) go in ``extra_noise`` (e.g.
+:class:`UniformDropout`). Long computations are silent unless given a
 ``progress(done, total)`` callback.
 
 Rooms, each importing only the ones below it (see ARCHITECTURE.md): ``activations``, ``noise_models`` and

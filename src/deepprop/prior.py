@@ -17,6 +17,7 @@ PyTorch's ``nn.Dropout(p)`` drops with probability p, i.e. keep_rate = 1 - p.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -24,6 +25,7 @@ from numpy.typing import ArrayLike
 from deepprop.activations import ACTIVATIONS, Activation, TensorFn, get_activation
 from deepprop.errors import ParameterError
 from deepprop.noise_models import (
+    STANDARD_KINDS,
     NoiseKind,
     check_finite_nonnegative,
     check_keep_rate,
@@ -108,6 +110,22 @@ class Noise:
             if not np.all(np.isfinite(self.add_var)):
                 raise ParameterError("noise_add", f"too large: noise_add^2 overflows a float (got "
                                                   f"{_show(self.noise_add, ~np.isfinite(self.add_var))})")
+
+    @classmethod
+    def of(cls, *kinds: NoiseKind) -> Noise:
+        """The noise of these kinds: a standard kind (``Dropout``, ``GaussianMultiplicative``,
+        ``GaussianAdditive``) gives its number, any other is an extra kind. ``Noise.of(Dropout(0.8))`` is
+        ``Noise(keep_rate=0.8)``."""
+        numbers: dict[str, Any] = {}
+        extra = []
+        for kind in kinds:
+            if type(kind) in STANDARD_KINDS:
+                if kind.parameter_name in numbers:
+                    raise ParameterError(kind.parameter_name, "is given twice")
+                numbers[kind.parameter_name] = kind.value
+            else:
+                extra.append(kind)
+        return cls(**numbers, extra=tuple(extra))
 
     @property
     def kinds(self) -> tuple[NoiseKind, ...]:

@@ -51,12 +51,6 @@ def positive_float(text: str) -> float:
     return _library_check(lambda v: check_positive("value", v), text)
 
 
-def keep_rate(text: str) -> float:
-    from deepprop.prior import check_keep_rate
-
-    return _library_check(check_keep_rate, text)
-
-
 def fraction(text: str) -> float:
     v = finite_float(text)
     if not 0 <= v <= 1:
@@ -158,33 +152,37 @@ def add_activation(parser: argparse.ArgumentParser, default: str | None = "tanh"
     )
 
 
-NOISE_HELP = {
-    "keep_rate": "dropout KEEP probability rho in (0, 1]; 1 = no dropout (nn.Dropout(p) has rho = 1 - p)",
-    "noise_mult": "std S >= 0 of multiplicative Gaussian noise eps ~ N(1, S^2) (mu2 = 1 + S^2)",
-    "noise_add": "std S >= 0 of additive Gaussian noise on each layer's input",
+KIND_OPTIONS: dict[str, tuple[str | None, str]] = {
+    "Dropout": (None, "dropout KEEP probability rho in (0, 1]; 1 = no dropout (nn.Dropout(p) has rho = 1 - p)"),
+    "GaussianMultiplicative": ("S", "std S >= 0 of multiplicative Gaussian noise eps ~ N(1, S^2) (mu2 = 1 + S^2)"),
+    "GaussianAdditive": ("S", "std S >= 0 of additive Gaussian noise on each layer's input"),
+    "UniformDropout": ("A", "half-width A in [0, 1] of uniform (continuous) dropout eps ~ U(1 - A, 1 + A)"),
 }
-
-GRID_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--activation": ("activation", str, "nonlinearity (default tanh)"),
-    "--sigma-b2": ("sigma_b2", float, "bias variance (default 0.05)"),
-    "--keep-rate": ("keep_rates", str, "dropout KEEP probability(ies), e.g. 0.99 or 0.99,0.98 (default 1)"),
-    "--noise-mult": ("noise_mult", float, "std of multiplicative Gaussian noise N(1, s^2) (default 0)"),
-    "--noise-add": ("noise_add", float, "std of additive Gaussian noise (default 0)"),
-    "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c"),
-}
-"""The prior's options of ``sweep run``: they override the sweep's config (dest ``cfg_<key>``, None when
-unset), which checks the values itself (its messages name the config key, shown as the flag)."""
+"""(metavar, help) of the option of each kind of noise, by class name; a kind not listed here gets its option
+all the same, with the first sentence of its docstring as help."""
 
 
 class UsageError(Exception):
     """A command-line usage error; carries the one-line message the command prints (exit code 2)."""
 
 
-def _extra_kinds() -> tuple[type, ...]:
-    """The noise kinds beyond the standard three: each gets an option named after its parameter."""
+def _noise_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(the standard kinds, the extra kinds) of :mod:`deepprop.noise_models`: each has an option named after
+    its parameter (``--keep-rate``, ``--noise-mult``, ``--noise-add``, ``--uniform-dropout``)."""
     from deepprop import noise_models
 
-    return noise_models.EXTRA_KINDS
+    return noise_models.STANDARD_KINDS, noise_models.EXTRA_KINDS
+
+
+def _flag(kind: type) -> str:
+    return "--" + kind.parameter_name.replace("_", "-")
+
+
+def _kind_option(kind: type) -> tuple[str | None, str]:
+    if kind.__name__ in KIND_OPTIONS:
+        return KIND_OPTIONS[kind.__name__]
+    text = " ".join((kind.__doc__ or kind.__name__).replace("``", "").split())
+    return None, text.split(". ")[0].rstrip(".")
 
 
 def _kind_value(kind: type):
@@ -193,8 +191,30 @@ def _kind_value(kind: type):
     def parse(text: str) -> float:
         return _library_check(lambda v: kind(v).checked(), text)
 
-    parse.__name__ = "number"
+    parse.__name__ = kind.parameter_name
     return parse
+
+
+def _add_grid_options(parser: argparse.ArgumentParser) -> None:
+    for flag, (key, typ, help_) in grid_flags().items():
+        parser.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_,
+                            metavar=flag[2:].upper().replace("-", "_"))
+
+
+def grid_flags() -> dict[str, tuple[str, type, str]]:
+    """The prior's options of ``sweep run`` (flag -> config key, type, help): they override the sweep's config
+    (dest ``cfg_<key>``, None when unset), which checks the values itself (its messages name the config key,
+    shown as the flag). The noise every network shares is one float option per standard kind."""
+    standard, _ = _noise_kinds()
+    shared = {_flag(kind): (kind.parameter_name, float, _kind_option(kind)[1].replace(" >= 0", "") + " (default 0)")
+              for kind in standard if kind.neutral == 0.0}
+    return {
+        "--activation": ("activation", str, "nonlinearity (default tanh)"),
+        "--sigma-b2": ("sigma_b2", float, "bias variance (default 0.05)"),
+        "--keep-rate": ("keep_rates", str, "dropout KEEP probability(ies), e.g. 0.99 or 0.99,0.98 (default 1)"),
+        **shared,
+        "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c"),
+    }
 
 
 def add_prior_options(
@@ -211,47 +231,40 @@ def add_prior_options(
 ) -> None:
     """The options that describe a network (:class:`deepprop.prior.NetworkPrior`), read back by
     :func:`prior_from_args`: ``--activation``, ``--sigma-w2`` / ``--sigma-b2`` (each given as the
-    ``add_argument`` keywords of the command, or left out where the command chooses it), the noise
-    (``--keep-rate``, ``--noise-mult``, ``--noise-add``; ``keep_rate_default=None``: read from a model) and,
-    with ``extra_noise``, one option per extra noise kind (``--uniform-dropout``).
+    ``add_argument`` keywords of the command, or left out where the command chooses it) and one option per
+    kind of noise, checked by the kind: the standard three (``--keep-rate``, default ``keep_rate_default``,
+    None: read from a model; ``--noise-mult``, ``--noise-add``, default 0) and, with ``extra_noise``, the
+    extra kinds (``--uniform-dropout``; default none).
 
-    ``grid=True`` (``sweep run``): the options override a sweep config (:data:`GRID_FLAGS`)."""
+    ``grid=True`` (``sweep run``): the options override a sweep config (:func:`grid_flags`)."""
     if grid:
-        for flag, (key, typ, help_) in GRID_FLAGS.items():
-            parser.add_argument(flag, dest=f"cfg_{key}", type=typ, default=None, help=help_,
-                                metavar=flag[2:].upper().replace("-", "_"))
+        _add_grid_options(parser)
         return
     add_activation(parser, activation, required=activation_required, help=activation_help)
     for name, spec in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
         if spec is not None:
             parser.add_argument("--" + name.replace("_", "-"), **spec)
     group = parser.add_argument_group("noise on each layer's input (follow-ups section 1)")
-    group.add_argument("--keep-rate", type=keep_rate, default=keep_rate_default, help=NOISE_HELP["keep_rate"])
-    for name in ("noise_mult", "noise_add"):
-        group.add_argument("--" + name.replace("_", "-"), type=nonnegative_float, default=0.0, metavar="S",
-                           help=NOISE_HELP[name])
-    if extra_noise:
-        for kind in _extra_kinds():
-            flag = "--" + kind.parameter_name.replace("_", "-")
-            group.add_argument(flag, dest=kind.parameter_name, type=_kind_value(kind), default=None,
-                               metavar="A", help=_first_sentence(kind.__doc__) + " (default: none)")
-
-
-def _first_sentence(doc: str | None) -> str:
-    text = " ".join((doc or "").replace("``", "").split())
-    return text.split(". ")[0].rstrip(".")
+    standard, extra = _noise_kinds()
+    for kind in standard + (extra if extra_noise else ()):
+        metavar, help_ = _kind_option(kind)
+        if kind in standard:
+            default = keep_rate_default if kind.parameter_name == "keep_rate" else kind.neutral
+        else:
+            default, help_ = None, help_ + " (default: none)"
+        group.add_argument(_flag(kind), dest=kind.parameter_name, type=_kind_value(kind), default=default,
+                           metavar=metavar, help=help_)
 
 
 def noise_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The noise options as the keywords of :meth:`deepprop.prior.NetworkPrior.build` (extra kinds given
     on the command line as ``extra_noise``; left out when there are none)."""
-    from deepprop.prior import NOISE_FIELDS
-
-    out: dict[str, Any] = {name: getattr(args, name) for name in NOISE_FIELDS}
-    extra = tuple(kind(getattr(args, kind.parameter_name)) for kind in _extra_kinds()
+    standard, extra = _noise_kinds()
+    out: dict[str, Any] = {kind.parameter_name: getattr(args, kind.parameter_name) for kind in standard}
+    given = tuple(kind(getattr(args, kind.parameter_name)) for kind in extra
                   if getattr(args, kind.parameter_name, None) is not None)
-    if extra:
-        out["extra_noise"] = extra
+    if given:
+        out["extra_noise"] = given
     return out
 
 
@@ -269,7 +282,7 @@ def prior_from_args(args: argparse.Namespace, **numbers: Any):
 
 
 def noise_record(prior) -> dict[str, float]:
-    """The prior's noise numbers by name (keep_rate, noise_mult, noise_add, then any extra kind's), as
+    """The prior's noise numbers by name (the standard three, then any extra kind's), as
     floats: how a command's output names the noise it ran with."""
     return {name: float(value) for name, value in prior.noise.numbers().items()}
 

@@ -24,7 +24,7 @@ from deepprop.cli import common
 from deepprop.errors import ParameterError
 
 # flag -> config key; flags left unset do not override the config file or preset (the prior's flags:
-# common.GRID_FLAGS, added by common.add_prior_options)
+# common.grid_flags(), added by common.add_prior_options)
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--dataset": ("dataset", str, "digits | fashion-mnist | mnist | cifar10 | synthetic (default digits)"),
     "--data-dir": ("data_dir", common.path_text, "directory with the dataset files"),
@@ -133,7 +133,7 @@ def build_config(args: argparse.Namespace) -> Any:
             if exc.param == "config":
                 raise
             raise ParameterError("config", f"{args.config}: key {exc.param!r}: {exc.detail}") from exc
-    overrides = {key: getattr(args, f"cfg_{key}") for key, _, _ in (*common.GRID_FLAGS.values(), *RUN_FLAGS.values())}
+    overrides = {key: getattr(args, f"cfg_{key}") for key, _, _ in (*common.grid_flags().values(), *RUN_FLAGS.values())}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return from_mapping(overrides, base)
 

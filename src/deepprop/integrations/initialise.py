@@ -30,6 +30,7 @@ error (the caller restores the model's previous parameters).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from deepprop.errors import ParameterError
 from deepprop.integrations.graph import WEIGHT_KINDS, ModelGraph, Step, reference_input
 from deepprop.integrations.measure import stream_seed
 from deepprop.networks.weights import haar_orthogonal, unit_weights
+from deepprop.prior import NetworkPrior, Noise
 
 CONV_SCHEMES = ("delta-orthogonal", "gaussian")
 MIN_DELTA_CHANNELS = 16
@@ -167,10 +169,13 @@ def _branch_last_layer(graph: ModelGraph, add: Step) -> tuple[int | None, str]:
     return None, "no weight layer on the branch"
 
 
-def plan_init(graph: ModelGraph, *, activation: str | Activation | None, keep_rate: float | None, noise_mult: float,
-              noise_add: float, sigma_w2: float | None, sigma_b2: float | None, weights: str, conv_weights: str,
+def plan_init(graph: ModelGraph, *, activation: str | Activation | None, keep_rate: float | None, noise: Noise,
+              sigma_w2: float | None, sigma_b2: float | None, weights: str, conv_weights: str,
               residual_scale: float | None, depth_multiple: float) -> InitPlan:
-    """Decide every weight layer's initialisation (see module docstring); refuse modules not understood."""
+    """Decide every weight layer's initialisation (see module docstring); refuse modules not understood.
+
+    ``noise``: the noise of every layer; its keep rate is ``keep_rate`` where given, else each layer's own
+    (read from the Dropout module in front of it)."""
     notes: list[str] = []
     for s in graph.steps:
         if s.kind in _REFUSED_KINDS and s.module is not None and any(True for _ in s.module.parameters()):
@@ -222,10 +227,11 @@ def plan_init(graph: ModelGraph, *, activation: str | Activation | None, keep_ra
             sw2, sb2 = float(sigma_w2), float(sigma_b2 or 0.0)
         else:
             sb2_req = sigma_b2 if sigma_b2 is not None else (None if has_bias else 0.0)
-            key = (act, kr, noise_mult, noise_add, sb2_req)
+            key = (act, kr, sb2_req)
             if key not in cache:
-                cache[key] = critical_init(act, keep_rate=kr, noise_mult=noise_mult, noise_add=noise_add,
-                                           sigma_b2=sb2_req, depth=max(depth, 1), depth_multiple=depth_multiple)
+                layer_noise = dataclasses.replace(noise, keep_rate=kr)
+                cache[key] = critical_init(NetworkPrior(act, 1.0, 0.0, layer_noise), sigma_b2=sb2_req,
+                                           depth=max(depth, 1), depth_multiple=depth_multiple)
             advice = cache[key]
             if not math.isfinite(advice.sigma_w2):
                 raise ParameterError("activation", f"layer {s.name}: {advice.explanation}")

@@ -191,16 +191,16 @@ def init_(
     if conv_weights not in CONV_SCHEMES:
         raise ParameterError("conv_weights", f"must be one of {', '.join(CONV_SCHEMES)} (got {conv_weights!r})")
     device = check_model(model)
-    Noise(1.0 if keep_rate is None else keep_rate, noise_mult, noise_add)  # validates all three
+    noise = Noise(1.0 if keep_rate is None else keep_rate, noise_mult, noise_add)  # validates all three
     if sigma_w2 is not None:
         check_finite_nonnegative("sigma_w2", sigma_w2)
     if sigma_b2 is not None:
         check_finite_nonnegative("sigma_b2", sigma_b2)
     x = check_input(example_input, device) if example_input is not None else infer_example_input(model, device)
     graph = trace_model(model, x)
-    plan = plan_init(graph, activation=activation, keep_rate=keep_rate, noise_mult=noise_mult, noise_add=noise_add,
-                     sigma_w2=sigma_w2, sigma_b2=sigma_b2, weights=weights, conv_weights=conv_weights,
-                     residual_scale=residual_scale, depth_multiple=depth_multiple)
+    plan = plan_init(graph, activation=activation, keep_rate=keep_rate, noise=noise, sigma_w2=sigma_w2,
+                     sigma_b2=sigma_b2, weights=weights, conv_weights=conv_weights, residual_scale=residual_scale,
+                     depth_multiple=depth_multiple)
     if not plan.layers:
         raise ParameterError("model", "has no nn.Linear or nn.Conv layers: nothing to initialise")
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}

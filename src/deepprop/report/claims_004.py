@@ -7,17 +7,24 @@ import math
 
 import numpy as np
 
+from deepprop.noise_models import Dropout, GaussianMultiplicative
+from deepprop.prior import NetworkPrior, Noise
 from deepprop.report import trainability as tr
 from deepprop.report.context import Context
 from deepprop.report.registry import Measurement, claim
 from deepprop.report.verdict import Tolerance, worst
 
 PAPER = "Pretorius et al. 2018"
-NOISES = (("dropout rho=0.8", {"keep_rate": 0.8}), ("dropout rho=0.6", {"keep_rate": 0.6}),
-          ("Gaussian s=0.25", {"noise_mult": 0.25}))
+NOISES = (("dropout rho=0.8", Noise.of(Dropout(0.8))), ("dropout rho=0.6", Noise.of(Dropout(0.6))),
+          ("Gaussian s=0.25", Noise.of(GaussianMultiplicative(0.25))))
 MU2 = {"dropout rho=0.8": 1 / 0.8, "dropout rho=0.6": 1 / 0.6, "Gaussian s=0.25": 1 + 0.25**2}
 KEYS = {"dropout rho=0.8": "rho_0.8", "dropout rho=0.6": "rho_0.6", "Gaussian s=0.25": "gauss_0.25"}
 EXACT = Tolerance("abs", 1e-9, "a closed form: agreement to solver precision")
+
+
+def relu(noise: Noise, sigma_w2: float = 1.0) -> NetworkPrior:
+    """A bias-free ReLU network with this noise (sigma_w2: where the advice is asked, the one it chooses)."""
+    return NetworkPrior("relu", sigma_w2, 0.0, noise)
 
 
 @claim(
@@ -39,9 +46,9 @@ def critical_init_rows(ctx: Context) -> Measurement:
     dev = 0.0
     rows = []
     for name, noise in NOISES:
-        adv = critical_init("relu", **noise)
+        adv = critical_init(relu(noise))
         ours[f"sigma_w2_{KEYS[name]}"] = float(adv.sigma_w2)
-        q, _ = trajectory("relu", adv.sigma_w2, 0.0, q0=np.array([0.1, 1.0, 10.0]), c0=0.5, depth=50, **noise)
+        q, _ = trajectory(relu(noise, adv.sigma_w2), q0=np.array([0.1, 1.0, 10.0]), c0=0.5, depth=50)
         gain = q[:, -1] / q[:, 0]
         dev = max(dev, float(np.max(np.abs(gain - 1.0))))
         rows.append((name, adv.sigma_w2, 2 / MU2[name], float(gain.max())))
@@ -72,7 +79,7 @@ def closed_forms(ctx: Context) -> Measurement:
 
     ours: dict[str, float] = {}
     for name, noise in NOISES:
-        mf = mean_field("relu", 2 / MU2[name], 0.0, **noise)
+        mf = mean_field(relu(noise, 2 / MU2[name]))
         ours[f"c_star_{KEYS[name]}"] = float(mf.c_star)
         ours[f"xi_c_{KEYS[name]}"] = float(mf.xi_c)
     data = [ctx.save_csv({"quantity": list(ours), "deepprop": list(ours.values())})]
@@ -118,9 +125,9 @@ def finite_width(ctx: Context) -> Measurement:
     s = ctx.sizes
     ratios, errs, cdev, cerr, qp, cp, rows = [], [], [], [], [], [], []
     for k, (name, noise) in enumerate(NOISES):
-        adv = critical_init("relu", **noise)
-        r = simulate_forward("relu", adv.sigma_w2, 0.0, width=s["width"], depth=s["depth"], q0=1.0, c0=0.9,
-                             networks=s["networks"], pairs=4, seed=k, device=ctx.device, **noise)
+        adv = critical_init(relu(noise))
+        r = simulate_forward(relu(noise, adv.sigma_w2), width=s["width"], depth=s["depth"], q0=1.0, c0=0.9,
+                             networks=s["networks"], pairs=4, seed=k, device=ctx.device)
         ratios.append(float(r.q[-1] / r.q[0]))
         errs.append(float(r.q_err[-1] / r.q[0]))
         cdev.append(float(r.c[-1] - r.c_theory[-1]))

@@ -47,8 +47,8 @@ def cell_table(df: pd.DataFrame, metric: str = "train_accuracy", n_classes: int 
 
 def theory_scales(prior: Network, *loose: ArrayLike, **noise: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(xi_c, xi_1) from the mean-field engine for a prior whose sigma_w2 is an array; xi_1 = 1/|log chi_1| =
-    |xi_grad|. The loose form ``theory_scales(activation, sigma_w2, sigma_b2[, keep_rate, noise_mult,
-    noise_add])`` is converted once."""
+    |xi_grad|. The loose form ``theory_scales(activation, sigma_w2, sigma_b2[, the three standard noise
+    numbers])`` is converted once."""
     from deepprop.theory.meanfield import mean_field
 
     noise.update(zip(NOISE_FIELDS, loose[2:], strict=False))
