@@ -31,20 +31,26 @@ def test_advise_text_and_bad_keep_rate(capsys):
     assert "must be in (0, 1]" in err[0]
 
 
-def test_diagnose_file_class(tmp_path, capsys):
-    f = tmp_path / "deep.py"
-    f.write_text(textwrap.dedent("""
+def _model_file(path, name: str, blocks: int, block: str, tail: str):
+    """A model file: class ``name``, ``blocks`` repeats of ``block`` (a list of modules), then ``tail``."""
+    path.write_text(textwrap.dedent(f"""
         import torch
         from torch import nn
 
-        class Deep(nn.Sequential):
+        class {name}(nn.Sequential):
             def __init__(self):
                 torch.manual_seed(0)
                 layers = []
-                for _ in range(119):
-                    layers += [nn.Linear(300, 300), nn.Tanh()]
-                super().__init__(*layers, nn.LayerNorm(300), nn.Linear(300, 10))
+                for _ in range({blocks}):
+                    layers += {block}
+                super().__init__(*layers, {tail})
     """))
+    return path
+
+
+def test_diagnose_file_class(tmp_path, capsys):
+    f = _model_file(tmp_path / "deep.py", "Deep", 119, "[nn.Linear(300, 300), nn.Tanh()]",
+                    "nn.LayerNorm(300), nn.Linear(300, 10)")
     assert cli_main.main(["diagnose", f"{f}:Deep", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     # not a plain Linear stack (the LayerNorm): diagnosed from its measured profile, LayerNorm modelled
@@ -87,19 +93,9 @@ def test_advice_warning_is_one_note_line_of_the_text_output(tmp_path, capsys):
     assert notes == [f"note: {warning}"] and captured.err == ""
     assert cli_main.main(["advise", "--activation", "relu"]) == 0
     assert "note:" not in capsys.readouterr().out
-    model = tmp_path / "mlp.py"  # a dropout MLP: diagnose's advice for it is inexact too
-    model.write_text(textwrap.dedent("""
-        import torch
-        from torch import nn
-
-        class Net(nn.Sequential):
-            def __init__(self):
-                torch.manual_seed(0)
-                layers = []
-                for _ in range(5):
-                    layers += [nn.Linear(20, 20), nn.Tanh(), nn.Dropout(0.05)]
-                super().__init__(*layers, nn.Linear(20, 3))
-    """))
+    # a dropout MLP: diagnose's advice for it is inexact too
+    model = _model_file(tmp_path / "mlp.py", "Net", 5, "[nn.Linear(20, 20), nn.Tanh(), nn.Dropout(0.05)]",
+                        "nn.Linear(20, 3)")
     assert cli_main.main(["diagnose", f"{model}:Net", "--json"]) == 0
     captured = capsys.readouterr()
     warning = json.loads(captured.out)["advice"]["warning"]
