@@ -81,6 +81,21 @@ def _fw_rows(scale: float):
     return rows
 
 
+def test_fig3_peaks_see_the_divergence_through_the_engines_critical_rule():
+    # the engine nulls xi_c within critical_tol of chi_c = 1 ("critical"); a 10x finer grid lands there, and the
+    # row must still see xi_c diverge at rho = 1 (eq. 9: chi_c -> 1 at sigma_w^2* = 1.7603 for tanh, sb2 = 0.05)
+    from deepprop.report.claims_001 import _xi_c_peak
+    from deepprop.theory.meanfield import mean_field
+
+    rhos = np.array([1.0, 0.95])
+    coarse, fine = np.linspace(1.0, 4.0, 61), np.linspace(1.0, 4.0, 601)
+    mf_c = mean_field("tanh", coarse[:, None], 0.05, keep_rate=rhos[None, :])
+    mf_f = mean_field("tanh", fine[:, None], 0.05, keep_rate=rhos[None, :])
+    assert not np.all(np.isfinite(mf_f.xi_c[:, 0]))  # the critical rule is what this guards against
+    growth = _xi_c_peak(mf_f.chi_c) / _xi_c_peak(mf_c.chi_c) - 1.0
+    assert growth[0] > 2.0 and abs(growth[1]) < 0.02
+
+
 def test_fig3_finite_width_scaled_depth_scale_differs():
     from deepprop.report.claims_001 import finite_width_summary
 

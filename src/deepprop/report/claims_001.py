@@ -196,6 +196,14 @@ def fig2(ctx: Context) -> Measurement:
                        "iterated maps (deepprop.theory.meanfield.measured_depth_scales) against eq. 7 and 9")
 
 
+def _xi_c_peak(chi_c: np.ndarray) -> np.ndarray:
+    """Largest -1/log chi_c over axis 0 (eq. 9 without the critical rule; chi_c = 1 exactly gives inf)."""
+    chi = np.asarray(chi_c, dtype=float)
+    with np.errstate(divide="ignore"):
+        xi = np.abs(-1.0 / np.log(chi))
+    return np.nanmax(np.where(chi > 0, xi, np.nan), axis=0)
+
+
 def fig3_summary(peak_coarse, peak_fine, c_star, slope_theory, slope_fd) -> dict:
     """Checked numbers of 001-fig3 from the peak of xi_c over a coarse and a 10x finer sigma_w^2 grid (first
     column rho = 1, then rho < 1) and c*(sigma_w^2, rho) with rho decreasing along axis 1."""
@@ -240,8 +248,9 @@ def fig3(ctx: Context) -> Measurement:
     fine = np.linspace(1.0, 4.0, 10 * (n - 1) + 1)
     mf_c = mean_field("tanh", coarse[:, None], SB2, keep_rate=rhos[None, :])
     mf_f = mean_field("tanh", fine[:, None], SB2, keep_rate=rhos[None, :])
-    peak_c = np.nanmax(np.where(np.isfinite(mf_c.xi_c), mf_c.xi_c, 1e300), axis=0)
-    peak_f = np.nanmax(np.where(np.isfinite(mf_f.xi_c), mf_f.xi_c, 1e300), axis=0)
+    # the peak of eq. 9's xi_c = -1/log chi_c itself: the engine's xi_c is null ("critical") within critical_tol
+    # of chi_c = 1, which a 10x finer grid reaches, so its peaks would hide the divergence this row tests
+    peak_c, peak_f = _xi_c_peak(mf_c.chi_c), _xi_c_peak(mf_f.chi_c)
     cs = mf_f.c_star  # (sw2, rho), rho decreasing along axis 1
     crit = float(np.asarray(critical_sigma_w2("tanh", SB2)).reshape(-1)[0])
     insets, map_rows = [], []
