@@ -333,3 +333,15 @@ def test_new_rows_end_to_end_at_smoke(tmp_path):
     line = rows["003-mutual-information/critical-line"]["ours"]
     # Jensen: equal-gain I/N <= log(1 + snr)/2, equality only for an isometry
     assert 0 < line["isometry_mi"] < line["mi_isometry_bound"] == pytest.approx(0.5 * math.log(2.0))
+
+
+@pytest.mark.parametrize("tier", ["quick", "full"])
+def test_cpu_tiers_train_on_fashion_mnist_where_installed(tier, tmp_path, monkeypatch):
+    # the full tier once fell through to the 8x8 digits: its 30-layer CNN then saw 2x2 images and stayed at chance
+    from deepprop.report import context
+
+    monkeypatch.setattr(context, "dataset_available", lambda name, data_dir=None: name == "fashion-mnist")
+    ctx = context.Context(tier=tier, out=tmp_path)
+    assert ctx.mnist_like()[0] == "fashion-mnist"
+    assert ctx.mnist_like(fast=True)[0] == "digits"
+    assert context.Context(tier="smoke", out=tmp_path).mnist_like()[0] == "digits"

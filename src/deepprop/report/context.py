@@ -73,12 +73,12 @@ class Context:
     def mnist_like(self, *, fast: bool = False) -> tuple[str, str]:
         """(dataset name, note) standing in for the papers' MNIST at this tier.
 
-        paper tier: MNIST when present, else Fashion-MNIST, else digits; quick: Fashion-MNIST (digits when
-        ``fast`` or when Fashion-MNIST is absent); smoke: digits. The note names any stand-in.
+        paper tier: MNIST when present, else Fashion-MNIST, else digits; quick and full: Fashion-MNIST (digits
+        when ``fast`` or when Fashion-MNIST is absent); smoke: digits. The note names any stand-in.
         """
         if self.tier == "paper":
             order = ["mnist", "fashion-mnist", "digits"]
-        elif self.tier == "quick" and not fast:
+        elif self.tier in ("quick", "full") and not fast:
             order = ["fashion-mnist", "digits"]
         else:
             order = ["digits"]
