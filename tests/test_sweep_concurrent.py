@@ -124,3 +124,26 @@ def test_ten_rounds_of_random_sigkills(tmp_path, reference):
         finisher = _start(store)
         assert finisher.wait(timeout=300) == 0, finisher.stderr.read()
         _assert_same_as(store, reference)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_killed_runner_not_yet_reaped_holds_no_lease():
+    # SIGKILLed but not waited for: the process is a zombie, os.kill(pid, 0) still succeeds, yet it holds nothing
+    import socket
+
+    from deepprop.sweep.store import owner_alive
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = f"{socket.gethostname()}:{p.pid}:0"
+    try:
+        assert owner_alive(owner) is True
+        p.send_signal(signal.SIGKILL)
+        deadline = time.time() + 10
+        while owner_alive(owner) and time.time() < deadline:
+            time.sleep(0.01)
+        assert owner_alive(owner) is False
+    finally:
+        p.kill()
+        p.wait()
+    assert owner_alive(owner) is False
+    assert owner_alive(f"another-host-{socket.gethostname()}:{p.pid}:0") is None

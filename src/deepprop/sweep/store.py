@@ -77,7 +77,20 @@ def owner_alive(owner: str) -> bool | None:
         return True
     except OSError:
         return None
-    return True
+    return not _zombie(int(pid_text))
+
+
+def _zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but its parent has not reaped it yet (Linux: state Z or X in
+    /proc/PID/stat). Such a runner holds its leases no longer; elsewhere (no /proc) False."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # the state letter follows the command name, which is in parentheses and may itself hold ')'
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state in (b"Z", b"X")
 
 
 class Store:
