@@ -345,3 +345,13 @@ def test_cpu_tiers_train_on_fashion_mnist_where_installed(tier, tmp_path, monkey
     assert ctx.mnist_like()[0] == "fashion-mnist"
     assert ctx.mnist_like(fast=True)[0] == "digits"
     assert context.Context(tier="smoke", out=tmp_path).mnist_like()[0] == "digits"
+
+
+def test_an_undecided_row_does_not_send_the_reader_to_the_tier_that_just_ran():
+    from deepprop.report.runner import decides_at
+
+    text = "the full tier (width 1000) and the paper tier (depths to 300)"
+    assert decides_at(text, "quick") == text
+    assert "this full-tier run did not decide it" in decides_at(text, "full")
+    assert "this paper-tier run did not decide it" in decides_at(text, "paper")
+    assert decides_at("", "full") == ""

@@ -122,12 +122,13 @@ def measure(c: Claim, ctx: Context) -> dict[str, Any]:
         res = verdict(m.ours, paper, c.tolerance, undecided=m.undecided)
         v, why, margin, margin_reason, deciding = res.verdict, res.why, res.margin, res.margin_reason, res.deciding
         if v == UNDECIDED and c.decides:
-            why += f"; decided by: {c.decides}"
+            why += f"; decided by: {decides_at(c.decides, ctx.tier)}"
     figure: Any = m.figure[0] if len(m.figure) == 1 else list(m.figure)
     return {
         "id": c.id, "kind": c.kind, "source": c.source, "statement": c.statement, "paper": paper, "ours": m.ours,
         "tolerance": {k: t.to_dict() for k, t in c.tolerance.items()}, "verdict": v, "why": why,
-        "margin": margin, "margin_reason": margin_reason, "deciding": deciding, "decides": c.decides or None,
+        "margin": margin, "margin_reason": margin_reason, "deciding": deciding,
+        "decides": decides_at(c.decides, ctx.tier) or None,
         "command": command_for(c.id, ctx.tier, ctx.out, ctx.device, ctx.data_dir), "seconds": round(seconds, 3),
         "figure": figure, "paper_says": c.paper_says, "data": list(m.data), "note": m.note, "tier": ctx.tier,
         "finished_at": time.time(),
@@ -246,6 +247,14 @@ def headline(record: dict[str, Any]) -> str:
         return str(record.get("margin_reason") or "")
     m = f"margin {margin:+.2f} SE" if isinstance(margin, (int, float)) else "deterministic"
     return f"{d['name']} = {_num(d.get('value'))} vs {_num(d.get('target'))} ({tol.get('text', '')}), {m}"
+
+
+def decides_at(decides: str, tier: str) -> str:
+    """A claim's ``decides`` text as read at ``tier``: where it names this very tier, the row is still undecided
+    after it ran, and the text says so (instead of pointing the reader to the run they are looking at)."""
+    if decides and f"the {tier} tier" in decides:
+        return f"{decides} [this {tier}-tier run did not decide it at its sizes]"
+    return decides
 
 
 def table_text(result: ReportResult) -> str:
