@@ -12,7 +12,7 @@ import pandas as pd
 from deepprop.report import trainability as tr
 from deepprop.report.context import Context
 from deepprop.report.registry import Measurement, claim
-from deepprop.report.verdict import Tolerance
+from deepprop.report.verdict import Tolerance, deciding_worst
 
 PAPER = "Huang et al. 2020"
 SB2 = 0.05
@@ -292,24 +292,18 @@ UNIV_TOL = Tolerance("at_most", 0.25, "'power consistent with 2', judged by eye 
 def universality_summary(curves: list[dict[str, Any]]) -> dict[str, Any]:
     """Checked numbers of 002-universality from fitted curves (activation, keep_rate, exponent, ci_low, ci_high,
     decades): the informative curve (>= UNIV_DECADES decades of the mean) whose |p - 2| is closest to failing."""
-    from deepprop.report.verdict import worst
 
     info = [c for c in curves if c["decades"] >= UNIV_DECADES]
     dev = [abs(c["exponent"] - 2.0) if math.isfinite(c["exponent"]) else math.inf for c in info]
     err = [(c["ci_high"] - c["ci_low"]) / 3.92 if math.isfinite(c["ci_high"] - c["ci_low"]) else math.nan
            for c in info]
-    i = worst(UNIV_TOL, dev, err, 0.0)
     out: dict[str, Any] = {"informative_curves": len(info), "curves": len(curves),
                            "not_informative": [f"{c['activation']} rho {c['keep_rate']:g}: {c['decades']:.2g} decades"
                                                for c in curves if c["decades"] < UNIV_DECADES]}
-    if i is None:
-        out.update({"worst_exponent_dev": None, "worst_exponent_dev_undecided": "no curve spans 3 decades"})
-    else:
-        c = info[i]
-        out.update({"worst_exponent_dev": dev[i], "worst_exponent_dev_err": err[i],
-                    "worst_exponent_dev_comparisons": len(info),
-                    "worst_exponent_dev_at": f"{c['activation']} rho {c['keep_rate']:g}: p = {c['exponent']:.4g} "
-                                f"[{c['ci_low']:.4g}, {c['ci_high']:.4g}] over {c['decades']:.3g} decades"})
+    where = [f"{c['activation']} rho {c['keep_rate']:g}: p = {c['exponent']:.4g} [{c['ci_low']:.4g}, "
+             f"{c['ci_high']:.4g}] over {c['decades']:.3g} decades" for c in info]
+    out.update(deciding_worst("worst_exponent_dev", UNIV_TOL, dev, err, where,
+                              none_reason="no curve spans 3 decades"))
     return out
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from deepprop.report.context import Context
 from deepprop.report.registry import Measurement, claim
-from deepprop.report.verdict import Tolerance
+from deepprop.report.verdict import Tolerance, deciding_worst
 
 PAPER = "Weng et al. 2022"
 SB2 = 0.05
@@ -96,7 +96,6 @@ def mutual_information_claim(ctx: Context) -> Measurement:
 def channel_summary(eq: dict, eq_err: dict, theory: dict, i_crit: int) -> dict:
     """Checked numbers of own-channel-information: the (sigma_w^2, weights) point whose simulated equal-gain
     information is closest to leaving 5% of the large-N theory, and orthogonal minus Gaussian at criticality."""
-    from deepprop.report.verdict import worst
 
     dev, err, where = [], [], []
     for w in eq:
@@ -105,10 +104,8 @@ def channel_summary(eq: dict, eq_err: dict, theory: dict, i_crit: int) -> dict:
             dev.append(abs(eq[w][j] / t - 1.0) if np.isfinite(eq[w][j]) and t else np.inf)
             err.append(eq_err[w][j] / abs(t) if t else np.nan)
             where.append(f"{w} #{j}")
-    i = worst(CHANNEL_TOL, dev, err, 0.0)
     diff = float(eq["orthogonal"][i_crit] - eq["gaussian"][i_crit])
-    return {"worst_rel_dev": dev[i], "worst_rel_dev_err": err[i], "worst_rel_dev_comparisons": len(dev),
-            "worst_rel_dev_at": where[i], "orthogonal_minus_gaussian": diff,
+    return {**deciding_worst("worst_rel_dev", CHANNEL_TOL, dev, err, where), "orthogonal_minus_gaussian": diff,
             "orthogonal_minus_gaussian_err": float(np.hypot(eq_err["orthogonal"][i_crit], eq_err["gaussian"][i_crit]))}
 
 

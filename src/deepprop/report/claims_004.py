@@ -12,7 +12,7 @@ from deepprop.prior import NetworkPrior, Noise
 from deepprop.report import trainability as tr
 from deepprop.report.context import Context
 from deepprop.report.registry import Measurement, claim
-from deepprop.report.verdict import Tolerance, worst
+from deepprop.report.verdict import Tolerance, deciding_worst
 
 PAPER = "Pretorius et al. 2018"
 NOISES = (("dropout rho=0.8", Noise.of(Dropout(0.8))), ("dropout rho=0.6", Noise.of(Dropout(0.6))),
@@ -93,9 +93,7 @@ def finite_width_summary(ratio, ratio_err, c_dev, c_err, names: list[str]) -> di
     ours: dict = {}
     for key, vals, errs, tol in (("q_ratio_dev", np.abs(np.asarray(ratio) - 1.0), ratio_err, Q_TOL),
                                  ("c_final_dev", np.abs(np.asarray(c_dev)), c_err, C_TOL)):
-        i = worst(tol, list(vals), list(errs), 0.0)
-        ours.update({key: float(vals[i]), f"{key}_err": float(errs[i]), f"{key}_comparisons": len(names),
-                     f"{key}_at": names[i]})
+        ours.update(deciding_worst(key, tol, list(vals), list(errs), names))
     return ours
 
 
@@ -278,12 +276,8 @@ def overflow_summary(res, floor: float = 0.3) -> dict:
             rel.append(abs(m / p - 1.0) if math.isfinite(m) else math.inf)
             err.append(se / p)
             where.append(f"sigma_w^2 {sw:g} ({res.kind[j]}): measured {m:.4g} +- {se:.2g}, predicted {p:.4g}")
-    i = worst(OVERFLOW_TOL, rel, err, 0.0)
-    if i is None:
-        ours.update({"worst_rel_dev": None, "worst_rel_dev_undecided": "no deciding sigma_w^2 within the depth"})
-    else:
-        ours.update({"worst_rel_dev": rel[i], "worst_rel_dev_err": err[i], "worst_rel_dev_comparisons": len(rel),
-                     "worst_rel_dev_at": where[i]})
+    ours.update(deciding_worst("worst_rel_dev", OVERFLOW_TOL, rel, err, where,
+                               none_reason="no deciding sigma_w^2 within the depth"))
     ours["deciding_sw2"] = [float(x) for x in res.sigma_w2[deciding]]
     return ours
 

@@ -10,7 +10,7 @@ import pandas as pd
 from deepprop.report import trainability as tr
 from deepprop.report.context import Context
 from deepprop.report.registry import Measurement, claim
-from deepprop.report.verdict import Tolerance
+from deepprop.report.verdict import Tolerance, deciding_worst
 
 POINTS = ((1.2, 0.05), (1.76, 0.05), (2.5, 0.05))
 
@@ -155,7 +155,6 @@ def multiple_summary(table: list[dict]) -> dict:
     """Checked number of own-multiple-vs-budget-width from the fitted multiples (rows: width, budget, n, low,
     high, se_log): per width, |log n(longest budget) - log n(shortest)|; the deciding number is the width
     closest to failing, with the widths as its comparisons."""
-    from deepprop.report.verdict import worst
 
     tol = OWN_MULTIPLE_TOL
     by_width: dict[int, list[dict]] = {}
@@ -176,12 +175,8 @@ def multiple_summary(table: list[dict]) -> dict:
         changes.append(ch)
         errs.append(err if math.isfinite(err) and err > 0 else None)
         names.append(f"width {w}: n {a['n']:.3g} at {a['budget']} steps -> {b['n']:.3g} at {b['budget']} steps")
-    i = worst(tol, changes, errs, 0.0)
-    if i is None:
-        out.update({"log_change": None, "log_change_undecided": "no width with two informative budgets"})
-    else:
-        out.update({"log_change": changes[i], "log_change_err": errs[i], "log_change_comparisons": len(changes),
-                    "log_change_at": names[i]})
+    out.update(deciding_worst("log_change", tol, changes, errs, names,
+                              none_reason="no width with two informative budgets"))
     out["multiple_above_6"] = [f"width {r['width']}, {r['budget']} steps: n = {r['n']:.3g} [{r['low']:.3g}, "
                                f"{r['high']:.3g}]" for r in table if math.isfinite(r["low"]) and r["low"] > 6.0]
     return out

@@ -289,3 +289,16 @@ def worst(tol: Tolerance, values: list[float], errs: list[float | None], targets
         if key < best_key or best_i is None:
             best_i, best_key = i, key
     return best_i
+
+
+def deciding_worst(name: str, tol: Tolerance, values: list[float], errs: list[float | None], where: list[str],
+                   targets: list[float] | float = 0.0, none_reason: str = "nothing to compare") -> dict[str, Any]:
+    """The checked quantity ``name`` as the worst of several comparisons (:func:`worst`): its value, standard
+    error, number of comparisons and where it was measured (``<name>``, ``<name>_err``, ``<name>_comparisons``,
+    ``<name>_at``); ``<name>`` None with ``<name>_undecided`` = ``none_reason`` when there is none."""
+    i = worst(tol, values, errs, targets)
+    if i is None:
+        return {name: None, f"{name}_undecided": none_reason}
+    return {name: None if values[i] is None else float(values[i]),
+            f"{name}_err": None if errs[i] is None else float(errs[i]),
+            f"{name}_comparisons": len(values), f"{name}_at": where[i]}
