@@ -10,7 +10,8 @@ loading is not counted); the second is traced with ``sys.settrace`` from ``cli.s
 * rooms: distinct modules entered;
 * stays: runs of consecutive calls in one module (a new stay starts when a call enters another module);
 * climbs: calls back up into a module that is already on the call stack above the caller's module (a room
-  that called down calls, through another room, back into itself).
+  that called down calls, through another room, back into itself);
+* re-entries: stays in a module the walk had already left (the coarser count: a room visited twice).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def walk(store: str) -> list[str]:
     from deepprop.cli.main import main
 
     steps: list[str] = []
+    climbs: list[bool] = []
     taint = Taint()
     state = {"on": False, "done": False}
 
@@ -93,6 +95,7 @@ def walk(store: str) -> list[str]:
         if not any(taint.holds(v) for v in frame.f_locals.values()):
             return None
         steps.append(module)
+        climbs.append(_climbs_back(frame, module))
         return returned
 
     sys.settrace(tracer)
@@ -102,18 +105,37 @@ def walk(store: str) -> list[str]:
         sys.settrace(None)
     if code != 0:
         raise SystemExit(f"sweep run failed with exit code {code}")
-    return steps
+    return list(zip(steps, climbs, strict=True))
 
 
-def measure(steps: list[str]) -> dict:
+def _climbs_back(frame, module: str) -> bool:  # noqa: ANN001
+    """True when this call enters ``module`` from another module while ``module`` is already on the call
+    stack above its caller: a room that called down is called back up into (a dependency circle)."""
+    caller = frame.f_back
+    caller_module = caller.f_globals.get("__name__", "") if caller is not None else ""
+    if caller_module == module:
+        return False
+    f = caller.f_back if caller is not None else None
+    while f is not None:
+        if f.f_globals.get("__name__", "") == module:
+            return True
+        f = f.f_back
+    return False
+
+
+def measure(steps: list[tuple[str, bool]]) -> dict:
+    """rooms, stays, climbs (calls back up into a room on the stack, with the rooms they climb into) and
+    re-entries (a stay in a room the walk had already left, whatever the stack: the coarser count)."""
     stays: list[str] = []
-    for module in steps:
+    for module, _ in steps:
         if not stays or stays[-1] != module:
             stays.append(module)
     entered = {m: stays.count(m) for m in dict.fromkeys(stays)}
-    climbs = [m for i, m in enumerate(stays) if m in stays[:i]]
-    return {"rooms": len(entered), "stays": len(stays), "climbs": len(climbs), "steps": len(steps),
-            "entered": entered, "walk": stays}
+    climbs = [m for m, up in steps if up]
+    reentries = [m for i, m in enumerate(stays) if m in stays[:i]]
+    return {"rooms": len(entered), "stays": len(stays), "climbs": len(climbs),
+            "climbs_into": {m: climbs.count(m) for m in dict.fromkeys(climbs)}, "reentries": len(reentries),
+            "steps": len(steps), "entered": entered, "walk": stays}
 
 
 def main() -> int:
@@ -129,7 +151,7 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"rooms {result['rooms']}, stays {result['stays']}, climbs {result['climbs']} "
-          f"({result['steps']} calls)")
+          f"{result['climbs_into']}, re-entries {result['reentries']} ({result['steps']} calls)")
     for module, times in result["entered"].items():
         print(f"  {module}: entered {times}x")
     print("walk: " + " > ".join(m.removeprefix("deepprop.") for m in result["walk"]))
