@@ -139,7 +139,10 @@ def _accuracies(runs: list[dict], model: str, init: str) -> np.ndarray:
 
 def _seed_error(values: np.ndarray) -> float | None:
     """Standard error of the mean over seeds (None below two seeds: no spread to measure)."""
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) >= 2 else None
+    from deepprop.simulate._report import stats_over_networks
+
+    err = float(stats_over_networks(values)[1]) if len(values) else math.nan
+    return err if math.isfinite(err) else None
 
 
 def real_models_summary(worst: dict[str, float], runs: list[dict]) -> dict[str, float | None]:
