@@ -309,6 +309,43 @@ def breakdown(w: Workload, a: argparse.Namespace) -> dict:
     return out
 
 
+def kernel_costs(w: Workload, a: argparse.Namespace) -> dict:
+    """Milliseconds of one hidden layer's kernels on (K, B, N): the activation's forward as the engine runs
+    it, torch.exp and one elementwise multiply on the same tensor (what an ordinary pass costs), the hashed
+    dropout masks of one layer (one thread), the forward matmul. Minimum over ``--rounds`` x 20 calls."""
+    k, b, n, dev = w.k, w.batch, w.settings.width, w.device
+    h0 = torch.randn(k, b, n, device=dev) * 1.5
+    h, out = h0.clone(), torch.empty_like(h0)
+    a_in, weight, bias = torch.randn(k, b, n, device=dev), torch.randn(k, n, n, device=dev) / n, h0[:, :1].clone()
+    kernel = w.trainer.kernel
+    parts: dict[str, Callable[[], object]] = {
+        f"{kernel.name} forward": lambda: kernel.forward_(h.copy_(h0)),
+        "copy (subtracted from the forward)": lambda: h.copy_(h0),
+        "torch.exp": lambda: torch.exp(h0, out=out),
+        "one multiply": lambda: torch.mul(h0, a_in, out=out),
+        "forward matmul (baddbmm)": lambda: torch.baddbmm(bias, a_in, weight, out=out),
+    }
+    noise = w.trainer.noise
+    if noise is not None and getattr(noise, "_dropout", None) is not None and dev.type == "cpu":
+        parts["hashed masks, one thread"] = lambda: noise._dropout.factors(0, 1, (b, n))
+    ms = {}
+    for name, fn in parts.items():
+        fn()
+        ms[name] = min(_timed(lambda fn=fn: [fn() for _ in range(20)], dev) / 20 for _ in range(a.rounds)) * 1e3
+    ms[f"{kernel.name} forward"] -= ms.pop("copy (subtracted from the forward)")
+    return ms
+
+
+def ceiling(row: dict) -> float | None:
+    """The engine_fraction the step would reach if everything but its matmuls, its activation and its
+    hashed masks cost nothing: bmm / (bmm + activation + masks), from the breakdown's shares."""
+    parts = row.get("breakdown_s_per_step")
+    if not parts:
+        return None
+    bmm = row["_median_s"]["bmm"]
+    return bmm / (bmm + parts.get("activation", 0.0) + parts.get("noise: hashed masks", 0.0))
+
+
 def end_to_end(w: Workload, a: argparse.Namespace) -> dict:
     """One train_ensemble call (init, training, evaluation of the train/test subsets at the end) and the
     evaluation alone."""
@@ -405,6 +442,8 @@ def main() -> None:
             if a.breakdown:
                 row["breakdown_s_per_step"] = breakdown(w, a)
                 row["end_to_end"] = end_to_end(w, a)
+                row["kernel_ms_per_layer"] = kernel_costs(w, a)
+                row["fraction_ceiling"] = ceiling(row)
             rows.append(row)
             if not a.json:
                 print(_row_text(row), flush=True)
@@ -471,6 +510,11 @@ def _row_text(r: dict) -> str:
             s += f", {peer} x{r[f'{peer}_ratio']:.1f}"
     for part, t in r.get("breakdown_s_per_step", {}).items():
         s += f"\n    {part:34s} {t * 1e3:9.2f} ms/step"
+    for part, t in r.get("kernel_ms_per_layer", {}).items():
+        s += f"\n    one layer: {part:34s} {t:7.3f} ms"
+    if r.get("fraction_ceiling") is not None:
+        s += (f"\n    ceiling: fraction {r['fraction_ceiling']:.2f} if all but the matmuls, the activation and "
+              "the masks cost nothing")
     if "end_to_end" in r:
         e = r["end_to_end"]
         s += (f"\n    whole train_ensemble, {e['steps']} steps + evaluation of {e['eval_examples']} examples: "
