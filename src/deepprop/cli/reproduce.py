@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recompute claims already finished in OUT, and write into a non-empty OUT that is not a "
                         "deepprop report")
     common.add_json(p, "print the summary and each claim's verdict as one JSON object instead of the table")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_quiet(p, "no progress bars")
     p.set_defaults(func=_run)
 
 
@@ -54,8 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     check_report_out(args.out, args.force)
     headless_plots()
     result = run_report(args.only, args.tier, args.out, device=args.device, data_dir=args.data_dir,
-                        force=args.force, quiet=args.quiet or args.json,
-                        log=None if args.quiet or args.json else print)
+                        force=args.force, quiet=not args.progress or args.json,
+                        log=None if not args.progress or args.json else print)
     if args.json:
         from deepprop.report.verdict import VERDICTS
 
