@@ -8,7 +8,7 @@ Three families:
 * resources (:func:`array_bytes`, :func:`check_memory`): every command and public function that allocates
   in proportion to its arguments estimates the bytes first and refuses, naming the option, what does not
   fit in the memory available now;
-* devices (:func:`check_device`): ``cuda`` without CUDA is refused before any work.
+* devices (:func:`check_device`, :func:`resolve_device`): ``cuda`` without CUDA is refused before any work.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepprop.errors import ParameterError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_INT64 = 2**63 - 1
 """Largest value of any integer option (seeds, sizes, counts): what torch, numpy and SQLite all hold."""
@@ -315,3 +318,21 @@ def check_device(device: Any, name: str = "device") -> Any:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ParameterError(name, f"{device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
+
+
+def resolve_device(device: Any) -> torch.device:
+    """The torch.device to run on: ``None`` -> cpu; ParameterError for a name that is not a device, anything
+    but cpu / cuda[:N], or cuda on a machine without it (torch is imported here, when a device is asked for:
+    the theory imports this module without needing torch)."""
+    check_device(device)  # a device name (or torch.device): anything else is refused by name
+    import torch
+
+    try:
+        dev = torch.device(device or "cpu")
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", "cuda requested but no CUDA device is available (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})")
+    return dev

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from deepprop.data import Dataset, load_dataset
-from deepprop.networks.ensemble import resolve_device
 from deepprop.sweep.config import SweepConfig, run_identity, run_key, training_key
 from deepprop.sweep.ensemble import (
     EnsembleResult,
@@ -36,7 +35,14 @@ from deepprop.sweep.ensemble import (
 from deepprop.sweep.ray_cluster import check_ray, ray_connection
 from deepprop.sweep.schema import result_row
 from deepprop.sweep.store import Store, renew_leases, this_owner
-from deepprop.validation import array_bytes, check_memory, check_memory_terms, check_positive, physical_memory_bytes
+from deepprop.validation import (
+    array_bytes,
+    check_memory,
+    check_memory_terms,
+    check_positive,
+    physical_memory_bytes,
+    resolve_device,
+)
 
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.7
