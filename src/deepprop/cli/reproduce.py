@@ -1,6 +1,6 @@
 """``deepprop reproduce``: run the papers' claims and write the report (index.html, claims.json, figures, data).
 
-``--out`` is a directory option (:func:`deepprop.paths.check_output_dir`): an existing directory or a new
+``--out`` is a directory option (:func:`deepprop.validation.check_output_dir`): an existing directory or a new
 one whose parent exists. The report writes index.html, claims.json, claims/, data/ and figures into it,
 so a directory that is neither empty nor a deepprop report is refused unless ``--force`` is given.
 """
@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def check_report_out(out: str, force: bool) -> None:
     """OUT is a directory we may write a report into (see the module docstring); nothing is created."""
-    from deepprop.paths import check_output_dir
     from deepprop.report.checkpoint import report_state
+    from deepprop.validation import check_output_dir
 
     path = check_output_dir(out, param="out", create=False)
     if report_state(path) == "other" and not force:

@@ -112,7 +112,7 @@ def _gradients(args: argparse.Namespace) -> int:
     if args.fit_skip is not None:
         check_fit_window("fit_skip", args.fit_skip, args.depth)
     if args.checkpoint is not None:
-        from deepprop.paths import check_output_path
+        from deepprop.validation import check_output_path
 
         check_output_path(args.checkpoint, param="checkpoint", suffixes=(".json",))
 

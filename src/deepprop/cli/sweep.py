@@ -116,8 +116,8 @@ def build_config(args: argparse.Namespace) -> Any:
     before; validated.
 
     An error inside the TOML file names the file and the key (``config: sweep.toml: key 'widht': ...``)."""
-    from deepprop.paths import check_input_file
     from deepprop.sweep.config import from_mapping, load_toml, preset_config
+    from deepprop.validation import check_input_file
 
     if args.full and not args.preset:
         raise ParameterError("full", "needs --preset")
@@ -212,7 +212,7 @@ def _complete_rows(path: str, df):
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from deepprop.paths import check_output_path
+    from deepprop.validation import check_output_path
 
     out = check_output_path(args.out, suffixes=(".png", ".pdf", ".svg"))
     df = _frame(args.store)
@@ -258,8 +258,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from deepprop.paths import check_output_path
     from deepprop.sweep.analysis import export
+    from deepprop.validation import check_output_path
 
     check_output_path(args.out, suffixes=(".csv", ".parquet", ".pq"))
     df = _frame(args.store)

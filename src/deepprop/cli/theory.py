@@ -200,7 +200,7 @@ def run_phase(args: argparse.Namespace) -> int:
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from deepprop.paths import check_output_dir
+    from deepprop.validation import check_output_dir
 
     common.headless_plots()
     common.check_device(args.device)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepprop.atomic import write_atomically
 from deepprop.errors import DatasetError, ParameterError
 from deepprop.jsonout import to_json
-from deepprop.paths import write_atomically
 from deepprop.report import trainability
 from deepprop.report.checkpoint import claims_checkpoint, load_result
 from deepprop.report.context import Context, dataset_available
