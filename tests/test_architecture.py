@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "deepprop"
 # Rooms from the bottom up; a module may import its own room and the rooms below it.
 ROOMS = [
     ("errors", "_aliases", "_version"),
-    ("validation", "activations", "paths", "jsonout"),  # tools every room may use
+    ("validation", "activations", "atomic", "jsonout"),  # tools every room may use
     ("checkpoint", "results", "noise_models"),  # resume, serialize / format / progress, the kinds of noise
     ("prior",),
     ("theory",),
@@ -190,3 +190,11 @@ def test_top_level_is_flat_and_complete():
     assert deepprop.simulate_forward is importlib.import_module("deepprop.simulate").simulate_forward
     assert deepprop.init_ is importlib.import_module("deepprop.integrations.pytorch").init_
     assert {"diagnose", "init_", "simulate_forward", "phase_diagram", "critical_init", "Ensemble"} <= set(dir(deepprop))
+
+
+def test_validation_imports_torch_only_when_a_device_is_asked_for():
+    # every room imports validation, theory/ included: torch is imported inside the device checks only
+    tree = ast.parse(MODULES["deepprop.validation"].read_text())
+    top = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    top |= {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert "torch" not in top

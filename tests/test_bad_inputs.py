@@ -657,11 +657,11 @@ def _api_cases():
     from deepprop.data import load_dataset, safe_unpickle
     from deepprop.errors import CheckpointError
     from deepprop.grid_export import export
-    from deepprop.paths import check_output_path
     from deepprop.sweep.config import from_mapping, load_toml
     from deepprop.sweep.ray_cluster import connect_ray
     from deepprop.sweep.store import Store
     from deepprop.theory.grid import phase_diagram
+    from deepprop.validation import check_output_path
 
     return [
         ("mean_field-negative", lambda e: deepprop.mean_field("tanh", -1.0, 0.05), ParameterError, "sigma_w2"),

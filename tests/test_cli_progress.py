@@ -17,6 +17,18 @@ def test_every_command_accepts_quiet():
     assert all("--quiet" in leaf._option_string_actions for leaf in leaves), [leaf.prog for leaf in leaves]
 
 
+def test_the_parser_resolves_quiet_into_progress():
+    # every command reads args.progress: --quiet is resolved by the parser, not by a helper each command calls
+    for leaf in _leaves(build_parser()):
+        action = leaf._option_string_actions["--quiet"]
+        assert (action.dest, action.default, action.const) == ("progress", True, False), leaf.prog
+    parser = build_parser()
+    point = ["point", "--sigma-w2", "1.5", "--sigma-b2", "0.05"]
+    assert parser.parse_args(point).progress is True
+    quiet = parser.parse_args([*point, "--quiet"])
+    assert quiet.progress is False and not hasattr(quiet, "quiet")
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_phase_blocks_bar_and_quiet(tmp_path, capsys, quiet):
     argv = [*PHASE, "--out", str(tmp_path / "g.csv"), *(["--quiet"] if quiet else [])]

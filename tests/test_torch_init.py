@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -280,3 +281,46 @@ def test_diagnose_default_pytorch_init_is_ordered_and_suggests_critical_point():
     assert not d.trainable
     assert "expect it not to train; init_ would move it to sw2 = 1.76, sb2 = 0.05" in d.verdict
     assert d.advice.sigma_w2 == pytest.approx(1.76095, abs=1e-5)
+
+
+# ---------------------------------------------------------------- the noise keywords at the model boundary
+
+def test_noise_keywords_reach_the_engine():
+    # ReLU: E[phi'(z)^2] = 1/2 at every q, so chi_1 = sigma_w2 mu2 / 2 with mu2 = (1 + noise_mult^2) / keep_rate
+    # (closed form), and the critical init is sigma_w2 = 2 keep_rate, sigma_b2 = 0
+    model = mlp(64, 4, nn.ReLU)  # no Dropout module: the keyword alone gives the keep rate
+    report = init_(model, keep_rate=0.8, generator=torch.Generator().manual_seed(0))
+    assert report.keep_rate == 0.8 and report.sigma_w2 == pytest.approx(1.6, rel=1e-12)
+    with warnings.catch_warnings():  # the advice beside the diagnosis is not exact with additive noise
+        warnings.simplefilter("ignore")
+        d = diagnose(model, keep_rate=0.95, noise_mult=0.3, noise_add=0.1)  # chi_1 ~ 0.92: q* is finite
+    assert (d.keep_rate, d.noise_mult, d.noise_add) == (0.95, 0.3, 0.1)
+    assert d.chi1 == pytest.approx(d.sigma_w2 * (1 + 0.3**2) / 0.95 / 2, rel=1e-12)
+    plain = diagnose(model)  # defaults: the model's keep rate (no Dropout: 1), no Gaussian noise
+    assert (plain.keep_rate, plain.noise_mult, plain.noise_add) == (1.0, 0.0, 0.0)
+    assert plain.chi1 == pytest.approx(plain.sigma_w2 / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("function", [init_, diagnose])
+def test_an_unknown_noise_keyword_fails_by_name_and_leaves_the_model(function):
+    model = mlp(8, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match=rf"^{function.__name__}\(\) got an unexpected keyword argument 'keep_rat'$"):
+        function(model, keep_rat=0.9)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ParameterError, match="keep_rate"):  # a known keyword's value is checked as before
+        function(model, keep_rate=1.5)
+
+
+@pytest.mark.parametrize("function", [init_, diagnose])
+def test_noise_keywords_are_one_declared_type_shown_in_the_signature(function):
+    import inspect
+    import typing
+
+    from deepprop.prior import NoiseKeywords
+
+    noise = inspect.signature(function).parameters["noise"]
+    assert noise.kind is inspect.Parameter.VAR_KEYWORD and "NoiseKeywords" in str(noise)
+    assert typing.get_args(typing.get_type_hints(function)["noise"]) == (NoiseKeywords,)
+    assert set(NoiseKeywords.__annotations__) == {"keep_rate", "noise_mult", "noise_add"}
+    assert all(f"``{k}``" in function.__doc__ for k in NoiseKeywords.__annotations__)

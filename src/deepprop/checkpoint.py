@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from deepprop.atomic import write_atomically
 from deepprop.errors import CheckpointError, ParameterError
-from deepprop.paths import write_atomically
 
 SIGNATURE_FILE = "signature.json"
 FILE_MARKER = "deepprop_checkpoint"
@@ -55,7 +55,7 @@ def _canonical(signature: Any) -> Any:
 
 
 def _is_temporary(path: Path) -> bool:
-    """An interrupted atomic write (``deepprop.paths.atomic_write``: ``.NAME.XXXX.part.SUFFIX``)."""
+    """An interrupted atomic write (``deepprop.atomic.atomic_write``: ``.NAME.XXXX.part.SUFFIX``)."""
     return path.name.startswith(".") and ".part" in path.name
 
 
@@ -64,7 +64,7 @@ class Checkpoint:
     ``path`` is None. ``param`` names the option or argument that gave the path (in error messages)."""
 
     def __init__(self, path: str | os.PathLike[str] | None, signature: Any, *, param: str = "checkpoint"):
-        from deepprop.paths import user_path
+        from deepprop.validation import user_path
 
         self.path = None if path is None else user_path(path, param)
         self.param = param
@@ -93,7 +93,7 @@ class Checkpoint:
         if p.is_dir():
             raise ParameterError(self.param, f"{p} is a directory; give a file name such as checkpoint.json")
         if not p.exists():
-            from deepprop.paths import check_output_path
+            from deepprop.validation import check_output_path
 
             check_output_path(p, param=self.param)
             return

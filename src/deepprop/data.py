@@ -368,7 +368,7 @@ def check_data_dir(data_dir: str | os.PathLike, *, download: bool = True) -> Pat
     """A ``data_dir`` given by the user: an existing directory, or (when files may be downloaded into it) a
     new one whose parent exists (only the named directory is created, when a download needs it).
     ParameterError('data_dir') otherwise: a file, a missing parent, an empty path."""
-    from deepprop.paths import user_path
+    from deepprop.validation import user_path
 
     d = user_path(data_dir, "data_dir")
     if d.is_dir():

@@ -37,7 +37,7 @@ def to_frame(ds: xr.Dataset):
 def check_export_path(path: str | Path) -> Path:
     """``path`` if :func:`export` can write it (suffix .csv/.nc, folder exists and is writable; for .nc
     the ``io`` extra installed), else a ParameterError / MissingExtraError before any computing."""
-    from deepprop.paths import check_output_path
+    from deepprop.validation import check_output_path
 
     out = check_output_path(path, param="out", suffixes=EXPORT_SUFFIXES)
     if out.suffix.lower() == ".nc":
@@ -57,7 +57,7 @@ def export(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a grid to ``.csv`` (tidy, one row per point) or ``.nc`` (NetCDF4/HDF5 via h5netcdf; the
     ``phase`` labels are variable-length strings). The file appears only when complete (written beside it
     and renamed); a bad suffix, a missing or unwritable folder or a missing ``io`` extra raise first."""
-    from deepprop.paths import write_atomically
+    from deepprop.atomic import write_atomically
 
     path = check_export_path(path)
     if path.suffix.lower() == ".csv":

@@ -16,8 +16,9 @@ PyTorch's ``nn.Dropout(p)`` drops with probability p, i.e. keep_rate = 1 - p.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -291,6 +292,29 @@ NOISE_KEYWORDS = ("keep_rate", "noise_mult", "noise_add", "extra_noise")
 """The noise keywords of the loose form (:meth:`NetworkPrior.build`)."""
 
 
+class NoiseKeywords(TypedDict, total=False):
+    """The noise keywords of the functions that read a PyTorch model (``init_(model, keep_rate=0.9)``,
+    ``diagnose(model, noise_mult=0.1)``), a convenience converted once by :func:`noise_keywords`.
+
+    ``keep_rate``: the dropout keep rate (default None: the model's own ``nn.Dropout(p)`` gives 1 - p, 1
+    without one); ``noise_mult`` / ``noise_add``: the stds of multiplicative / additive Gaussian noise on each
+    layer's input (default 0)."""
+
+    keep_rate: float | None
+    noise_mult: float
+    noise_add: float
+
+
+def noise_keywords(function: str, given: Mapping[str, Any]) -> NoiseKeywords:
+    """``given`` (the ``**noise`` of ``function``) with the defaults of :class:`NoiseKeywords` filled in;
+    any other keyword is a TypeError naming it, as Python says it of a function without ``**``. The values
+    are checked where the noise is built (:class:`Noise`)."""
+    for name in given:
+        if name not in NoiseKeywords.__annotations__:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
+    return NoiseKeywords(**{"keep_rate": None, "noise_mult": 0.0, "noise_add": 0.0, **given})
+
+
 Network = str | Activation | TensorFn | NetworkPrior
 """What the public functions take first: a :class:`NetworkPrior`, or (a convenience converted once, by
 :func:`as_prior`) an activation followed by sigma_w2, sigma_b2 and the noise keywords of
@@ -319,6 +343,7 @@ def as_prior(
 
 
 __all__ = [
-    "NOISE_FIELDS", "NOISE_KEYWORDS", "PRIOR_FIELDS", "Network", "NetworkPrior", "Noise", "as_prior",
+    "NOISE_FIELDS", "NOISE_KEYWORDS", "PRIOR_FIELDS", "Network", "NetworkPrior", "Noise", "NoiseKeywords", "as_prior",
+    "noise_keywords",
     "check_finite_nonnegative", "check_keep_rate",  # the checks live with the noise kinds; imported from here too
 ]

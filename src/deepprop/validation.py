@@ -8,19 +8,41 @@ Three families:
 * resources (:func:`array_bytes`, :func:`check_memory`): every command and public function that allocates
   in proportion to its arguments estimates the bytes first and refuses, naming the option, what does not
   fit in the memory available now;
-* devices (:func:`check_device`): ``cuda`` without CUDA is refused before any work.
+* devices (:func:`check_device`, :func:`resolve_device`): ``cuda`` without CUDA is refused before any work;
+* paths (:func:`user_path`, :func:`check_output_path`, :func:`check_output_dir`, :func:`check_input_file`),
+  checked before any work starts, one rule for every option that names a place:
+
+  - a FILE option (``phase --out grid.csv``, ``sweep run --store s.db``, ``--checkpoint grad.json``): its
+    folder must already exist and accept new files; the path must not be a directory; its suffix must be
+    one the writer knows (:func:`check_output_path`);
+  - a DIRECTORY option (``figures --out figs/``, ``reproduce --out results/``): it is an existing writable
+    directory, or it does not exist and its parent is an existing writable directory (then only the named
+    directory itself is created, never its parents) (:func:`check_output_dir`).
+
+  An empty path is never "the current directory". Every refusal names the option and the user's path
+  (never a temporary file of ours). Writability is tested by creating and removing a file in the folder,
+  which also catches what permission bits do not show (``/proc``, read-only mounts). Writing the file
+  itself, atomically, is :mod:`deepprop.atomic`'s.
+
+Every check of what a user gave (numbers, names, devices, paths) lives here.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Iterable
-from typing import Any
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepprop.errors import ParameterError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_INT64 = 2**63 - 1
 """Largest value of any integer option (seeds, sizes, counts): what torch, numpy and SQLite all hold."""
@@ -223,8 +245,6 @@ def array_bytes(*shapes: Iterable[int] | int, itemsize: int = 8) -> int:
 
 def physical_memory_bytes() -> int:
     """Physical memory of this machine (8 GiB where the OS does not say)."""
-    import os
-
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -315,3 +335,107 @@ def check_device(device: Any, name: str = "device") -> Any:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ParameterError(name, f"{device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
+
+
+def resolve_device(device: Any) -> torch.device:
+    """The torch.device to run on: ``None`` -> cpu; ParameterError for a name that is not a device, anything
+    but cpu / cuda[:N], or cuda on a machine without it (torch is imported here, when a device is asked for:
+    the theory imports this module without needing torch)."""
+    check_device(device)  # a device name (or torch.device): anything else is refused by name
+    import torch
+
+    try:
+        dev = torch.device(device or "cpu")
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", "cuda requested but no CUDA device is available (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})")
+    return dev
+
+
+# ---- paths ---------------------------------------------------------------------------------------------
+
+
+def user_path(path: str | os.PathLike, param: str) -> Path:
+    """``path`` as a Path (``~`` expanded); ParameterError for an empty string or a non-path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(param, f"must be a path (got {type(path).__name__})")
+    if str(path).strip() == "":
+        raise ParameterError(param, "must not be empty (name a file or directory)")
+    if "\x00" in str(path):
+        raise ParameterError(param, "must not contain a NUL character")
+    return Path(path).expanduser()
+
+
+def _check_writable_dir(d: Path, param: str, shown: str) -> None:
+    """``d`` accepts new files: really tried (a temporary file created and removed at once)."""
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ParameterError(param, f"directory {d} is not writable (for {shown})")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".deepprop-probe-", dir=d)
+    except OSError as exc:
+        raise ParameterError(param, f"cannot write in directory {d} (for {shown}): "
+                                    f"{exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_path(path: str | os.PathLike, *, param: str = "out", suffixes: Sequence[str] = ()) -> Path:
+    """A FILE option: ``path`` as a Path if its folder exists and accepts files, it is not a directory and
+    (when ``suffixes`` are given) its suffix is allowed. ParameterError naming ``param`` otherwise; nothing
+    is left behind."""
+    p = user_path(path, param)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ParameterError(param, f"must end in {' or '.join(suffixes)} (got {str(path)!r})")
+    if p.is_dir():
+        raise ParameterError(param, f"{p} is a directory; give a file name")
+    parent = p.parent
+    if not parent.exists():
+        raise ParameterError(param, f"directory {parent} does not exist (create it first; {p} is a file name)")
+    if not parent.is_dir():
+        raise ParameterError(param, f"{parent} is not a directory (cannot hold {p.name})")
+    if p.exists() and not p.is_file():
+        raise ParameterError(param, f"{p} is not a regular file")
+    _check_writable_dir(parent, param, str(p))
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, *, param: str = "out", create: bool = True) -> Path:
+    """A DIRECTORY option: an existing writable directory, or a new one whose parent exists (made now when
+    ``create``; never its parents)."""
+    d = user_path(path, param)
+    if d.exists():
+        if not d.is_dir():
+            raise ParameterError(param, f"{d} exists and is not a directory")
+        _check_writable_dir(d, param, str(d))
+        return d
+    parent = d.parent
+    if not parent.exists():
+        raise ParameterError(param, f"directory {parent} does not exist (create it first; only {d.name} itself "
+                                    "is created)")
+    if not parent.is_dir():
+        raise ParameterError(param, f"{parent} is not a directory (cannot hold {d.name})")
+    _check_writable_dir(parent, param, str(d))
+    if create:
+        try:
+            d.mkdir()
+        except FileExistsError:
+            if not d.is_dir():
+                raise ParameterError(param, f"{d} exists and is not a directory") from None
+        except OSError as exc:
+            raise ParameterError(param, f"cannot create directory {d}: {exc.strerror or exc}") from None
+    return d
+
+
+def check_input_file(path: str | os.PathLike, *, param: str, what: str = "file") -> Path:
+    """A file to read: it exists, is a regular file and can be opened."""
+    p = user_path(path, param)
+    if not p.exists():
+        raise ParameterError(param, f"no such {what}: {p}")
+    if p.is_dir():
+        raise ParameterError(param, f"{p} is a directory, not a {what}")
+    if not os.access(p, os.R_OK):
+        raise ParameterError(param, f"{p} is not readable")
+    return p

@@ -303,13 +303,9 @@ def add_json(parser: argparse.ArgumentParser, what: str = "print one strict-JSON
     parser.add_argument("--json", action="store_true", help=what + " (non-finite numbers: null + KEY_reason)")
 
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress messages on stderr")
-
-
-def progress(args: argparse.Namespace) -> bool:
-    """Whether to draw progress bars: not with --quiet."""
-    return not getattr(args, "quiet", False)
+def add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bar or progress messages on stderr") -> None:
+    """``--quiet``, resolved by the parser: every command reads ``args.progress`` (False with --quiet)."""
+    parser.add_argument("--quiet", dest="progress", action="store_false", help=what)
 
 
 def headless_plots() -> None:
@@ -337,14 +333,14 @@ def bar(args: argparse.Namespace, **kwargs: Any):
     """An overall tqdm progress bar with ETA on stderr, hidden with --quiet."""
     from tqdm import tqdm
 
-    return tqdm(file=sys.stderr, disable=not progress(args), dynamic_ncols=True, **kwargs)
+    return tqdm(file=sys.stderr, disable=not args.progress, dynamic_ncols=True, **kwargs)
 
 
 @contextmanager
 def quiet_stderr(args: argparse.Namespace) -> Iterator[None]:
     """With --quiet, swallow what library code writes to stderr meanwhile (its own progress bars);
     errors are exceptions and still reach the one-line handler."""
-    if progress(args):
+    if args.progress:
         yield
         return
     with redirect_stderr(io.StringIO()):

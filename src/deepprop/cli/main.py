@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deepprop.cli import common
 from deepprop.cli.common import UsageError
 from deepprop.errors import DeeppropError, ParameterError
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"deepprop.cli.{name}").register(sub)
     for leaf in _leaves(parser):
         if "--quiet" not in leaf._option_string_actions:
-            leaf.add_argument("--quiet", action="store_true", help="no progress bar or progress messages on stderr")
+            common.add_quiet(leaf)
     return parser
 
 

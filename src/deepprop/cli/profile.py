@@ -46,7 +46,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
     from deepprop.cli.init import load_model
     from deepprop.integrations.profile import profile
-    from deepprop.paths import check_output_path
+    from deepprop.validation import check_output_path
 
     # output files are checked before the model is built or profiled: a bad path costs nothing
     if args.csv:
@@ -73,7 +73,7 @@ def run_profile(args: argparse.Namespace) -> int:
         for b in bars:
             b.close()
     if args.csv:
-        from deepprop.paths import write_atomically
+        from deepprop.atomic import write_atomically
 
         write_atomically(args.csv, lambda tmp: result.to_frame(details=True).to_csv(tmp, index=False))
     if args.plot:

@@ -1,6 +1,6 @@
 """``deepprop reproduce``: run the papers' claims and write the report (index.html, claims.json, figures, data).
 
-``--out`` is a directory option (:func:`deepprop.paths.check_output_dir`): an existing directory or a new
+``--out`` is a directory option (:func:`deepprop.validation.check_output_dir`): an existing directory or a new
 one whose parent exists. The report writes index.html, claims.json, claims/, data/ and figures into it,
 so a directory that is neither empty nor a deepprop report is refused unless ``--force`` is given.
 """
@@ -32,14 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recompute claims already finished in OUT, and write into a non-empty OUT that is not a "
                         "deepprop report")
     common.add_json(p, "print the summary and each claim's verdict as one JSON object instead of the table")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_quiet(p, "no progress bars")
     p.set_defaults(func=_run)
 
 
 def check_report_out(out: str, force: bool) -> None:
     """OUT is a directory we may write a report into (see the module docstring); nothing is created."""
-    from deepprop.paths import check_output_dir
     from deepprop.report.checkpoint import report_state
+    from deepprop.validation import check_output_dir
 
     path = check_output_dir(out, param="out", create=False)
     if report_state(path) == "other" and not force:
@@ -54,8 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     check_report_out(args.out, args.force)
     headless_plots()
     result = run_report(args.only, args.tier, args.out, device=args.device, data_dir=args.data_dir,
-                        force=args.force, quiet=args.quiet or args.json,
-                        log=None if args.quiet or args.json else print)
+                        force=args.force, quiet=not args.progress or args.json,
+                        log=None if not args.progress or args.json else print)
     if args.json:
         from deepprop.report.verdict import VERDICTS
 

@@ -112,14 +112,14 @@ def _gradients(args: argparse.Namespace) -> int:
     if args.fit_skip is not None:
         check_fit_window("fit_skip", args.fit_skip, args.depth)
     if args.checkpoint is not None:
-        from deepprop.paths import check_output_path
+        from deepprop.validation import check_output_path
 
         check_output_path(args.checkpoint, param="checkpoint", suffixes=(".json",))
 
     res = simulate_gradients(common.prior_from_args(args), width=args.width, depth=args.depth,
                              dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
                              backprop=args.backprop, chunk=args.chunk, fit_skip=args.fit_skip,
-                             checkpoint=args.checkpoint, progress=common.progress(args), **_ensemble(args))
+                             checkpoint=args.checkpoint, progress=args.progress, **_ensemble(args))
     lines = [f"{'sigma_w2':>9} {'xi_grad_fit':>12} {'xi_grad':>10} {'batch_fit':>10} {'typical_fit':>11} "
              f"{'typical':>9} {'xi_cov_fit':>11} {'xi_cov':>9}  finite"]
     for p in res.points:

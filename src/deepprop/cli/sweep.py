@@ -116,8 +116,8 @@ def build_config(args: argparse.Namespace) -> Any:
     before; validated.
 
     An error inside the TOML file names the file and the key (``config: sweep.toml: key 'widht': ...``)."""
-    from deepprop.paths import check_input_file
     from deepprop.sweep.config import from_mapping, load_toml, preset_config
+    from deepprop.validation import check_input_file
 
     if args.full and not args.preset:
         raise ParameterError("full", "needs --preset")
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     ds = prepare_sweep(cfg, args.store, same_sweep=True)
-    if common.progress(args) and not args.json:
+    if args.progress and not args.json:
         print(
             f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
             f"{len(cfg.keep_rates)} keep rates x {len(cfg.seeds)} seeds) on {cfg.dataset}, {cfg.device}, "
@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     lease = LEASE_SECONDS if args.lease_seconds is None else args.lease_seconds
-    summary = run_sweep(cfg, args.store, progress=common.progress(args), dataset=ds, lease_seconds=lease,
+    summary = run_sweep(cfg, args.store, progress=args.progress, dataset=ds, lease_seconds=lease,
                         same_sweep=True)  # connects to Ray (if asked) and disconnects
     if args.json:
         common.print_json({"store": args.store, "networks": summary.total,
@@ -212,7 +212,7 @@ def _complete_rows(path: str, df):
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from deepprop.paths import check_output_path
+    from deepprop.validation import check_output_path
 
     out = check_output_path(args.out, suffixes=(".png", ".pdf", ".svg"))
     df = _frame(args.store)
@@ -258,8 +258,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from deepprop.paths import check_output_path
     from deepprop.sweep.analysis import export
+    from deepprop.validation import check_output_path
 
     check_output_path(args.out, suffixes=(".csv", ".parquet", ".pq"))
     df = _frame(args.store)

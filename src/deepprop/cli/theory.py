@@ -178,7 +178,7 @@ def run_phase(args: argparse.Namespace) -> int:
     common.check_device(args.device)
     check_grid_memory(args.sigma_w2.size, args.sigma_b2.size)
     n = args.sigma_w2.size * args.sigma_b2.size
-    if common.progress(args) and not args.json:
+    if args.progress and not args.json:
         print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()
     with common.bar(args, desc=f"phase grid ({args.activation})", unit="block") as bar:
@@ -200,7 +200,7 @@ def run_phase(args: argparse.Namespace) -> int:
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from deepprop.paths import check_output_dir
+    from deepprop.validation import check_output_dir
 
     common.headless_plots()
     common.check_device(args.device)

@@ -20,6 +20,7 @@ understood are named in the result and in a :class:`UnrecognisedModuleWarning`, 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,7 +32,12 @@ from deepprop.activations import Activation, get_activation
 from deepprop.advice import DEFAULT_DEPTH_MULTIPLE, CriticalInit, critical_init, depth_sentence
 from deepprop.errors import ParameterError
 from deepprop.integrations.model_structure import ModelStructure, linear_variances, parse_model
-from deepprop.prior import Noise, check_finite_nonnegative
+from deepprop.prior import Noise, NoiseKeywords, check_finite_nonnegative, noise_keywords
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 
 WEIGHT_SCHEMES = ("gaussian", "orthogonal")
 
@@ -51,8 +57,9 @@ class ModelReading:
     notes: tuple[str, ...] = ()
 
 
-def _resolve(structure: ModelStructure, activation, keep_rate, noise_mult, noise_add) -> ModelReading:
+def _resolve(structure: ModelStructure, activation, noise: NoiseKeywords) -> ModelReading:
     """Explicit arguments win over what the model says; conflicts are noted."""
+    keep_rate = noise["keep_rate"]
     notes = list(structure.notes)
     if activation is None:
         if structure.activation is None:
@@ -74,8 +81,8 @@ def _resolve(structure: ModelStructure, activation, keep_rate, noise_mult, noise
         if structure.keep_rate is not None and abs(structure.keep_rate - kr) > 1e-12:
             notes.append(f"keep_rate {kr:g} given explicitly; the model's dropout keeps "
                          f"{structure.keep_rate:g}")
-    noise = Noise(kr, noise_mult, noise_add)  # validates all three
-    return ModelReading(act, float(noise.keep_rate), float(noise.noise_mult), float(noise.noise_add), tuple(notes))
+    built = Noise(kr, noise["noise_mult"], noise["noise_add"])  # validates all three
+    return ModelReading(act, float(built.keep_rate), float(built.noise_mult), float(built.noise_add), tuple(notes))
 
 
 def _warn_unrecognised(structure: ModelStructure) -> None:
@@ -148,9 +155,6 @@ def init_(
     activation: str | Activation | None = None,
     *,
     example_input: torch.Tensor | None = None,
-    keep_rate: float | None = None,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     sigma_w2: float | None = None,
     sigma_b2: float | None = None,
     weights: str = "gaussian",
@@ -159,6 +163,7 @@ def init_(
     generator: torch.Generator | None = None,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
     check: bool = True,
+    **noise: Unpack[NoiseKeywords],
 ) -> InitReport:
     """Initialise every ``nn.Linear`` and ``nn.Conv`` of ``model`` in place at the noise-aware critical point.
 
@@ -168,7 +173,9 @@ def init_(
     conv kernels: ``conv_weights="delta-orthogonal"`` (Xiao et al. 2018) or ``"gaussian"``; biases ~ N(0,
     sigma_b2). Residual branches: their last weight layer is scaled by ``residual_scale`` (default
     1/sqrt(number of branches)). Normalisation layers are left as they are. ``activation`` and ``keep_rate``
-    override what the model says. The model is traced on ``example_input`` (inferred for a model whose first
+    override what the model says. Noise keywords (:class:`~deepprop.prior.NoiseKeywords`): ``keep_rate``
+    (default: read from the model's ``nn.Dropout``), ``noise_mult``, ``noise_add`` (default 0); any other
+    keyword is a TypeError. The model is traced on ``example_input`` (inferred for a model whose first
     layer is Linear); a module with parameters that is not understood is refused. With ``check`` (default),
     the model then runs on Gaussian inputs shaped like ``example_input``: if the forward signal is not finite
     or changes by more than 10^6 along the depth, its previous parameters are restored and a
@@ -186,19 +193,21 @@ def init_(
     )
     from deepprop.integrations.profile import check_input, check_model
 
+    given = noise_keywords("init_", noise)
+    keep_rate = given["keep_rate"]
     if weights not in WEIGHT_SCHEMES:
         raise ParameterError("weights", f"must be one of {', '.join(WEIGHT_SCHEMES)} (got {weights!r})")
     if conv_weights not in CONV_SCHEMES:
         raise ParameterError("conv_weights", f"must be one of {', '.join(CONV_SCHEMES)} (got {conv_weights!r})")
     device = check_model(model)
-    noise = Noise(1.0 if keep_rate is None else keep_rate, noise_mult, noise_add)  # validates all three
+    layer_noise = Noise(1.0 if keep_rate is None else keep_rate, given["noise_mult"], given["noise_add"])  # checked
     if sigma_w2 is not None:
         check_finite_nonnegative("sigma_w2", sigma_w2)
     if sigma_b2 is not None:
         check_finite_nonnegative("sigma_b2", sigma_b2)
     x = check_input(example_input, device) if example_input is not None else infer_example_input(model, device)
     graph = trace_model(model, x)
-    plan = plan_init(graph, activation=activation, keep_rate=keep_rate, noise=noise, sigma_w2=sigma_w2,
+    plan = plan_init(graph, activation=activation, keep_rate=keep_rate, noise=layer_noise, sigma_w2=sigma_w2,
                      sigma_b2=sigma_b2, weights=weights, conv_weights=conv_weights, residual_scale=residual_scale,
                      depth_multiple=depth_multiple)
     if not plan.layers:
@@ -283,12 +292,10 @@ def diagnose(
     activation: str | Activation | None = None,
     *,
     example_input: torch.Tensor | None = None,
-    keep_rate: float | None = None,
-    noise_mult: float = 0.0,
-    noise_add: float = 0.0,
     depth_multiple: float = DEFAULT_DEPTH_MULTIPLE,
     inits: int = 8,
     pairs: int | None = None,
+    **noise: Unpack[NoiseKeywords],
 ):
     """Predict from a model's current weights whether signal and gradients can cross its depth.
 
@@ -296,7 +303,9 @@ def diagnose(
     inferred for a model whose first layer is Linear) is diagnosed by the engine: each Linear layer's
     empirical sigma_w^2 = fan_in * mean(W^2) and sigma_b^2 = mean(b^2), averaged over layers, give the
     phase, chi_1 and xi_c; the model is predicted to train when its depth (number of Linear layers) is at
-    most depth_multiple * xi_c (core paper section 5). Returns a :class:`Diagnosis`.
+    most depth_multiple * xi_c (core paper section 5). Returns a :class:`Diagnosis`. Noise keywords
+    (:class:`~deepprop.prior.NoiseKeywords`): ``keep_rate`` (default: read from the model's ``nn.Dropout``),
+    ``noise_mult``, ``noise_add`` (default 0); any other keyword is a TypeError.
 
     Any other model is diagnosed from its measured propagation profile (``inits`` initialisations,
     ``pairs`` Gaussian pairs; :func:`deepprop.integrations.profile.profile`): returns a
@@ -307,6 +316,7 @@ def diagnose(
     from deepprop.integrations.initialise import infer_example_input, is_linear_chain
     from deepprop.integrations.profile import check_input, check_model, profile
 
+    given = noise_keywords("diagnose", noise)
     if not isinstance(model, nn.Module):
         raise ParameterError("model", f"must be a torch.nn.Module (got {type(model).__name__})")
     device = check_model(model)
@@ -318,19 +328,17 @@ def diagnose(
         acts = {s.params["activation"].name: s.params["activation"] for s in graph.steps if s.kind == "activation"}
         if len(acts) == 1:
             activation = next(iter(acts.values()))  # a functional activation, read from the traced graph
-    return _diagnose_linear_stack(model, activation, keep_rate=keep_rate, noise_mult=noise_mult,
-                                  noise_add=noise_add, depth_multiple=depth_multiple)
+    return _diagnose_linear_stack(model, activation, given, depth_multiple=depth_multiple)
 
 
-def _diagnose_linear_stack(model: nn.Module, activation, *, keep_rate, noise_mult, noise_add,
-                           depth_multiple) -> Diagnosis:
+def _diagnose_linear_stack(model: nn.Module, activation, noise: NoiseKeywords, *, depth_multiple) -> Diagnosis:
     """The engine's diagnosis of a plain stack of Linear layers (see :func:`diagnose`)."""
     from deepprop.theory.meanfield import mean_field
 
     structure = parse_model(model)
     _require_linears(structure)
     _warn_unrecognised(structure)
-    setting = _resolve(structure, activation, keep_rate, noise_mult, noise_add)
+    setting = _resolve(structure, activation, noise)
     per_layer = [linear_variances(lin) for _, lin in structure.linears]
     lw = [v[0] for v in per_layer]
     lb = [v[1] for v in per_layer]

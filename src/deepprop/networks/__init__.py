@@ -9,11 +9,10 @@
 Used by :mod:`deepprop.simulate` and :mod:`deepprop.sweep`; imports only the prior and activations.
 """
 
-from deepprop.networks.ensemble import DTYPES, Ensemble, resolve_device, resolve_dtype
+from deepprop.networks.ensemble import DTYPES, Ensemble, resolve_dtype
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, haar_orthogonal, unit_weights
 
 __all__ = [
-    "DTYPES", "WEIGHT_KINDS", "Ensemble", "LayerNoise", "haar_orthogonal", "resolve_device", "resolve_dtype",
-    "unit_weights",
+    "DTYPES", "WEIGHT_KINDS", "Ensemble", "LayerNoise", "haar_orthogonal", "resolve_dtype", "unit_weights",
 ]

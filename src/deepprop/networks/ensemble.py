@@ -25,24 +25,9 @@ from deepprop.errors import ParameterError
 from deepprop.networks.noise import LayerNoise
 from deepprop.networks.weights import WEIGHT_KINDS, unit_weights
 from deepprop.prior import Network, NetworkPrior, Noise, as_prior
-from deepprop.validation import as_float_array, check_device, check_positive_int, check_seed
+from deepprop.validation import as_float_array, check_positive_int, check_seed, resolve_device
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> cpu; raise ParameterError for a name that is not a device, anything but cpu / cuda[:N],
-    or cuda on a machine without it."""
-    check_device(device)  # a device name (or torch.device): anything else is refused by name
-    try:
-        dev = torch.device(device or "cpu")
-    except (RuntimeError, TypeError):
-        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device", "cuda requested but no CUDA device is available (use --device cpu)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ParameterError("device", f"must be cpu or cuda[:N] (got {device!r})")
-    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepprop.atomic import write_atomically
 from deepprop.errors import DeeppropError
-from deepprop.paths import write_atomically
 
 LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "digits": "digits (8x8)"}
 _AVAILABLE: dict[tuple[str, str | None], bool] = {}

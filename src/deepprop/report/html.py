@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deepprop.paths import write_atomically
+from deepprop.atomic import write_atomically
 from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED, UNDECIDED
 
 COLOURS = {REPRODUCED: "#1a7f37", DIFFERS: "#b35900", UNDECIDED: "#8250df", NOT_RUN: "#6e7781"}

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepprop.atomic import write_atomically
 from deepprop.errors import DatasetError, ParameterError
 from deepprop.jsonout import to_json
-from deepprop.networks.ensemble import resolve_device
-from deepprop.paths import write_atomically
 from deepprop.report import trainability
 from deepprop.report.checkpoint import claims_checkpoint, load_result
 from deepprop.report.context import Context, dataset_available
 from deepprop.report.registry import Claim, check_tier, select
 from deepprop.report.verdict import DIFFERS, NOT_RUN, REPRODUCED, UNDECIDED, VERDICTS, verdict
 from deepprop.results import format_number
+from deepprop.validation import resolve_device
 
 TIER_NOTES = {
     "smoke": "smoke tier: every claim at toy size to exercise every experiment path; sizes are far below the "
@@ -73,7 +73,7 @@ def check_out(out: str | os.PathLike) -> Path:
 
 
 def check_device(device: str) -> str:
-    """'cpu' or 'cuda[:N]' (the networks engine's check: ParameterError('device') otherwise)."""
+    """'cpu' or 'cuda[:N]' (:func:`deepprop.validation.resolve_device`: ParameterError('device') otherwise)."""
     return str(resolve_device(device))
 
 

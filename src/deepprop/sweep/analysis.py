@@ -159,10 +159,10 @@ def _middle_of_best(acc: np.ndarray) -> int:
 
 def export(df: pd.DataFrame, out: str | Path) -> Path:
     """Write one row per trained network to ``out`` (.csv or .parquet)."""
-    from deepprop.paths import check_output_path
+    from deepprop.validation import check_output_path
 
     out = check_output_path(out, suffixes=(".csv", ".parquet", ".pq"))  # its folder exists: never created here
-    from deepprop.paths import write_atomically
+    from deepprop.atomic import write_atomically
 
     table = df[[c for c in EXPORT_COLUMNS if c in df.columns]]
     if out.suffix.lower() == ".csv":

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from deepprop.data import Dataset, load_dataset
-from deepprop.networks.ensemble import resolve_device
 from deepprop.sweep.config import SweepConfig, run_identity, run_key, training_key
 from deepprop.sweep.ensemble import (
     EnsembleResult,
@@ -35,8 +34,17 @@ from deepprop.sweep.ensemble import (
 )
 from deepprop.sweep.ray_cluster import check_ray, ray_connection
 from deepprop.sweep.schema import result_row
-from deepprop.sweep.store import Store, renew_leases, this_owner
-from deepprop.validation import array_bytes, check_memory, check_memory_terms, check_positive, physical_memory_bytes
+from deepprop.sweep.store import Store, create_store, holds_no_store, renew_leases, this_owner
+from deepprop.validation import (
+    array_bytes,
+    check_memory,
+    check_memory_terms,
+    check_output_path,
+    check_positive,
+    physical_memory_bytes,
+    resolve_device,
+    user_path,
+)
 
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.7
@@ -291,7 +299,6 @@ def prepare_sweep(cfg: SweepConfig, store_path: str | Path, dataset: Dataset | N
     of the plan, the device, the store (a readable deepprop store of this version, or a new file in an
     existing folder; with ``same_sweep``, one whose last sweep has the same shared settings), the dataset,
     the memory one network needs, and Ray (installed, cluster reachable). Returns the dataset."""
-    from deepprop.paths import check_output_path
     from deepprop.sweep.schema import SHARED_IDENTITY
 
     check_memory("depths", cfg.n_networks * JOB_BYTES, f"planning a sweep of {cfg.n_networks} networks",
@@ -408,7 +415,10 @@ def _run_sweep(cfg: SweepConfig, store_path: str | Path, jobs: list[Job], t0: fl
                ds: Dataset, lease_seconds: float, same_sweep: bool) -> SweepSummary:
     from deepprop.sweep.schema import SHARED_IDENTITY
 
-    with Store(store_path) as store:
+    path = user_path(store_path, "store")
+    if holds_no_store(path):
+        create_store(path)  # its path was checked by prepare_sweep: once, before any work
+    with Store(path, create=False) as store:
         store.start_sweep(cfg.to_dict(), SHARED_IDENTITY if same_sweep else (), [j.key for j in jobs],
                           prior=cfg.prior_record())
         planned = {j.key for j in jobs}

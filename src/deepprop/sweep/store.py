@@ -34,6 +34,7 @@ import pandas as pd
 
 from deepprop.errors import ParameterError, StoreError
 from deepprop.sweep.schema import COLUMNS, SQL_TYPES
+from deepprop.validation import check_output_path, user_path
 
 STORE_VERSION = 1
 """Version of the store format written and read by this deepprop (0: the unversioned stores of earlier
@@ -101,17 +102,15 @@ class Store:
     cannot hold a store, :class:`StoreError` for a file that is not a usable store of this version."""
 
     def __init__(self, path: str | Path, *, create: bool = True):
-        from deepprop.paths import user_path
-
         self.path = user_path(path, "store")
         if self.path.is_dir():
             raise ParameterError("store", f"{self.path} is a directory; give a file name")
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        if holds_no_store(self.path):
             if not create:
                 if self.path.exists():
                     raise StoreError(f"{self.path}: empty file, not a deepprop results store")
                 raise ParameterError("store", f"no such store: {self.path}")
-            _create_store(self.path)
+            create_store(check_output_path(self.path, param="store"))
         check_header(self.path)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=60.0)
@@ -351,14 +350,21 @@ def _tables_read_only(path: Path) -> set[str] | None:
         return None
 
 
-def _create_store(path: Path) -> None:
-    """Create a complete, versioned, empty store at ``path`` (absent or an empty file): built under a
-    temporary name in the same folder, then linked into place, so no reader ever sees a half-made store.
-    When another runner creates it first, its store is kept."""
-    from deepprop.paths import check_output_path
+def holds_no_store(path: Path) -> bool:
+    """``path`` is absent or an empty file: the place of a new store."""
+    return not path.exists() or path.stat().st_size == 0
 
-    check_output_path(path, param="store")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+
+def create_store(path: Path) -> None:
+    """Create a complete, versioned, empty store at ``path`` (absent or an empty file), a path checked once
+    before (:func:`~deepprop.validation.check_output_path`: by :class:`Store`, or by
+    :func:`~deepprop.sweep.runner.prepare_sweep` before a sweep's work starts): built under a temporary name
+    in the same folder, then linked into place, so no reader ever sees a half-made store. When another
+    runner creates it first, its store is kept."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+    except OSError as exc:  # the folder changed since it was checked
+        raise ParameterError("store", f"cannot create {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
