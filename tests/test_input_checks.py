@@ -128,3 +128,11 @@ def test_a_sweep_checks_its_store_path_once(tmp_path, monkeypatch):
     assert calls == [tmp_path / "direct.db"]
     with pytest.raises(ParameterError, match="does not exist"):
         store.Store(tmp_path / "no" / "s.db")
+    # the command line too: `sweep run` checks once, and prints its header only after the checks
+    from deepprop.cli.main import main
+
+    calls.clear()
+    argv = ["sweep", "run", "--dataset", "synthetic", "--n-train", "32", "--n-test", "16", "--width", "4",
+            "--depths", "2", "--sigma-w2", "1", "--steps", "2", "--batch-size", "8", "--store"]
+    assert main([*argv, str(tmp_path / "cli.db")]) == 0
+    assert calls == [tmp_path / "cli.db"]

@@ -139,19 +139,11 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deepprop.sweep.runner import LEASE_SECONDS, prepare_sweep, run_sweep
+    from deepprop.sweep.runner import LEASE_SECONDS, run_sweep
 
     cfg = build_config(args)
-    ds = prepare_sweep(cfg, args.store, same_sweep=True)
-    if args.progress and not args.json:
-        print(
-            f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
-            f"{len(cfg.keep_rates)} keep rates x {len(cfg.seeds)} seeds) on {cfg.dataset}, {cfg.device}, "
-            f"executor {cfg.executor}; store {args.store}",
-            file=sys.stderr,
-        )
     lease = LEASE_SECONDS if args.lease_seconds is None else args.lease_seconds
-    summary = run_sweep(cfg, args.store, progress=args.progress, dataset=ds, lease_seconds=lease,
+    summary = run_sweep(cfg, args.store, progress=args.progress, lease_seconds=lease,
                         same_sweep=True)  # connects to Ray (if asked) and disconnects
     if args.json:
         common.print_json({"store": args.store, "networks": summary.total,

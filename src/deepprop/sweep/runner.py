@@ -383,7 +383,8 @@ def run_sweep(
 ) -> SweepSummary:
     """Train every network of ``cfg`` missing from the store at ``store_path``; commit each chunk's rows.
 
-    Every check (:func:`prepare_sweep`) runs before the store is created or written. Several runners may
+    Every check (:func:`prepare_sweep`) runs before the store is created or written; with ``progress``, a
+    header line and a bar on stderr follow. Several runners may
     work on one store at once: each trains only the chunks it leased (``lease_seconds``), waits for the
     chunks others hold, and takes over those whose runner is gone. With ``same_sweep`` (the command line)
     a store that holds another sweep (different shared settings) is refused; the library may keep several
@@ -391,6 +392,10 @@ def run_sweep(
     lease_seconds = check_positive("lease_seconds", lease_seconds)
     t0 = time.perf_counter()
     ds = prepare_sweep(cfg, store_path, dataset, same_sweep=same_sweep)
+    if progress:  # after every check: a refused sweep prints nothing but its one-line error
+        print(f"sweep: {cfg.n_networks} networks ({len(cfg.depths)} depths x {len(cfg.sigma_w2)} sigma_w2 x "
+              f"{len(cfg.keep_rates)} keep rates x {len(cfg.seeds)} seeds) on {cfg.dataset}, {cfg.device}, "
+              f"executor {cfg.executor}; store {store_path}", file=sys.stderr)
     jobs = plan(cfg)
     with ray_connection(cfg.ray_address, enabled=cfg.executor == "ray"):  # before any bar or row
         return _run_sweep(cfg, store_path, jobs, t0, progress, ds, lease_seconds, same_sweep)
