@@ -100,3 +100,24 @@ def test_fits_recover_known_depth_scales():
     assert s == pytest.approx(-7.5, rel=1e-9) and n == 40
     xi, n = fit_relaxation(layers, np.full(40, 1e-8), floor=1e-4)
     assert math.isnan(xi) and n == 0
+
+
+def test_exponential_approach_recovers_a_known_depth_scale_and_reports_a_failed_fit_without_warnings():
+    """y = y_inf + A exp(-l / xi) with known (y_inf, A, xi) plus small noise: the free-asymptote fit returns xi
+    and y_inf; a series with too few finite layers is a reported failure (nan and a reason); neither leaks
+    scipy's covariance warning nor numpy's overflow warning."""
+    import warnings
+
+    from deepprop.simulate.fitting import fit_exponential_approach
+
+    rng = np.random.default_rng(3)
+    layers = np.arange(40.0)
+    clean = 0.7 + 2.0 * np.exp(-layers / 6.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xi, y_inf, reason = fit_exponential_approach(layers, clean + rng.normal(0, 1e-4, layers.size),
+                                                     sigma=np.full(layers.size, 1e-4))
+        assert reason is None and xi == pytest.approx(6.0, rel=1e-2) and y_inf == pytest.approx(0.7, abs=1e-3)
+        short = np.where(layers < 4, clean, np.nan)
+        xi, _, reason = fit_exponential_approach(layers, short)
+        assert math.isnan(xi) and "finite layers" in reason

@@ -11,6 +11,7 @@ squares of log|r^l| against l over the points above the measurement's noise floo
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +132,7 @@ def fit_exponential_approach(layers: ArrayLike, values: ArrayLike, sigma: ArrayL
     the finite network's own fixed point, which otherwise leaves a plateau in |y^l - y*| that the
     log-linear fit reads as a longer depth scale. Returns (xi, y_inf, reason); reason is None on success.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     x = np.asarray(layers, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64)
@@ -148,12 +149,17 @@ def fit_exponential_approach(layers: ArrayLike, values: ArrayLike, sigma: ArrayL
     p0 = (tail, y[0] - tail, 1.0 / max(xi_guess, 0.1))
 
     def model(xx: np.ndarray, y_inf: float, amp: float, rate: float) -> np.ndarray:
-        return y_inf + amp * np.exp(-rate * (xx - x[0]))
+        with np.errstate(over="ignore"):  # a trial growing rate overflows; the search then steps back
+            return y_inf + amp * np.exp(-rate * (xx - x[0]))
 
     try:
-        (y_inf, _, rate), _ = curve_fit(model, x, y, p0=p0, sigma=s, maxfev=5000)
+        with warnings.catch_warnings():  # the covariance is not used: its warning says nothing about xi
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (y_inf, _, rate), _ = curve_fit(model, x, y, p0=p0, sigma=s, maxfev=5000)
     except (RuntimeError, ValueError) as exc:
         return math.nan, math.nan, f"the 3-parameter fit did not converge ({exc})"
+    if not math.isfinite(y_inf):
+        return math.nan, math.nan, "the fitted asymptote is not finite (no relaxation resolved)"
     if not (math.isfinite(rate) and rate > 0):
         return math.nan, float(y_inf), f"fitted rate {rate:.3g} is not a decay (no relaxation resolved)"
     return 1.0 / rate, float(y_inf), None
