@@ -104,7 +104,8 @@ def test_fits_recover_known_depth_scales():
 
 def test_exponential_approach_recovers_a_known_depth_scale_and_reports_a_failed_fit_without_warnings():
     """y = y_inf + A exp(-l / xi) with known (y_inf, A, xi) plus small noise: the free-asymptote fit returns xi
-    and y_inf; a series with too few finite layers is a reported failure (nan and a reason); neither leaks
+    and y_inf; a flat noisy series (amplitude within noise) and one with too few finite layers are reported
+    failures (nan and a reason); neither leaks
     scipy's covariance warning nor numpy's overflow warning."""
     import warnings
 
@@ -118,6 +119,10 @@ def test_exponential_approach_recovers_a_known_depth_scale_and_reports_a_failed_
         xi, y_inf, reason = fit_exponential_approach(layers, clean + rng.normal(0, 1e-4, layers.size),
                                                      sigma=np.full(layers.size, 1e-4))
         assert reason is None and xi == pytest.approx(6.0, rel=1e-2) and y_inf == pytest.approx(0.7, abs=1e-3)
+        for seed in range(5):  # a flat, noisy series has no depth scale to report
+            flat = 0.7 + np.random.default_rng(seed).normal(0, 1e-3, layers.size)
+            xi, _, reason = fit_exponential_approach(layers, flat, sigma=np.full(layers.size, 1e-3))
+            assert math.isnan(xi) and "no relaxation resolved" in reason
         short = np.where(layers < 4, clean, np.nan)
         xi, _, reason = fit_exponential_approach(layers, short)
         assert math.isnan(xi) and "finite layers" in reason

@@ -124,6 +124,10 @@ def fit_growth(layers: ArrayLike, values: ArrayLike, mask: ArrayLike | None = No
     return 1.0 / fit.slope, fit.slope_err / fit.slope**2, fit.n_points
 
 
+AMPLITUDE_SE = 3.0
+"""A free-asymptote fit is a measurement only when its amplitude A stands this many standard errors from zero."""
+
+
 def fit_exponential_approach(layers: ArrayLike, values: ArrayLike, sigma: ArrayLike | None = None,
                              xi_guess: float = 5.0) -> tuple[float, float, str | None]:
     """Fit values^l = y_inf + A exp(-l / xi) with the asymptote y_inf FREE (weighted least squares).
@@ -131,6 +135,8 @@ def fit_exponential_approach(layers: ArrayLike, values: ArrayLike, sigma: ArrayL
     Unlike :func:`fit_relaxation` against a theoretical fixed point, this is blind to an O(1/N) shift of
     the finite network's own fixed point, which otherwise leaves a plateau in |y^l - y*| that the
     log-linear fit reads as a longer depth scale. Returns (xi, y_inf, reason); reason is None on success.
+    The fit fails (xi nan, with its reason) when it does not converge, when the rate is not a decay, and when
+    the amplitude A is within ``AMPLITUDE_SE`` standard errors of zero (a flat series: no relaxation to time).
     """
     from scipy.optimize import OptimizeWarning, curve_fit
 
@@ -155,11 +161,17 @@ def fit_exponential_approach(layers: ArrayLike, values: ArrayLike, sigma: ArrayL
     try:
         with warnings.catch_warnings():  # the covariance is not used: its warning says nothing about xi
             warnings.simplefilter("ignore", OptimizeWarning)
-            (y_inf, _, rate), _ = curve_fit(model, x, y, p0=p0, sigma=s, maxfev=5000)
+            (y_inf, amp, rate), cov = curve_fit(model, x, y, p0=p0, sigma=s, maxfev=5000)
     except (RuntimeError, ValueError) as exc:
         return math.nan, math.nan, f"the 3-parameter fit did not converge ({exc})"
     if not math.isfinite(y_inf):
         return math.nan, math.nan, "the fitted asymptote is not finite (no relaxation resolved)"
     if not (math.isfinite(rate) and rate > 0):
         return math.nan, float(y_inf), f"fitted rate {rate:.3g} is not a decay (no relaxation resolved)"
+    amp_err = math.sqrt(cov[1, 1]) if np.isfinite(cov[1, 1]) and cov[1, 1] >= 0 else math.inf
+    if not abs(amp) > AMPLITUDE_SE * amp_err:  # a flat, noisy series: the "scale" would be read off the noise
+        spread = (f"within {AMPLITUDE_SE:g} standard errors ({amp_err:.3g}) of zero" if math.isfinite(amp_err)
+                  else "without an estimable standard error")
+        return math.nan, float(y_inf), (f"the relaxation's amplitude {amp:.3g} is {spread}: no relaxation resolved "
+                                        "above the noise")
     return 1.0 / rate, float(y_inf), None
