@@ -4,6 +4,7 @@ finite networks (computed here, outside the library), the contract of the table,
 from __future__ import annotations
 
 import json
+import warnings
 import math
 
 import numpy as np
@@ -400,3 +401,40 @@ def test_conditioning_can_only_turn_a_verdict_into_cannot_tell():
     p.jacobian.update(spread=7.0, spread_err=1.0)  # within two standard errors of the depth: still trains
     p._diagnosis = None
     assert p.diagnosis.trainable is True
+
+
+def _relu_dropout_mlp(seed: int) -> torch.nn.Module:
+    """20 hidden ReLU layers of width 256, nn.Dropout(0.2) (keep rate 0.8) before every Linear after the first,
+    at init_'s critical point: c* = 0.473 and xi_c = 1.55 in theory, so depth 21 is far beyond 6 xi_c."""
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = [torch.nn.Linear(32, 256), torch.nn.ReLU()]
+    for _ in range(19):
+        layers += [torch.nn.Dropout(0.2), torch.nn.Linear(256, 256), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(256, 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deepprop.init_(model)
+    return model
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_pair_started_at_the_correlations_limit_is_not_read_as_survival(seed):
+    """c0 = 0.5 sits next to c* = 0.473: the pair barely moves whatever xi_c is. The verdict must not be
+    "expect it to train" (it was, with xi_c = 5e4 and a correlation limit of 93); from c0 = 0.99 the pair
+    relaxes and the fitted xi_c lies near the theory's (mean_field, independent of the profile)."""
+    from deepprop import mean_field
+
+    model = _relu_dropout_mlp(seed)
+    x = torch.randn(16, 32)
+    near = deepprop.profile(model, x, c0=0.5).diagnosis
+    assert near.trainable is not True
+    d = near.to_dict()
+    for key in ("xi_c", "c_limit"):  # a value is a fitted relaxation or null with its reason, never an extrapolation
+        assert (d[key] is None or math.isnan(d[key])) == (f"{key}_reason" in d)
+        if f"{key}_reason" not in d:
+            assert -1 <= d["c_limit"] <= 1
+    far = deepprop.profile(model, x, c0=0.99).diagnosis
+    theory = float(mean_field("relu", 1.6, 0.0, keep_rate=0.8).xi_c)
+    assert far.trainable is False
+    assert far.xi_c == pytest.approx(theory, rel=0.6)
+    assert far.xi_c_theory == pytest.approx(theory, rel=0.2)  # the same-window fit of the theory curve

@@ -39,6 +39,8 @@ DEPTH_MULTIPLE = 6.0
 SIGNAL_DECADES = 6.0
 GRADIENT_DECADES = 6.0
 CONFIDENCE = 2.0  # standard errors
+THEORY_STILL = 0.05
+"""A theory correlation that moves less than this over the whole depth started at (or near) its own limit."""
 
 
 @dataclass
@@ -66,10 +68,18 @@ class ProfileDiagnosis:
     measured_only: list[str]
     depth_multiple: float = DEPTH_MULTIPLE
     notes: list[str] = field(default_factory=list)
+    xi_c_reason: str | None = None  # why xi_c (and c_limit) is not a number: the correlation was not fitted
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "xi_c_reason"}
         d["log10_signal_range"] = list(self.log10_signal_range)
+        if not math.isfinite(self.xi_c_theory):
+            d["xi_c_theory_reason"] = ("the theory's c^l from the same c0 does not settle within the depth, or a "
+                                       "step has no theory: no scale to compare")
+        if self.xi_c_reason is not None:
+            for key in ("xi_c", "xi_c_err", "c_limit"):
+                if not math.isfinite(d[key]):
+                    d[f"{key}_reason"] = self.xi_c_reason
         return d
 
     def __str__(self) -> str:
@@ -89,6 +99,17 @@ def _spine(profile) -> list[dict[str, Any]]:
         if r["on_spine"]:
             by_depth[int(r["weight_depth"])] = r
     return [by_depth[k] for k in sorted(by_depth)]
+
+
+def _repeated(spine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The spine rows of the network's repeated kind (the most common kind after the input): the correlation
+    is fitted on one kind of step only, since a step of another kind (a readout without dropout in front, a
+    pre-activation among post-activations) has its own correlation, not a point of the same relaxation."""
+    kinds = [r["kind"] for r in spine[1:]]
+    if not kinds:
+        return spine
+    main = max(dict.fromkeys(kinds), key=kinds.count)
+    return [r for r in spine[1:] if r["kind"] == main]
 
 
 def fit_correlation_scale(depth: np.ndarray, c: np.ndarray,
@@ -166,19 +187,30 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
         reasons.append(f"correlation: 1 - c shrinks from {gap0:.3g} (input) to {gap:.2g} at {rep['name']} (by more "
                        f"than e^{DEPTH_MULTIPLE:g}): the inputs collapse onto one another")
         decided.append(False)
-    d = np.array([r["weight_depth"] for r in spine], dtype=float)
-    c = np.array([r["c"] for r in spine], dtype=float)
-    ce = np.array([r["c_err"] for r in spine], dtype=float)
+    body = _repeated(spine)
+    d = np.array([r["weight_depth"] for r in body], dtype=float)
+    c = np.array([r["c"] for r in body], dtype=float)
+    ce = np.array([r["c_err"] for r in body], dtype=float)
     xi, xi_err, c_inf, status = fit_correlation_scale(d, c, ce)
-    ct = np.array([r["c_theory"] for r in spine], dtype=float)
-    xi_th = math.nan
+    ct = np.array([r["c_theory"] for r in body], dtype=float)
+    xi_th, theory_moves = math.nan, True
     if np.all(np.isfinite(ct)):
         xi_th, _, _, st_th = fit_correlation_scale(d, ct, None)
-        if st_th in ("failed", "short"):
+        if st_th != "fit":  # a scale beyond the depth, or none: an extrapolation, not a prediction
             xi_th = math.nan
+        theory_moves = abs(float(ct[-1] - ct[0])) >= THEORY_STILL
     limit = DEPTH_MULTIPLE * xi if math.isfinite(xi) else math.inf
+    theory_relaxes = math.isfinite(xi_th) and depth > DEPTH_MULTIPLE * xi_th
     if collapsed:
         pass
+    elif status in ("flat", "slow") and (theory_relaxes or not theory_moves):
+        # a pair whose theory barely moves (or settles well within the depth) most likely started at the
+        # correlation's own limit (c0 near c*): its stillness says nothing about xi_c
+        reasons.append(f"correlation: c goes {c_first:.3f} -> {c_last:.3f} (at {rep['name']}) without settling "
+                       f"over {depth} weight layers, and the theory from the same c0 goes {ct[0]:.3f} -> "
+                       f"{ct[-1]:.3f}: the pair may have started at the correlation's limit, cannot tell "
+                       f"(profile again from another c0, e.g. c0=0.99)")
+        decided.append(None)
     elif status in ("flat", "slow"):
         reasons.append(f"correlation: c goes {c_first:.3f} -> {c_last:.3f} (at {rep['name']}) without settling "
                        f"over {depth} weight layers (xi_c >~ depth): information about input differences survives")
@@ -274,9 +306,16 @@ def diagnose_profile(profile) -> ProfileDiagnosis:
         verdict += f"; {len(labels['none'])} of {len(rows) - 1} steps measured only"
     if profile.notes:
         notes += profile.notes
+    xi_reason = {"flat": "c did not move beyond its errors over the depth: no relaxation to fit (xi_c >~ depth)",
+                 "slow": "c still moves at the end of the depth: the relaxation is not resolved (xi_c >~ half the "
+                         "depth; a fitted scale or limit would be an extrapolation)",
+                 "short": "fewer than five depths: too few for the three-parameter fit",
+                 "failed": "the fit of c^l = c_inf + A exp(-l / xi_c) did not converge"}.get(status)
+    if xi_reason is not None:
+        xi, xi_err, c_inf = math.nan, math.nan, math.nan
     return ProfileDiagnosis(
         verdict=verdict, trainable=trainable, depth=depth, xi_c=xi, xi_c_err=xi_err, xi_c_theory=xi_th,
-        c_limit=c_inf, log10_signal_range=(lo, hi), log10_gain=gain, log10_gain_err=gain_err,
+        c_limit=c_inf, xi_c_reason=xi_reason, log10_signal_range=(lo, hi), log10_gain=gain, log10_gain_err=gain_err,
         log10_gain_theory=gain_th, reasons=reasons, modelled=labels["exact"], approximated=labels["approximate"],
         measured_only=labels["none"], notes=notes)
 
