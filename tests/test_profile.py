@@ -4,8 +4,8 @@ finite networks (computed here, outside the library), the contract of the table,
 from __future__ import annotations
 
 import json
-import warnings
 import math
+import warnings
 
 import numpy as np
 import pytest

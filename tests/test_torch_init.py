@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import deepprop
 from deepprop.errors import ParameterError
 from deepprop.integrations.model_structure import activation_from_module, linear_variances, parse_model
 from deepprop.integrations.pytorch import diagnose, init_
@@ -324,3 +325,24 @@ def test_noise_keywords_are_one_declared_type_shown_in_the_signature(function):
     assert typing.get_args(typing.get_type_hints(function)["noise"]) == (NoiseKeywords,)
     assert set(NoiseKeywords.__annotations__) == {"keep_rate", "noise_mult", "noise_add"}
     assert all(f"``{k}``" in function.__doc__ for k in NoiseKeywords.__annotations__)
+
+
+def test_diagnose_reads_init_s_setting_back_when_dropout_skips_the_first_and_last_layers():
+    """init_ gives a Linear without dropout in front (the first, the readout) its own noise-free sigma_w2 (2 for
+    ReLU) and the others the noisy one (2 rho = 1.6 at keep rate 0.8, the closed form chi_1 = sigma_w2 / (2 rho)
+    = 1). diagnose averages the layers the theory's recursion describes, so it reads chi_1 = 1 back (it read
+    1.62 and "unbounded" when it averaged all 21)."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(32, 128), nn.ReLU()]
+    for _ in range(19):
+        layers += [nn.Dropout(0.2), nn.Linear(128, 128), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(128, 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deepprop.init_(model)
+        d = deepprop.diagnose(model)
+    assert d.keep_rate == pytest.approx(0.8)
+    assert max(d.layer_sigma_w2) == pytest.approx(2.0, rel=0.1)  # the noise-free layers, left out
+    assert d.sigma_w2 == pytest.approx(1.6, rel=0.02)
+    assert d.chi1 == pytest.approx(1.0, abs=0.02)
+    assert any("19 Linear layers with dropout in front" in n for n in d.notes)

@@ -104,6 +104,8 @@ class ModelStructure:
         Module names of the activation modules found.
     keep_rates : list of (name, float)
         Keep rate ``1 - p`` of every ``nn.Dropout(p)``, in order.
+    after_dropout : list of bool
+        For each Linear layer (in order): a Dropout module came after the previous Linear and before it.
     unrecognised : list of (name, str)
         Modules deepprop does not understand (name, class name). They are left untouched by
         :func:`deepprop.integrations.pytorch.init_` and ignored by the mean-field description.
@@ -115,6 +117,7 @@ class ModelStructure:
     activation: Activation | None = None
     activation_names: list[str] = field(default_factory=list)
     keep_rates: list[tuple[str, float]] = field(default_factory=list)
+    after_dropout: list[bool] = field(default_factory=list)
     unrecognised: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -162,9 +165,12 @@ def parse_model(model: nn.Module) -> ModelStructure:
         raise ParameterError("model", f"must be a torch.nn.Module (got {type(model).__name__})")
     out = ModelStructure()
     activations: dict[str, Activation] = {}
+    dropout_since_linear = False
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             out.linears.append((name, module))
+            out.after_dropout.append(dropout_since_linear)
+            dropout_since_linear = False
             continue
         if not _is_leaf(module):
             if next(module.parameters(recurse=False), None) is not None:
@@ -172,6 +178,7 @@ def parse_model(model: nn.Module) -> ModelStructure:
             continue
         if isinstance(module, DROPOUT_MODULES):
             out.keep_rates.append((name, 1.0 - float(module.p)))
+            dropout_since_linear = True
         elif isinstance(module, NEUTRAL_MODULES):
             continue
         else:

@@ -342,8 +342,12 @@ def _diagnose_linear_stack(model: nn.Module, activation, noise: NoiseKeywords, *
     per_layer = [linear_variances(lin) for _, lin in structure.linears]
     lw = [v[0] for v in per_layer]
     lb = [v[1] for v in per_layer]
-    sw2 = math.fsum(lw) / len(lw)
-    sb2 = math.fsum(lb) / len(lb)
+    # with noise on only some layers' inputs (none before the first layer, often none before the readout), the
+    # theory's recursion is that of the noisy layers: init_ gives the others their own (noise-free) setting
+    noisy = [i for i, after in enumerate(structure.after_dropout) if after]
+    theory_layers = noisy if setting.keep_rate < 1.0 and 0 < len(noisy) < len(lw) else list(range(len(lw)))
+    sw2 = math.fsum(lw[i] for i in theory_layers) / len(theory_layers)
+    sb2 = math.fsum(lb[i] for i in theory_layers) / len(theory_layers)
     mf = mean_field(setting.activation, sw2, sb2, keep_rate=setting.keep_rate, noise_mult=setting.noise_mult,
                     noise_add=setting.noise_add, depth_multiple=depth_multiple)
     d = mf.to_dict()
@@ -361,10 +365,16 @@ def _diagnose_linear_stack(model: nn.Module, activation, noise: NoiseKeywords, *
             verdict += f", sb2 = {advice.sigma_b2:.3g}"
         verdict += f" (predicted maximum depth {advice.max_depth:.4g})"
     notes = list(setting.notes)
-    spread = (max(lw) - min(lw)) / sw2 if sw2 > 0 else 0.0
+    used = [lw[i] for i in theory_layers]
+    if len(theory_layers) < len(lw):
+        notes.append(f"sigma_w2, sigma_b2: averages over the {len(theory_layers)} Linear layers with dropout in "
+                     f"front (the theory's noisy recursion); " + ("the other one sees no dropout and is left out"
+                     if len(lw) - len(theory_layers) == 1 else
+                     f"the other {len(lw) - len(theory_layers)} see no dropout and are left out"))
+    spread = (max(used) - min(used)) / sw2 if sw2 > 0 else 0.0
     if spread > 0.1:
         notes.append(f"layer sigma_w2 differ by {100 * spread:.0f}% of their mean "
-                     f"({min(lw):.3g} .. {max(lw):.3g}); the verdict uses the mean")
+                     f"({min(used):.3g} .. {max(used):.3g}); the verdict uses the mean")
     if structure.unrecognised:
         notes.append(structure.unrecognised_message() + "; the diagnosis ignores them")
     return Diagnosis(
