@@ -264,3 +264,16 @@ def test_extra_noise_reaches_every_room():
     with pytest.warns(AdviceWarning):
         assert "uniform_dropout 0.5" in critical_init(prior, sigma_b2=0.05).explanation
     assert deepprop.UniformDropout is UniformDropout
+
+
+def test_subpackages_are_attributes_after_a_plain_import():
+    """README names functions by dotted path (deepprop.data.load_dataset, deepprop.report.verdict): after a
+    plain ``import deepprop`` each subpackage loads on first use, and an unknown name is still refused."""
+    import subprocess
+    import sys
+
+    code = ("import deepprop; assert callable(deepprop.data.load_dataset); assert callable(deepprop.report.verdict);"
+            "assert 'theory' in dir(deepprop)\ntry:\n    deepprop.nonexistent\nexcept AttributeError as e:\n"
+            "    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "no attribute 'nonexistent'" in out.stdout

@@ -72,16 +72,24 @@ _LAZY = {  # heavier rooms (xarray, the advice search, torch models, simulations
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+SUBPACKAGES = ("activations", "advice", "data", "errors", "integrations", "networks", "noise_models", "plots",
+               "prior", "report", "simulate", "sweep", "theory", "validation")
+"""Modules reachable as attributes after a plain ``import deepprop`` (``deepprop.data.load_dataset``), loaded on
+first use as ``scipy.stats`` is."""
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"deepprop.{name}")
     raise AttributeError(f"module 'deepprop' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(SUBPACKAGES))
 
 
 _aliases.install()
