@@ -346,3 +346,16 @@ def test_diagnose_reads_init_s_setting_back_when_dropout_skips_the_first_and_las
     assert d.sigma_w2 == pytest.approx(1.6, rel=0.02)
     assert d.chi1 == pytest.approx(1.0, abs=0.02)
     assert any("19 Linear layers with dropout in front" in n for n in d.notes)
+
+
+def test_advice_warnings_point_at_the_users_line():
+    """An AdviceWarning raised deep inside init_ / diagnose (under torch.no_grad) is attributed to the caller's
+    line, not to deepprop's or torch's own files."""
+    model = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Dropout(0.1), nn.Linear(64, 64), nn.Tanh(),
+                          nn.Dropout(0.1), nn.Linear(64, 10))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        init_(model)
+        diagnose(model)
+    advice = [w for w in caught if w.category.__name__ == "AdviceWarning"]
+    assert len(advice) >= 2 and all(w.filename == __file__ for w in advice)

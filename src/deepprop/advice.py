@@ -27,14 +27,13 @@ the best grid point by a bounded, vectorised zoom (one batched engine call per t
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from deepprop.activations import Activation
-from deepprop.errors import ParameterError
+from deepprop.errors import ParameterError, warn_at_caller
 from deepprop.prior import Network, NetworkPrior, Noise, _one_value, as_prior, check_finite_nonnegative
 from deepprop.results import format_number
 from deepprop.validation import check_positive, check_positive_int
@@ -355,7 +354,7 @@ def critical_init(
     noise_text = _noise_text(noise)
     result = _advise(act, noise, sigma_b2, q_star_range, depth_multiple, common, noise_text, mu2, additive)
     if result.warning is not None:
-        warnings.warn(result.warning, AdviceWarning, stacklevel=2)
+        warn_at_caller(result.warning, AdviceWarning)
     return result
 
 

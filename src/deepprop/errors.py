@@ -53,3 +53,23 @@ def require(module: str, extra: str, what: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(extra, what) from exc
+
+
+def warn_at_caller(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first frame outside deepprop (the user's line, however deep in the
+    library the warning arose; decorators such as ``torch.no_grad`` that wrap our functions are skipped too),
+    so that the shown location and warning filters by module point at the call."""
+    import sys
+    import warnings
+
+    frame, level = sys._getframe(1), 2
+    while frame is not None and _is_wrapper(frame.f_globals.get("__name__", "")):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+_WRAPPERS = ("deepprop", "torch.utils._contextlib", "contextlib", "functools")
+
+
+def _is_wrapper(module: str) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in _WRAPPERS)

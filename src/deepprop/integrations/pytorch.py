@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from deepprop.activations import Activation, get_activation
 from deepprop.advice import DEFAULT_DEPTH_MULTIPLE, CriticalInit, critical_init, depth_sentence
-from deepprop.errors import ParameterError
+from deepprop.errors import ParameterError, warn_at_caller
 from deepprop.integrations.model_structure import ModelStructure, linear_variances, parse_model
 from deepprop.prior import Noise, NoiseKeywords, check_finite_nonnegative, noise_keywords
 
@@ -87,8 +86,7 @@ def _resolve(structure: ModelStructure, activation, noise: NoiseKeywords) -> Mod
 
 def _warn_unrecognised(structure: ModelStructure) -> None:
     if structure.unrecognised:
-        warnings.warn(f"deepprop: {structure.unrecognised_message()}", UnrecognisedModuleWarning,
-                      stacklevel=3)
+        warn_at_caller(f"deepprop: {structure.unrecognised_message()}", UnrecognisedModuleWarning)
 
 
 def _require_linears(structure: ModelStructure) -> None:
