@@ -115,3 +115,24 @@ def test_bad_gradient_arguments():
     with pytest.raises(ParameterError) as info:
         simulate_gradients("tanh", 1.0, 0.05, width=10, depth=3, dataset="imagenet-42")
     assert info.value.param == "dataset"
+
+
+def test_depth_profile_fit_recovers_a_known_scale_and_says_why_an_error_is_missing():
+    """m^l = exp(l / 5) times per-network noise: the fit returns 5 and, with 4 networks, a jackknife error; with
+    2 networks the error is NaN and its record field says why (it said only "undefined" in JSON)."""
+    import math
+
+    import numpy as np
+
+    from deepprop.simulate.gradients import fit_depth_profile
+
+    layers = np.arange(12.0)
+    rng = np.random.default_rng(0)
+    per_net = np.exp(layers / 5.0)[None, :] * np.exp(rng.normal(0, 0.01, (4, 12)))
+    mask = np.ones(12, dtype=bool)
+    four = fit_depth_profile(layers, per_net, mask)
+    assert four.value == pytest.approx(5.0, rel=0.02) and 0 < four.err < 0.5
+    assert "xi_err_reason" not in four.as_fields("xi")
+    two = fit_depth_profile(layers, per_net[:2], mask)
+    assert two.value == pytest.approx(5.0, rel=0.02) and math.isnan(two.err)
+    assert "at least 3 networks (got 2)" in two.as_fields("xi")["xi_err_reason"]

@@ -186,17 +186,22 @@ class DepthFit:
     err: float
     n_points: int
     reason: str | None = None
+    err_reason: str | None = None  # why ``err`` is not a number
 
     def as_fields(self, name: str) -> dict[str, Any]:
-        """The fit as the fields ``name``, ``name_err``, ``name_points``, ``name_reason`` of a record."""
-        return {name: self.value, f"{name}_err": self.err, f"{name}_points": self.n_points,
-                f"{name}_reason": self.reason}
+        """The fit as the fields ``name``, ``name_err``, ``name_points``, ``name_reason`` of a record (and
+        ``name_err_reason`` when the error has none)."""
+        out = {name: self.value, f"{name}_err": self.err, f"{name}_points": self.n_points,
+               f"{name}_reason": self.reason}
+        if self.err_reason is not None and not math.isfinite(self.err):
+            out[f"{name}_err_reason"] = self.err_reason
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], name: str) -> DepthFit:
         v, e = d.get(name), d.get(f"{name}_err")
         return cls(math.nan if v is None else float(v), math.nan if e is None else float(e),
-                   int(d.get(f"{name}_points") or 0), d.get(f"{name}_reason"))
+                   int(d.get(f"{name}_points") or 0), d.get(f"{name}_reason"), d.get(f"{name}_err_reason"))
 
 
 def _fit_curve(layers: np.ndarray, curve: np.ndarray, mask: np.ndarray) -> float:
@@ -221,14 +226,15 @@ def fit_depth_profile(layers: np.ndarray, per_net: np.ndarray, mask: np.ndarray,
     if n < 3:
         return DepthFit(math.nan, math.nan, n, f"only {n} layers in the fit window hold a positive value (need 3)")
     xi = _fit_curve(layers, curve, good)
-    err = math.nan
+    err, err_reason = math.nan, f"the jackknife error needs at least 3 networks (got {n_net})"
     if n_net >= 3:
+        err_reason = "a leave-one-network-out refit has no finite slope"
         jack = np.array([_fit_curve(layers, agg(np.delete(per_net, k, axis=0)), good) for k in range(n_net)])
         inv = 1.0 / jack  # jackknife the slope (smooth through 0), then propagate to the scale
         if np.all(np.isfinite(inv)):
             se = math.sqrt((n_net - 1) / n_net * float(((inv - inv.mean()) ** 2).sum()))
             err = se * xi * xi if math.isfinite(xi) else math.inf
-    return DepthFit(xi, abs(err), n)
+    return DepthFit(xi, abs(err), n, err_reason=None if math.isfinite(err) else err_reason)
 
 
 @dataclass
