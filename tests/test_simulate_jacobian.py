@@ -71,3 +71,18 @@ def test_orthogonal_weights_narrow_the_critical_spectrum():
     orth = jacobian_spectrum("tanh", sw2, sb2, weights="orthogonal", **kw).points[0]
     assert orth.log_sv_std < 0.5 * gauss.log_sv_std
     assert orth.spread < 0.2 * gauss.spread
+
+
+def test_a_peak_at_the_grids_edge_is_flagged():
+    """The information's argmax at the smallest or largest sigma_w2 is the grid's edge, not a maximum."""
+    from types import SimpleNamespace
+
+    from deepprop.simulate.jacobian import JacobianResult
+
+    def result(mi):
+        pts = [SimpleNamespace(sigma_w2=s, mutual_information=m) for s, m in zip([1.2, 1.76, 3.0], mi, strict=True)]
+        return JacobianResult(points=pts, critical_sigma_w2=1.76)
+
+    assert result([1.0, 2.0, 1.5]).mi_peak_at_grid_edge is False
+    assert result([1.0, 2.0, 2.5]).mi_peak_at_grid_edge is True
+    assert result([3.0, 2.0, 2.5]).mi_peak_at_grid_edge is True

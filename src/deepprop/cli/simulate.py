@@ -145,6 +145,8 @@ def _jacobian(args: argparse.Namespace) -> int:
         lines.append(f"{_fmt(p['sigma_w2']):>9} {_fmt(p['mean_sq_singular']):>11} {_fmt(p['chi1_L']):>11} "
                      f"{_fmt(p['spread']):>9} {_fmt(p['theory_spread']):>9} {_fmt(p['mutual_information']):>10} "
                      f"{_fmt(p['mi_equal_gain']):>8} {_fmt(p['mi_equal_gain_theory']):>8}")
-    lines.append(f"mutual information peaks at sigma_w2 = {_fmt(d['mi_peak_sigma_w2'])} "
+    edge = (" - the edge of the grid (or fewer than 3 values): not a measured maximum, it may lie beyond"
+            if d["mi_peak_at_grid_edge"] else "")
+    lines.append(f"mutual information peaks at sigma_w2 = {_fmt(d['mi_peak_sigma_w2'])}{edge} "
                  f"(critical sigma_w2 = {_fmt(d['critical_sigma_w2'])})")
     return _emit(args, d, lines)

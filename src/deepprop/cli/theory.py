@@ -181,7 +181,8 @@ def run_phase(args: argparse.Namespace) -> int:
     if args.progress and not args.json:
         print(f"computing {n} grid points ({args.activation}) ...", file=sys.stderr)
     t0 = time.perf_counter()
-    with common.bar(args, desc=f"phase grid ({args.activation})", unit="block") as bar:
+    blocks = -(-n // args.block_points)  # the callback corrects it if the grid splits otherwise
+    with common.bar(args, desc=f"phase grid ({args.activation})", unit="block", total=blocks) as bar:
         ds = phase_diagram_resumable(
             common.prior_from_args(args, sigma_w2=1.0, sigma_b2=0.0), args.sigma_w2, args.sigma_b2,
             work_dir=out.parent, block_points=args.block_points, depth_multiple=args.depth_multiple,

@@ -173,12 +173,21 @@ class JacobianResult(Result):
         return self._peak("mutual_information")
 
     @property
+    def mi_peak_at_grid_edge(self) -> bool:
+        """True when the channel information peaks at the smallest or largest sigma_w2 of the grid: the peak
+        may lie beyond it, and the grid's edge is not a measured maximum."""
+        peak = self.mi_peak_sigma_w2
+        grid = [p.sigma_w2 for p in self.points]
+        return len(grid) < 3 or (math.isfinite(peak) and peak in (min(grid), max(grid)))
+
+    @property
     def mi_equal_gain_peak_sigma_w2(self) -> float:
         """The sigma_w2 with the largest equal-gain information (the most isometric spectrum shape)."""
         return self._peak("mi_equal_gain")
 
     def record(self) -> dict[str, Any]:
         return {"points": self.points, "mi_peak_sigma_w2": self.mi_peak_sigma_w2,
+                "mi_peak_at_grid_edge": self.mi_peak_at_grid_edge,
                 "mi_equal_gain_peak_sigma_w2": self.mi_equal_gain_peak_sigma_w2,
                 "critical_sigma_w2": self.critical_sigma_w2, "params": self.params}
 
