@@ -277,3 +277,11 @@ def test_subpackages_are_attributes_after_a_plain_import():
             "    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "no attribute 'nonexistent'" in out.stdout
+
+
+def test_priors_and_activations_print_their_numbers_not_function_addresses():
+    import deepprop
+
+    text = repr(deepprop.NetworkPrior.build("tanh", 1.5, 0.05, keep_rate=0.9))
+    assert text == "NetworkPrior('tanh', sigma_w2=1.5, sigma_b2=0.05, keep_rate=0.9, noise_mult=0, noise_add=0)"
+    assert repr(deepprop.get_activation("relu")) == "Activation('relu')"

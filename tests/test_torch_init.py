@@ -359,3 +359,17 @@ def test_advice_warnings_point_at_the_users_line():
         diagnose(model)
     advice = [w for w in caught if w.category.__name__ == "AdviceWarning"]
     assert len(advice) >= 2 and all(w.filename == __file__ for w in advice)
+
+
+def test_a_dropout_that_drops_everything_is_named():
+    """nn.Dropout(p=1) keeps no unit: init_ and diagnose refuse it naming the dropout and p, not "keep_rate 0"."""
+    model = nn.Sequential(nn.Linear(10, 20), nn.Tanh(), nn.Dropout(1.0), nn.Linear(20, 5))
+    for call in (init_, diagnose):
+        with pytest.raises(ParameterError, match=r"Dropout.*p = 1: it drops every unit"):
+            call(model)
+
+
+def test_a_misnamed_noise_keyword_is_named_with_the_ones_there_are():
+    """mean_field(..., dropout=0.1) names the keyword and the noise keywords (not an internal build())."""
+    with pytest.raises(TypeError, match=r"'dropout'.*keep_rate, noise_mult, noise_add.*1 - p of nn.Dropout"):
+        deepprop.mean_field("tanh", 1.5, 0.05, dropout=0.1)

@@ -86,6 +86,9 @@ class Activation:
     closed_form: ClosedForm | None = field(default=None, compare=False)
     both: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, compare=False)
 
+    def __repr__(self) -> str:  # its functions' reprs are addresses, not information
+        return f"Activation({self.name!r})"
+
     def __post_init__(self) -> None:
         if self.derivative is None:
             object.__setattr__(self, "derivative", _autograd_derivative(self.fn))

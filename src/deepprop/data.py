@@ -164,7 +164,8 @@ def download_verified(urls: tuple[str, ...], filename: str, md5: str, dest_dir: 
         return target
     raise DatasetError(
         f"cannot download {filename} (offline?): {'; '.join(errors)}. "
-        f"Put the file in {dest_dir} or pass --data-dir DIR with the files."
+        f"Put the file in {dest_dir}, or name a folder "
+        "that holds the files (data_dir= in Python, --data-dir on the command line)."
     )
 
 

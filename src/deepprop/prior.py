@@ -272,6 +272,15 @@ class NetworkPrior:
     mu2 = property(lambda self: self.noise.mu2, doc="E[eps^2] of the multiplicative noise (all kinds).")
     add_var = property(lambda self: self.noise.add_var, doc="Variance of the additive noise (all kinds).")
 
+    def __repr__(self) -> str:
+        def short(v: np.ndarray) -> str:
+            v = np.asarray(v)
+            return f"{v.item():g}" if v.ndim == 0 else f"<array {v.shape}>"
+
+        numbers = ", ".join(f"{k}={short(v)}" for k, v in self.keywords().items())
+        extra = f", extra_noise={self.noise.extra!r}" if self.noise.extra else ""
+        return f"NetworkPrior({self.activation.name!r}, {numbers}{extra})"
+
     def keywords(self) -> dict[str, np.ndarray]:
         """sigma_w2, sigma_b2, keep_rate, noise_mult, noise_add as a dict (the loose-argument form)."""
         return dict(zip(PRIOR_FIELDS, self._arrays()[:len(PRIOR_FIELDS)], strict=True))
@@ -339,6 +348,11 @@ def as_prior(
         return activation
     if sigma_w2 is None:
         raise ParameterError("sigma_w2", "is required (or pass a NetworkPrior)")
+    unknown = sorted(set(noise) - {*NOISE_FIELDS, "extra_noise"})
+    if unknown:  # named for the caller, with the keywords there are (not as an internal build()'s error)
+        hint = " (the dropout KEEP rate: keep_rate = 1 - p of nn.Dropout(p))" if unknown[0] in ("dropout", "p") else ""
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}: the network's noise is given by "
+                        f"{', '.join(NOISE_FIELDS)} or extra_noise{hint}")
     return NetworkPrior.build(activation, sigma_w2, 0.0 if sigma_b2 is None else sigma_b2, **noise)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepprop.errors import ParameterError
-from deepprop.integrations.model_structure import activation_from_module
+from deepprop.integrations.model_structure import activation_from_module, dropout_keep_rate
 
 WEIGHT_KINDS = ("linear", "conv")
 # Kinds with no mean-field theory here: measured only.
@@ -123,7 +123,8 @@ def classify_module(module: nn.Module) -> tuple[str, dict[str, Any], str]:
     if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
         if not module.training or module.p == 0:
             return "identity", {}, f"{name}(p={module.p:g}) in eval mode"
-        return "dropout", {"keep_rate": 1.0 - float(module.p), "channelwise": isinstance(module, _CHANNEL_DROPOUT)}, \
+        keep = dropout_keep_rate(module.p, f"an nn.{name}")
+        return "dropout", {"keep_rate": keep, "channelwise": isinstance(module, _CHANNEL_DROPOUT)}, \
             f"{name}(p={module.p:g}): keep rate {1 - module.p:g}"
     if isinstance(module, nn.Identity):
         return "identity", {}, "Identity"
@@ -198,7 +199,8 @@ def classify_call(node: fx.Node, gm: fx.GraphModule, shapes: dict[str, Any]) -> 
         training = bool(kwargs.get("training", args[2] if len(args) > 2 else True))
         if not training or p == 0:
             return "identity", {}, f"dropout(p={p:g}) in eval mode"
-        return "dropout", {"keep_rate": 1.0 - p, "channelwise": target is not F.dropout}, f"dropout(p={p:g})"
+        keep = dropout_keep_rate(p, f"{getattr(target, '__name__', 'dropout')}()")
+        return "dropout", {"keep_rate": keep, "channelwise": target is not F.dropout}, f"dropout(p={p:g})"
     if target in _ADD or target in _SUB:
         sign = -1.0 if target in _SUB else 1.0
         alpha = float(kwargs.get("alpha", 1.0))

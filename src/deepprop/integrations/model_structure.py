@@ -149,6 +149,17 @@ class ModelStructure:
         return f"modules not understood and left untouched: {listed}"
 
 
+def dropout_keep_rate(p: float, where: str) -> float:
+    """The keep rate 1 - p of a dropout of probability ``p`` found at ``where``; ParameterError naming the module
+    when p = 1 (every unit dropped: no signal crosses it, and the theory's 1 / rho is infinite)."""
+    if float(p) >= 1.0:
+        from deepprop.errors import ParameterError
+
+        raise ParameterError("model", f"{where} has dropout p = {float(p):g}: it drops every unit (keep rate 0), so "
+                                      "no signal crosses it")
+    return 1.0 - float(p)
+
+
 def _is_leaf(module: nn.Module) -> bool:
     return next(module.children(), None) is None
 
@@ -177,7 +188,7 @@ def parse_model(model: nn.Module) -> ModelStructure:
                 out.unrecognised.append((name, type(module).__name__))
             continue
         if isinstance(module, DROPOUT_MODULES):
-            out.keep_rates.append((name, 1.0 - float(module.p)))
+            out.keep_rates.append((name, dropout_keep_rate(module.p, f"{name or '<root>'} ({type(module).__name__})")))
             dropout_since_linear = True
         elif isinstance(module, NEUTRAL_MODULES):
             continue
