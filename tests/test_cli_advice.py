@@ -103,3 +103,16 @@ def test_advice_warning_is_one_note_line_of_the_text_output(tmp_path, capsys):
     assert cli_main.main(["diagnose", f"{model}:Net"]) == 0
     captured = capsys.readouterr()
     assert f"note: {warning}" in captured.out.splitlines() and captured.err == ""
+
+
+def test_diagnose_builds_an_unseeded_model_the_same_way_every_time(tmp_path, capsys):
+    """A model file that draws its weights without a seed gets the same weights on every call (the command
+    builds it under a fixed seed), so the plain and --json runs describe one network."""
+    f = tmp_path / "mlp.py"
+    f.write_text("from torch import nn\n\nclass MLP(nn.Sequential):\n    def __init__(self):\n"
+                 "        super().__init__(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))\n")
+    runs = []
+    for _ in range(2):
+        assert cli_main.main(["diagnose", f"{f}:MLP", "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["sigma_w2"])
+    assert runs[0] == runs[1]

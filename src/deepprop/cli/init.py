@@ -101,9 +101,10 @@ def _call_user_code(spec: str, what: str, call):
         raise ParameterError("model", f"{spec}: {what} failed: {_failure(exc)}") from exc
 
 
-def load_model(spec: str):
+def load_model(spec: str, seed: int = 0):
     """Import ``path/to/model.py:ClassName`` and return ``ClassName()``, a torch module whose parameters
-    hold real values."""
+    hold real values; built under ``torch.manual_seed(seed)`` (the caller's random state left as it was), so
+    that the same command on the same file diagnoses the same weights."""
     path_text, sep, cls_name = spec.rpartition(":")
     if not sep or not path_text or not cls_name:
         raise ParameterError("model", f"must be PATH.py:ClassName (got {spec!r})")
@@ -124,7 +125,11 @@ def load_model(spec: str):
         raise ParameterError("model", f"{path_text} has no {cls_name!r}")
     if not callable(cls):
         raise ParameterError("model", f"{spec}: {cls_name} is a {type(cls).__name__}, not a class")
-    model = _call_user_code(spec, f"building {cls_name}()", cls)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _call_user_code(spec, f"building {cls_name}()", cls)
     check_model(spec, model)
     return model
 

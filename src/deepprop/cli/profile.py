@@ -53,7 +53,7 @@ def run_profile(args: argparse.Namespace) -> int:
         check_output_path(args.csv, param="csv", suffixes=(".csv",))
     if args.plot:
         check_output_path(args.plot, param="plot", suffixes=(".png", ".pdf", ".svg"))
-    model = load_model(args.model)
+    model = load_model(args.model, args.seed)
     model.train(not args.eval)
     example = torch.randn((2,) + tuple(args.example_input), generator=torch.Generator().manual_seed(args.seed))
     params = list(model.parameters()) if hasattr(model, "parameters") else []
