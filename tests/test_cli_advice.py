@@ -110,7 +110,8 @@ def test_diagnose_builds_an_unseeded_model_the_same_way_every_time(tmp_path, cap
     builds it under a fixed seed), so the plain and --json runs describe one network."""
     f = tmp_path / "mlp.py"
     f.write_text("from torch import nn\n\nclass MLP(nn.Sequential):\n    def __init__(self):\n"
-                 "        super().__init__(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))\n")
+                 "        super().__init__(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(),\n"
+                 "                         nn.Linear(64, 10))\n")
     runs = []
     for _ in range(2):
         assert cli_main.main(["diagnose", f"{f}:MLP", "--json"]) == 0
