@@ -32,7 +32,11 @@ torch.manual_seed(0)
 model = ResNet()
 x = torch.randn(8, 3, 32, 32)
 p = deepprop.profile(model, x)                       # 8 initialisations x 2 Gaussian input pairs
-print(p.to_frame().iloc[[1, 2, 4, 5, 6, -2, -1]].to_string(float_format="%.4g"))
+frame = p.to_frame()
+print(frame.iloc[[1, 2, 4, 5, 6, -2, -1]].to_string(float_format="%.4g"))
+worst = (frame.c - frame.c_theory).abs().idxmax()   # the rows above are not the worst: name the largest gap
+print(f"largest correlation gap: {frame.name[worst]}, c = {frame.c[worst]:.4g} vs {frame.c_theory[worst]:.4g} "
+      f"({frame.theory[worst]})")
 print(p.diagnosis)                                   # the verdict and its reasons
 report = deepprop.init_(model, example_input=x)      # critical, delta-orthogonal, branch scale, checked
 print(report.summary())
