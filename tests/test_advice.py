@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from deepprop.advice import critical_init, homogeneous_second_moment
+from deepprop.advice import AdviceWarning, critical_init, homogeneous_second_moment
 from deepprop.errors import ParameterError
 
 # ---------------------------------------------------------------- independent closed forms / quadrature
@@ -154,7 +154,8 @@ def test_tanh_dropout_maximises_xi_c_at_given_sb2():
     """No critical point with dropout: the returned sw2 maximises xi_c (checked by brute force on an
     independent quadrature)."""
     rho, sb2 = 0.9, 0.05
-    r = critical_init("tanh", keep_rate=rho, sigma_b2=sb2)
+    with pytest.warns(AdviceWarning, match="not an exact critical initialisation"):
+        r = critical_init("tanh", keep_rate=rho, sigma_b2=sb2)
     assert not r.exact and r.regime == "max-xi_c"
     assert "no critical point" in r.explanation
     xi_at, _ = tanh_xi_c_dropout(r.sigma_w2, sb2, 1 / rho)
@@ -171,7 +172,8 @@ def test_tanh_dropout_maximises_xi_c_at_given_sb2():
 
 def test_relu_additive_noise_has_no_critical_point_and_returns_best_bounded_choice():
     s = 0.3
-    r = critical_init("relu", noise_add=s)
+    with pytest.warns(AdviceWarning, match="sits on a bound of the search"):
+        r = critical_init("relu", noise_add=s)
     assert not r.exact and r.regime == "additive-noise"
     assert "no critical initialisation exists" in r.explanation
     xi_ref, q_ref = relu_additive_xi_c(r.sigma_w2, r.sigma_b2, s * s)
