@@ -214,3 +214,18 @@ def test_an_iteration_that_does_not_settle_is_unsolved_not_unbounded():
     labels = classify(chi.numpy(), bounded.numpy(), 1e-3, unsolved.numpy())
     assert list(labels) == ["unsolved"] * 3
     assert "unsolved" not in classify(chi_ok.numpy(), bounded_ok.numpy(), 1e-3, unsolved_ok.numpy())
+
+
+def test_measured_depth_scales_say_where_a_fit_is_the_windows_not_the_networks():
+    """ReLU at sigma_w2 = 3, sigma_b2 = 0 (unbounded q, xi_c infinite): the fitted xi_c follows the depth of
+    the window (it roughly doubles from 150 to 300 layers), so the result notes it; a tanh point with a finite
+    xi_c gives the same fit at both depths (within 1 %) and no note."""
+    from deepprop.theory.meanfield import measured_depth_scales
+
+    relu = [measured_depth_scales("relu", 3.0, 0.0, depth=d) for d in (150, 300)]
+    assert relu[1]["xi_c_measured"] > 1.5 * relu[0]["xi_c_measured"]
+    assert any("set by the 300-layer window" in n for n in relu[1]["notes"])
+    assert any("xi_q_measured: NaN" in n for n in relu[1]["notes"])
+    tanh = [measured_depth_scales("tanh", 2.5, 0.05, depth=d) for d in (150, 300)]
+    assert tanh[1]["xi_c_measured"] == pytest.approx(tanh[0]["xi_c_measured"], rel=0.01)
+    assert tanh[1]["notes"] == []

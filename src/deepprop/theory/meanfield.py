@@ -438,17 +438,30 @@ def measured_depth_scales(
     Returns ``xi_q_measured`` and ``xi_c_measured`` (fits of |q^l - q*| and |c^l - c*|) beside the
     asymptotic predictions ``xi_q`` and ``xi_c`` of eq. 7 and 9: arrays of the prior's shape, Python floats
     for a single point. The recursions start at ``q0`` and ``c0`` (defaults :data:`DEFAULT_Q0`,
-    :data:`DEFAULT_C0`).
+    :data:`DEFAULT_C0`). ``notes`` says where a measured value is NaN (no finite q*) and where it is set by
+    the ``depth`` window rather than a depth scale (infinite or undefined asymptotic xi_c).
     """
     prior = as_prior(prior, *loose, **noise)
     mf = mean_field(prior, device=device)
     q, c = trajectory(prior, q0=q0, c0=c0, depth=depth, device=device)
     q_scale = np.maximum(np.abs(mf.q_star), 1.0)[..., None]
+    xi_q_measured = np.asarray(fit_depth_scale((q - mf.q_star[..., None]) / q_scale))
+    xi_c_measured = np.asarray(fit_depth_scale(c - mf.c_star[..., None]))
+    notes = []
+    if (n := int(np.isnan(xi_q_measured).sum())) > 0:
+        notes.append(f"xi_q_measured: NaN at {n} point(s): q^l has no finite q* to approach (unbounded phase) or "
+                     "stays within rounding of it")
+    window = ~np.isfinite(np.asarray(mf.xi_c)) & np.isfinite(xi_c_measured)
+    if (n := int(window.sum())) > 0:
+        notes.append(f"xi_c_measured: at {n} point(s) the asymptotic xi_c is infinite or undefined (critical or "
+                     f"unbounded): c^l approaches c* slower than exponentially there, so the fitted value is set "
+                     f"by the {depth}-layer window, not a depth scale")
     return {
-        "xi_q_measured": scalar_or_array(fit_depth_scale((q - mf.q_star[..., None]) / q_scale)),
-        "xi_c_measured": scalar_or_array(fit_depth_scale(c - mf.c_star[..., None])),
+        "xi_q_measured": scalar_or_array(xi_q_measured),
+        "xi_c_measured": scalar_or_array(xi_c_measured),
         "xi_q": scalar_or_array(mf.xi_q),
         "xi_c": scalar_or_array(mf.xi_c),
+        "notes": notes,
     }
 
 
