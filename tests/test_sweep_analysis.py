@@ -115,3 +115,18 @@ def test_export_csv_one_row_per_network(tmp_path):
         "final_loss",
         "diverged",
     } <= set(back.columns)
+
+
+def test_a_grid_where_every_cell_trains_fits_no_constant():
+    """With a = 1000 every cell of the grid trains: no untrainable cell bounds a from above, so the fitted
+    laws give no constants (None with the lower bound in the reason), while the paper's law still scores."""
+    frame = _synthetic_frame(1000.0, None)
+    fits, cells, _ = fit_laws(frame)
+    assert cells["trainable"].all()
+    paper, lin, two = fits
+    assert paper.fraction_correct is not None and paper.reason is None
+    for law in (lin, two):
+        assert law.fraction_correct is None and all(v is None for v in law.constants.values())
+        assert "every cell is trainable" in law.reason
+    lower = float((cells["depth"] / cells["xi_c"]).max())
+    assert f"a >= {lower:.3g}" in lin.reason

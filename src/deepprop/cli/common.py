@@ -211,9 +211,10 @@ def grid_flags() -> dict[str, tuple[str, type, str]]:
     return {
         "--activation": ("activation", str, "nonlinearity (default tanh)"),
         "--sigma-b2": ("sigma_b2", float, "bias variance (default 0.05)"),
-        "--keep-rate": ("keep_rates", str, "dropout KEEP probability(ies), e.g. 0.99 or 0.99,0.98 (default 1)"),
+        "--keep-rate": ("keep_rates", str, "dropout KEEP rate(s) rho in (0, 1], e.g. 0.99 or 0.99,0.98 (default 1: "
+                                           "no dropout); nn.Dropout(p) has rho = 1 - p"),
         **shared,
-        "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c"),
+        "--sigma-w2": ("sigma_w2", str, "sigma_w^2 grid: start:stop:count (inclusive) or a,b,c (default 1,2,3)"),
     }
 
 

@@ -2,8 +2,10 @@
 
 deepprop sweep run [CONFIG.toml] [--preset NAME [--full]] --store FILE [--executor local|ray]
     [--device cpu|cuda] [--dataset digits] [--activation tanh] [--sigma-b2 0.05] [--keep-rate R]
-    [--width 300] [--depths 10:300:30] [--sigma-w2 1:4:31] [--optimizer sgd] [--lr 1e-3|paper]
-    [--steps 200] [--batch-size 128] [--seed S]
+    [--width N] [--depths GRID] [--sigma-w2 GRID] [--optimizer sgd|rmsprop] [--lr RATE|paper]
+    [--steps N] [--batch-size N] [--seed S]
+    (defaults: width 300, depths 10,20,30, sigma_w2 1,2,3, lr paper, steps 200, batch size 128; a GRID is
+    start:stop:count, inclusive, or a,b,c)
 deepprop sweep status STORE [--json]
 deepprop sweep plot STORE --out heatmap.png [--json]
 deepprop sweep fit STORE [--threshold T] [--json]
@@ -28,13 +30,13 @@ from deepprop.errors import ParameterError
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--dataset": ("dataset", str, "digits | fashion-mnist | mnist | cifar10 | synthetic (default digits)"),
     "--data-dir": ("data_dir", common.path_text, "directory with the dataset files"),
-    "--n-train": ("n_train", common.positive_int, "use a random subset of this many training examples"),
-    "--n-test": ("n_test", common.positive_int, "use a random subset of this many test examples"),
+    "--n-train": ("n_train", common.positive_int, "use a random subset of this many training examples (default: all)"),
+    "--n-test": ("n_test", common.positive_int, "use a random subset of this many test examples (default: all)"),
     "--weights": ("weights", str, "gaussian | orthogonal (default gaussian)"),
     "--width": ("width", common.positive_int, "hidden width N (default 300)"),
-    "--depths": ("depths", str, "depth grid: start:stop:count (inclusive) or a,b,c"),
+    "--depths": ("depths", str, "depth grid: start:stop:count (inclusive) or a,b,c (default 10,20,30)"),
     "--optimizer": ("optimizer", str, "sgd | rmsprop (default sgd)"),
-    "--lr": ("lr", str, "learning rate, or 'paper' (1e-3 below depth 200, 1e-4 above; RMSProp 1e-5)"),
+    "--lr": ("lr", str, "learning rate, or 'paper' (1e-3 below depth 200, 1e-4 above; RMSProp 1e-5; the default)"),
     "--steps": ("steps", common.positive_int, "training steps (default 200)"),
     "--batch-size": ("batch_size", common.positive_int, "mini-batch size (default 128)"),
     "--seed": ("seeds", str, "seed(s): S, a,b,c or start:stop:count (default 0)"),
@@ -88,8 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl = ssub.add_parser("plot", help="heatmap of accuracy over (sigma_w2, depth) with xi_c overlays")
     pl.add_argument("store", type=common.path_text)
     pl.add_argument("--out", type=common.path_text, required=True, help="image file: .png, .pdf or .svg")
-    pl.add_argument("--metric", default="train_accuracy", choices=["train_accuracy", "test_accuracy"])
-    common.add_json(pl, "print a JSON summary (path, cells) instead of text")
+    pl.add_argument("--metric", default="train_accuracy", choices=["train_accuracy", "test_accuracy"],
+                    help="the accuracy each cell shows (default train_accuracy)")
+    common.add_json(pl, "print a JSON summary (store, out, metric, rows) instead of text")
     pl.set_defaults(func=_plot)
 
     ft = ssub.add_parser("fit", help="fit trainable-depth laws L_max = a xi_c, min(a xi_c, b xi_1)")
@@ -100,14 +103,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="accuracy counted as trainable (default: halfway between chance and the best cell)",
     )
-    ft.add_argument("--metric", default="train_accuracy", choices=["train_accuracy", "test_accuracy"])
+    ft.add_argument("--metric", default="train_accuracy", choices=["train_accuracy", "test_accuracy"],
+                    help="the accuracy that decides a trainable cell (default train_accuracy)")
     common.add_json(ft)
     ft.set_defaults(func=_fit)
 
     ex = ssub.add_parser("export", help="one row per trained network to CSV or parquet")
     ex.add_argument("store", type=common.path_text)
     ex.add_argument("--out", type=common.path_text, required=True, help="FILE.csv or FILE.parquet")
-    common.add_json(ex, "print a JSON summary (path, rows) instead of text")
+    common.add_json(ex, "print a JSON summary (store, out, rows) instead of text")
     ex.set_defaults(func=_export)
 
 

@@ -5,7 +5,8 @@ least ``threshold`` (default: halfway between chance 1/C and the best cell of th
 chance + (best - chance) / 2) and above chance; a diverged network counts as accuracy = chance. A network
 without a recorded accuracy that did not diverge (a hand-edited or damaged row) is left out of its cell's
 mean; a cell with no accuracy at all is left out of the fit and counted. Where no cell trained above chance
-there is no boundary to fit: every law's constants and fraction are None with a reason.
+there is no boundary to fit: every law's constants and fraction are None with a reason; where every cell
+trained, the fitted laws' constants are None with a reason too (the data bound them from below only).
 
 Laws compared (xi_c and xi_1 = 1 / |log chi_1| from the mean-field engine at each cell's sigma_w2,
 sigma_b2 and keep rate; xi_c = inf at criticality):
@@ -133,6 +134,14 @@ def fit_laws(
     xi_c_safe = np.where(np.isnan(xi_c), 0.0, xi_c)  # no depth scale: nothing is predicted trainable
     xi_1_safe = np.where(np.isnan(xi_1), 0.0, xi_1)
     fits = [LawFit(names[0], {"a": 6.0}, _accuracy(L <= 6 * xi_c_safe, label), len(cells))]
+    if label.all():  # no untrainable cell: the data bound the constants from below only
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lower = float(np.nanmax(L / xi_c_safe))
+        why = (f"every cell is trainable: nothing bounds the constants from above (a >= {lower:.3g}, the largest "
+               "L / xi_c of the grid); sweep deeper networks to find the boundary")
+        fits += [LawFit(names[1], {"a": None}, None, len(cells), why),
+                 LawFit(names[2], {"a": None, "b": None}, None, len(cells), why)]
+        return fits, cells, float(threshold)
     cand_a = _candidates(L / xi_c_safe)
     acc_a = np.array([_accuracy(L <= a * xi_c_safe, label) for a in cand_a])
     best_a = cand_a[_middle_of_best(acc_a)]
