@@ -285,3 +285,19 @@ def test_priors_and_activations_print_their_numbers_not_function_addresses():
     text = repr(deepprop.NetworkPrior.build("tanh", 1.5, 0.05, keep_rate=0.9))
     assert text == "NetworkPrior('tanh', sigma_w2=1.5, sigma_b2=0.05, keep_rate=0.9, noise_mult=0, noise_add=0)"
     assert repr(deepprop.get_activation("relu")) == "Activation('relu')"
+
+
+def test_forward_results_and_advice_are_tables_with_short_reprs():
+    """simulate_forward and critical_init results give a DataFrame (one row per layer / per call) and a repr
+    of a line; the numbers in them are the engine's (ReLU with keep rate 0.8: sigma_w2 = 2 rho = 1.6)."""
+    import deepprop
+
+    r = deepprop.simulate_forward("tanh", 2.5, 0.05, width=64, depth=6, networks=2, pairs=2)
+    frame = r.to_dataframe()
+    assert list(frame.columns) == ["layer", "q", "q_err", "c", "c_err", "q_theory", "c_theory"] and len(frame) == 7
+    assert frame.attrs["xi_c"] == pytest.approx(float(deepprop.mean_field("tanh", 2.5, 0.05).xi_c))
+    assert "\n" not in repr(r) and len(repr(r)) < 120
+    advice = deepprop.critical_init("relu", keep_rate=0.8)
+    row = advice.to_dataframe().iloc[0]
+    assert row["sigma_w2"] == pytest.approx(1.6) and row["keep_rate"] == 0.8
+    assert "\n" not in repr(advice) and len(repr(advice)) < 200

@@ -135,8 +135,20 @@ class CriticalInit:
         """Plain Python scalars, ready for JSON."""
         return asdict(self)
 
+    def to_dataframe(self):
+        """A one-row ``pandas.DataFrame`` of :meth:`to_dict` (rows of several calls concatenate)."""
+        import pandas as pd
+
+        return pd.DataFrame([self.to_dict()])
+
     def __str__(self) -> str:
         return self.explanation
+
+    def __repr__(self) -> str:  # the explanation is a paragraph: str() prints it
+        fields = ("sigma_w2", "sigma_b2", "chi1", "xi_c", "max_depth", "exact", "regime", "keep_rate")
+        shown = ", ".join(f"{k}={getattr(self, k)!r}" if not isinstance(getattr(self, k), float)
+                          else f"{k}={getattr(self, k):.6g}" for k in fields)
+        return f"CriticalInit({self.activation!r}, {shown}{', on_boundary=True' if self.on_boundary else ''})"
 
 
 @dataclass(frozen=True)

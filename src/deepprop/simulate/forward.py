@@ -111,6 +111,27 @@ class ForwardResult(Result):
     params: dict[str, Any] = field(default_factory=dict)
     fits: dict[str, Any] = field(default_factory=dict)  # keys: FIT_KEYS
 
+    def to_dataframe(self):
+        """A ``pandas.DataFrame`` with one row per layer: ``layer``, ``q``, ``q_err``, ``c``, ``c_err`` and, with
+        a theory, ``q_theory`` and ``c_theory``; the fitted depth scales and the theory's numbers are in
+        ``.attrs``."""
+        import pandas as pd
+
+        columns = {"layer": np.asarray(self.layers), "q": self.q, "q_err": self.q_err, "c": self.c,
+                   "c_err": self.c_err}
+        if self.q_theory is not None:
+            columns.update(q_theory=self.q_theory, c_theory=self.c_theory)
+        frame = pd.DataFrame(columns)
+        frame.attrs.update({"xi_q_fit": self.xi_q_fit, "xi_c_fit": self.xi_c_fit, **self.fits,
+                            **(self.theory or {})})
+        return frame
+
+    def __repr__(self) -> str:  # a summary; to_dataframe() holds the layers
+        theory = "" if not self.theory else (f", xi_q={self.theory.get('xi_q', math.nan):.4g}, "
+                                             f"xi_c={self.theory.get('xi_c', math.nan):.4g}")
+        return (f"ForwardResult({len(self.layers)} layers, xi_q_fit={self.xi_q_fit:.4g}, "
+                f"xi_c_fit={self.xi_c_fit:.4g}{theory})")
+
     @property
     def xi_q_fit_err(self) -> float:
         return self.fits.get("xi_q_fit_err", math.nan)
