@@ -47,7 +47,10 @@ def plot_heatmap(
                 fine, n * xi_c, color="0.6", ls="--", lw=1.0, label=r"$n\,\xi_c$, n=1..6" if n == 1 else None
             )
             if n == 6:
-                ax.plot(fine, 6 * xi_c, color="white", ls="--", lw=1.6, label=r"$6\,\xi_c$")
+                from matplotlib import patheffects
+
+                outline = [patheffects.Stroke(linewidth=3.2, foreground="black"), patheffects.Normal()]
+                ax.plot(fine, 6 * xi_c, color="white", ls="--", lw=1.6, label=r"$6\,\xi_c$", path_effects=outline)
         ax.plot(fine, 12 * xi_c, color="cyan", ls=":", lw=1.4, label=r"$12\,\xi_c$")
         ax.plot(fine, 12 * xi_1, color="lime", ls="-.", lw=1.2, label=r"$12\,\xi_1$")
         ax.set_ylim(_edges(depth)[0], _edges(depth)[-1])
@@ -58,7 +61,7 @@ def plot_heatmap(
             f"{first['activation']}, $\\sigma_b^2$={first['sigma_b2']:g}, keep rate $\\rho$={keep:g}"
         )
         fig.colorbar(mesh, ax=ax, label=metric.replace("_", " "))
-    axes[0][0].legend(loc="upper right", fontsize=7, framealpha=0.6)
+    axes[0][0].legend(loc="upper right", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     return save(fig, out)
 
