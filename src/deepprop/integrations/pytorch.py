@@ -365,8 +365,9 @@ def _diagnose_linear_stack(model: nn.Module, activation, noise: NoiseKeywords, *
     notes = list(setting.notes)
     used = [lw[i] for i in theory_layers]
     if len(theory_layers) < len(lw):
-        notes.append(f"sigma_w2, sigma_b2: averages over the {len(theory_layers)} Linear layers with dropout in "
-                     f"front (the theory's noisy recursion); " + ("the other one sees no dropout and is left out"
+        counted = "the Linear layer" if len(theory_layers) == 1 else f"the {len(theory_layers)} Linear layers"
+        notes.append(f"sigma_w2, sigma_b2: averages over {counted} with dropout in front (the theory's noisy "
+                     "recursion); " + ("the other one sees no dropout and is left out"
                      if len(lw) - len(theory_layers) == 1 else
                      f"the other {len(lw) - len(theory_layers)} see no dropout and are left out"))
     spread = (max(used) - min(used)) / sw2 if sw2 > 0 else 0.0
